@@ -1,0 +1,45 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// The folders are the architecture: Wire (frame views and builders), SwitchEngine (pure:
+// frames and time in, decisions out), Ports (sockets and link events), Control (status model,
+// control socket), Datapath (the event loop joining them), snoopswitch (the command line).
+let package = Package(
+    name: "snoopswitch",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "snoopswitch", targets: ["snoopswitch"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // Linux definitions Glibc does not expose to Swift (sockaddr_ll, auxdata, tun, virtio_net, mmsg).
+        .target(name: "CLinux"),
+        .systemLibrary(
+            name: "CNetlink",
+            pkgConfig: "libnl-route-3.0",
+            providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
+        ),
+        .target(name: "Wire"),
+        .target(name: "SwitchEngine", dependencies: ["Wire"]),
+        .target(name: "Ports", dependencies: ["CLinux", "CNetlink", "Wire"]),
+        .target(name: "Control", dependencies: ["SwitchEngine", "Wire"]),
+        .target(
+            name: "Datapath",
+            dependencies: ["SwitchEngine", "Ports", "Control", "Wire", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "snoopswitch",
+            dependencies: [
+                "Datapath", "Control", "SwitchEngine", "Wire", "Ports",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "WireTests", dependencies: ["Wire"]),
+        .testTarget(name: "SwitchEngineTests", dependencies: ["SwitchEngine", "Wire"]),
+        .testTarget(name: "ControlTests", dependencies: ["Control", "SwitchEngine", "Wire"]),
+    ]
+)

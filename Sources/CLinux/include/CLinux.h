@@ -1,0 +1,77 @@
+// Linux definitions that Glibc's Swift overlay does not bring in: packet sockets,
+// auxdata, TUN/TAP, virtio-net headers, batched send/receive, and the function-like
+// macros (ioctl numbers, CMSG_*) that do not cross into Swift.
+#ifndef CLINUX_H
+#define CLINUX_H
+
+#include <sys/socket.h>
+#include <sys/ioctl.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/un.h>
+#include <net/if.h>
+#include <net/ethernet.h>
+#include <linux/if_packet.h>
+#include <linux/if_tun.h>
+#include <linux/virtio_net.h>
+#include <linux/sockios.h>
+#include <signal.h>
+#include <string.h>
+#include <stdint.h>
+
+static const int clinux_ETH_P_ALL = ETH_P_ALL;
+static const int clinux_SOL_PACKET = SOL_PACKET;
+static const int clinux_PACKET_AUXDATA = PACKET_AUXDATA;
+static const int clinux_PACKET_VNET_HDR = PACKET_VNET_HDR;
+static const int clinux_PACKET_IGNORE_OUTGOING = PACKET_IGNORE_OUTGOING;
+static const int clinux_PACKET_ADD_MEMBERSHIP = PACKET_ADD_MEMBERSHIP;
+static const int clinux_PACKET_MR_PROMISC = PACKET_MR_PROMISC;
+static const unsigned clinux_TP_STATUS_VLAN_VALID = TP_STATUS_VLAN_VALID;
+static const unsigned clinux_TP_STATUS_VLAN_TPID_VALID = TP_STATUS_VLAN_TPID_VALID;
+static const unsigned clinux_TP_STATUS_CSUMNOTREADY = TP_STATUS_CSUMNOTREADY;
+static const unsigned long clinux_SIOCGIFFLAGS = SIOCGIFFLAGS;
+static const unsigned long clinux_SIOCGIFMTU = SIOCGIFMTU;
+static const unsigned long clinux_SIOCGIFHWADDR = SIOCGIFHWADDR;
+static const int clinux_IFF_UP = IFF_UP;
+static const int clinux_IFF_RUNNING = IFF_RUNNING;
+
+/// The auxiliary data of a received packet (the VLAN tag the kernel stripped, checksum state).
+static inline int clinux_read_auxdata(struct msghdr *msg, struct tpacket_auxdata *out) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
+        if (c->cmsg_level == SOL_PACKET && c->cmsg_type == PACKET_AUXDATA &&
+            c->cmsg_len >= CMSG_LEN(sizeof(struct tpacket_auxdata))) {
+            memcpy(out, CMSG_DATA(c), sizeof(*out));
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static inline size_t clinux_auxdata_space(void) { return CMSG_SPACE(sizeof(struct tpacket_auxdata)); }
+
+static inline int clinux_ioctl_ifreq(int fd, unsigned long request, struct ifreq *ifr) {
+    return ioctl(fd, request, ifr);
+}
+
+/// `struct mmsghdr`, which glibc declares only under _GNU_SOURCE (the layout is the kernel's).
+struct clinux_mmsghdr {
+    struct msghdr msg_hdr;
+    unsigned int msg_len;
+};
+
+/// recvmmsg and sendmmsg, compiled in shim.c where _GNU_SOURCE declares them.
+int clinux_recvmmsg(int fd, struct clinux_mmsghdr *msgs, unsigned int n, int flags);
+int clinux_sendmmsg(int fd, struct clinux_mmsghdr *msgs, unsigned int n, int flags);
+
+/// A signalfd for SIGINT, SIGTERM and SIGHUP, blocking their default delivery.
+static inline int clinux_signalfd_for_termination(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return -1;
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+#endif

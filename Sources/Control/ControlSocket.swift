@@ -1,0 +1,174 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// A failure of the control socket, said in one line.
+public struct ControlError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+
+    static func system(_ what: String, _ path: String) -> ControlError {
+        ControlError("\(path): \(what): \(String(cString: strerror(errno)))")
+    }
+}
+
+/// The control protocol: one request line in, one JSON document out, then the server closes.
+public enum ControlProtocol {
+    public static let defaultPath = "/run/snoopswitch.sock"
+    public static let maximumRequestBytes = 4096
+
+    public static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.sortedKeys]
+        return encoder
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }
+
+    /// `{"error": "..."}`.
+    public static func errorDocument(_ message: String) -> String {
+        let encoded = (try? JSONEncoder().encode(["error": message])) ?? Data()
+        return String(decoding: encoded, as: UTF8.self)
+    }
+}
+
+private func unixAddress(_ path: String) throws(ControlError) -> sockaddr_un {
+    var address = sockaddr_un()
+    address.sun_family = sa_family_t(AF_UNIX)
+    let bytes = Array(path.utf8)
+    guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        throw ControlError("\(path): control socket path too long")
+    }
+    withUnsafeMutableBytes(of: &address.sun_path) { raw in
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+    return address
+}
+
+private func withSocketAddress<T>(_ address: inout sockaddr_un, _ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+    withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+    }
+}
+
+/// The listening end, in the daemon. It never blocks the datapath for long: each client gets a
+/// short timeout to send its request line.
+public final class ControlServer {
+    public let path: String
+    public let descriptor: Int32
+
+    /// Binds the socket at `path` (mode 0600). A stale socket file left by a killed switch is
+    /// replaced; a live one means another switch runs there, which is an error.
+    public init(path: String) throws(ControlError) {
+        var address = try unixAddress(path)
+        if FileManager.default.fileExists(atPath: path) {
+            if (try? ControlClient.request("ping", path: path)) != nil {
+                throw ControlError("\(path): another snoopswitch is already listening there")
+            }
+            unlink(path)
+        }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        guard fd >= 0 else { throw .system("socket", path) }
+        let oldMask = umask(0o177)
+        let bound = withSocketAddress(&address) { bind(fd, $0, $1) }
+        umask(oldMask)
+        guard bound == 0 else {
+            let error = ControlError.system("cannot create the control socket", path)
+            close(fd)
+            throw error
+        }
+        guard listen(fd, 16) == 0 else {
+            let error = ControlError.system("listen", path)
+            close(fd)
+            unlink(path)
+            throw error
+        }
+        self.path = path
+        self.descriptor = fd
+    }
+
+    /// Serves every waiting client: reads its request line and writes `handler`'s answer.
+    public func serve(_ handler: (String) -> String) {
+        while true {
+            let client = accept(descriptor, nil, nil)   // blocking: Linux does not pass O_NONBLOCK on
+            guard client >= 0 else { return }
+            var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var sendTimeout = timeval(tv_sec: 2, tv_usec: 0)
+            setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
+            let answer: String
+            switch readRequest(client) {
+            case .success(let request): answer = handler(request)
+            case .failure(let error): answer = ControlProtocol.errorDocument(error.description)
+            }
+            writeAll(client, Array((answer + "\n").utf8))
+            close(client)
+        }
+    }
+
+    private func readRequest(_ fd: Int32) -> Result<String, ControlError> {
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1024)
+        while data.count <= ControlProtocol.maximumRequestBytes {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }
+            data += chunk[0..<n]
+            if data.contains(UInt8(ascii: "\n")) { break }
+        }
+        guard data.count <= ControlProtocol.maximumRequestBytes else { return .failure(ControlError("request too long")) }
+        guard let line = String(bytes: data.prefix { $0 != UInt8(ascii: "\n") }, encoding: .utf8), !line.isEmpty else {
+            return .failure(ControlError("empty or unreadable request"))
+        }
+        return .success(line.trimmingCharacters(in: .whitespaces))
+    }
+
+    /// Removes the socket file (on exit).
+    public func shutdown() {
+        close(descriptor)
+        unlink(path)
+    }
+}
+
+private func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { return }
+        offset += n
+    }
+}
+
+/// The asking end, in `snoopswitch status`.
+public enum ControlClient {
+    public static func request(_ line: String, path: String) throws(ControlError) -> String {
+        var address = try unixAddress(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .system("socket", path) }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard withSocketAddress(&address, { connect(fd, $0, $1) }) == 0 else {
+            throw .system("cannot reach snoopswitch (is it running?)", path)
+        }
+        writeAll(fd, Array((line + "\n").utf8))
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { throw .system("reading the answer", path) }
+            if n == 0 { break }
+            data += chunk[0..<n]
+        }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}

@@ -1,0 +1,53 @@
+import SwitchEngine
+import Wire
+
+/// A port as written on the command line: `IFNAME[:pvid=N][:tagged=N,N,...][:router][:fast-leave]`.
+/// No pvid and no tagged VLANs means pvid 1 (an access port of the default VLAN); tagged
+/// VLANs only make a trunk; both make a hybrid port.
+public enum PortSpec {
+    public struct Error: Swift.Error, CustomStringConvertible, Equatable {
+        public let description: String
+    }
+
+    public static func parse(_ text: String) throws(PortSpec.Error) -> PortConfiguration {
+        func fail(_ why: String) -> PortSpec.Error { Error(description: "bad port spec '\(text)': \(why)") }
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        let name = parts[0]
+        guard !name.isEmpty else { throw fail("missing interface name") }
+        guard name.utf8.count <= 15, !name.contains("/"), !name.contains(where: \.isWhitespace) else {
+            throw fail("'\(name)' is not a valid interface name")
+        }
+        var pvid: VLANID?
+        var tagged: Set<VLANID> = []
+        var sawTagged = false
+        var router = false, fastLeave = false
+        for option in parts.dropFirst() {
+            let pair = option.split(separator: "=", maxSplits: 1).map(String.init)
+            switch (pair.first ?? "", pair.count) {
+            case ("pvid", 2):
+                guard pvid == nil else { throw fail("pvid given twice") }
+                pvid = try vlan(pair[1], fail)
+            case ("tagged", 2):
+                sawTagged = true
+                for item in pair[1].split(separator: ",", omittingEmptySubsequences: false) {
+                    let id = try vlan(String(item), fail)
+                    guard tagged.insert(id).inserted else { throw fail("VLAN \(id) listed twice") }
+                }
+            case ("router", 1): router = true
+            case ("fast-leave", 1): fastLeave = true
+            default:
+                throw fail("unknown option '\(option)' (expected pvid=N, tagged=N,N,..., router or fast-leave)")
+            }
+        }
+        if let pvid, tagged.contains(pvid) { throw fail("VLAN \(pvid) cannot be both the pvid and tagged") }
+        if pvid == nil && !sawTagged { pvid = .default }
+        return PortConfiguration(name: name, pvid: pvid, tagged: tagged, isStaticRouterPort: router, fastLeave: fastLeave)
+    }
+
+    private static func vlan(_ text: String, _ fail: (String) -> PortSpec.Error) throws(PortSpec.Error) -> VLANID {
+        guard let number = Int(text), let id = VLANID(number) else {
+            throw fail("VLAN '\(text)' is not a number from 1 to 4094")
+        }
+        return id
+    }
+}

@@ -1,0 +1,138 @@
+import SwitchEngine
+import Wire
+
+/// Everything `snoopswitch status` shows, as one document. The daemon sends it as JSON; the
+/// client prints it as tables or passes the JSON through.
+public struct StatusReport: Codable, Equatable, Sendable {
+    public struct Port: Codable, Equatable, Sendable {
+        public var name: String
+        public var ifindex: Int?
+        public var link: String
+        public var pvid: Int?
+        public var tagged: [Int]
+        public var router: String?
+        public var fastLeave: Bool
+        public var rxFrames: UInt64
+        public var txFrames: UInt64
+        public var drops: UInt64
+    }
+
+    public struct MacEntry: Codable, Equatable, Sendable {
+        public var vlan: Int
+        public var mac: String
+        public var port: String
+        public var ageSeconds: Double
+    }
+
+    public struct Member: Codable, Equatable, Sendable {
+        public var port: String
+        public var expiresIn: Double
+        public var version: Int
+    }
+
+    public struct Group: Codable, Equatable, Sendable {
+        public var vlan: Int
+        public var group: String
+        public var members: [Member]
+    }
+
+    public struct RouterPort: Codable, Equatable, Sendable {
+        public var vlan: Int
+        public var port: String
+        public var kind: String
+        public var reason: String
+        public var expiresIn: Double?
+    }
+
+    public struct Querier: Codable, Equatable, Sendable {
+        public var vlan: Int
+        public var role: String
+        public var address: String?
+        public var nextQueryIn: Double?
+        public var otherQuerierExpiresIn: Double?
+    }
+
+    public struct IGMPCounters: Codable, Equatable, Sendable {
+        public var received: [String: UInt64]
+        public var sent: [String: UInt64]
+        public var errors: [String: UInt64]
+    }
+
+    public var ports: [Port]
+    public var macs: [MacEntry]
+    public var groups: [Group]
+    public var routerPorts: [RouterPort]
+    public var queriers: [Querier]
+    public var igmp: IGMPCounters
+    public var dropsByReason: [String: UInt64]
+}
+
+/// What the datapath knows of a port that the engine does not.
+public struct PortRuntime: Sendable {
+    public var interfaceIndex: Int?
+    public var txFrames: UInt64
+    public var txDrops: UInt64
+
+    public init(interfaceIndex: Int?, txFrames: UInt64, txDrops: UInt64) {
+        self.interfaceIndex = interfaceIndex
+        self.txFrames = txFrames
+        self.txDrops = txDrops
+    }
+}
+
+extension StatusReport {
+    /// Reads the engine's state at `now`, with the datapath's per-port figures.
+    public init(engine: SnoopingSwitch, ports runtime: [PortRuntime], at now: Instant) {
+        let config = engine.configuration
+        func name(_ port: PortID) -> String { config.ports[port.index].name }
+        func seconds(until t: Instant) -> Double { max(0, (t - now).secondsValue) }
+        let learnedRouters = engine.routers.learnedPorts()
+        let learnedRouterPorts = Set(learnedRouters.map(\.port))
+
+        ports = config.ports.enumerated().map { index, port in
+            let id = PortID(index)
+            let run = index < runtime.count ? runtime[index] : PortRuntime(interfaceIndex: nil, txFrames: 0, txDrops: 0)
+            return Port(
+                name: port.name, ifindex: run.interfaceIndex,
+                link: engine.linkUp.contains(id) ? "up" : "down",
+                pvid: port.pvid.map { Int($0.rawValue) },
+                tagged: port.tagged.map { Int($0.rawValue) }.sorted(),
+                router: port.isStaticRouterPort ? "static" : (learnedRouterPorts.contains(id) ? "learned" : nil),
+                fastLeave: port.fastLeave,
+                rxFrames: engine.counters.rxFrames[index],
+                txFrames: run.txFrames,
+                drops: engine.counters.drops[index] + run.txDrops)
+        }
+        macs = engine.macs.allEntries()
+            .filter { now < $0.entry.lastSeen + engine.macs.aging }
+            .map { MacEntry(vlan: Int($0.vlan.rawValue), mac: $0.mac.description, port: name($0.entry.port),
+                            ageSeconds: (now - $0.entry.lastSeen).secondsValue) }
+        groups = engine.memberships.allGroups().map { key, members in
+            Group(vlan: Int(key.vlan.rawValue), group: key.group.description,
+                  members: members.map { Member(port: name($0.port), expiresIn: seconds(until: $0.member.expires),
+                                                version: $0.member.version.rawValue) })
+        }
+        var routerPorts: [RouterPort] = []
+        for (index, port) in config.ports.enumerated() where port.isStaticRouterPort {
+            for vlan in port.vlans.sorted() {
+                routerPorts.append(RouterPort(vlan: Int(vlan.rawValue), port: name(PortID(index)),
+                                              kind: "static", reason: RouterPortReason.static.rawValue, expiresIn: nil))
+            }
+        }
+        for learned in learnedRouters where !config.ports[learned.port.index].isStaticRouterPort {
+            routerPorts.append(RouterPort(vlan: Int(learned.vlan.rawValue), port: name(learned.port), kind: "learned",
+                                          reason: learned.learned.reason.rawValue,
+                                          expiresIn: seconds(until: learned.learned.expires)))
+        }
+        self.routerPorts = routerPorts.sorted { ($0.vlan, $0.port) < ($1.vlan, $1.port) }
+        queriers = engine.querier.status(at: now).map { status in
+            Querier(vlan: Int(status.vlan.rawValue), role: status.role.rawValue,
+                    address: status.address?.description,
+                    nextQueryIn: status.nextQuery.map(seconds(until:)),
+                    otherQuerierExpiresIn: status.otherQuerierExpires.map(seconds(until:)))
+        }
+        igmp = IGMPCounters(received: engine.counters.received, sent: engine.counters.sent, errors: engine.counters.errors)
+        dropsByReason = Dictionary(uniqueKeysWithValues: engine.counters.dropsByReason.map { ($0.key.rawValue, $0.value) })
+        if engine.counters.macTableFull > 0 { dropsByReason["mac_table_full"] = engine.counters.macTableFull }
+    }
+}

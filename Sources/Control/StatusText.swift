@@ -1,0 +1,67 @@
+import Foundation
+
+/// The status as a network engineer reads it: one table per subject, in the manner of
+/// `bridge mdb show` and a switch's `show ip igmp snooping`.
+extension StatusReport {
+    public func renderText() -> String {
+        var out = ""
+        out += table(title: "Ports", ["PORT", "IFINDEX", "LINK", "PVID", "TAGGED", "ROUTER", "FAST-LEAVE", "RX", "TX", "DROPS"],
+                     ports.map { p in
+                         [p.name, p.ifindex.map(String.init) ?? "-", p.link, p.pvid.map(String.init) ?? "-",
+                          p.tagged.isEmpty ? "-" : p.tagged.map(String.init).joined(separator: ","),
+                          p.router ?? "-", p.fastLeave ? "yes" : "no",
+                          String(p.rxFrames), String(p.txFrames), String(p.drops)]
+                     })
+        var groupRows: [[String]] = []
+        for group in groups {
+            for (i, member) in group.members.enumerated() {
+                groupRows.append([i == 0 ? String(group.vlan) : "", i == 0 ? group.group : "",
+                                  member.port, "v\(member.version)", Self.seconds(member.expiresIn)])
+            }
+        }
+        out += table(title: "Groups", ["VLAN", "GROUP", "PORT", "VERSION", "EXPIRES"], groupRows, empty: "no groups")
+        out += table(title: "Router ports", ["VLAN", "PORT", "KIND", "REASON", "EXPIRES"],
+                     routerPorts.map { [String($0.vlan), $0.port, $0.kind, $0.reason, $0.expiresIn.map(Self.seconds) ?? "never"] },
+                     empty: "no router ports")
+        out += table(title: "Queriers", ["VLAN", "QUERIER", "ADDRESS", "NEXT QUERY", "OTHER EXPIRES"],
+                     queriers.map { q in
+                         [String(q.vlan), q.role == "us" ? "this switch" : q.role, q.address ?? "-",
+                          q.nextQueryIn.map(Self.seconds) ?? "-", q.otherQuerierExpiresIn.map(Self.seconds) ?? "-"]
+                     })
+        out += table(title: "MAC table", ["VLAN", "MAC", "PORT", "AGE"],
+                     macs.map { [String($0.vlan), $0.mac, $0.port, Self.seconds($0.ageSeconds)] }, empty: "no entries")
+        out += "IGMP\n"
+        out += "  received: \(Self.counters(igmp.received))\n"
+        out += "  sent:     \(Self.counters(igmp.sent))\n"
+        out += "  errors:   \(Self.counters(igmp.errors))\n"
+        out += "  drops:    \(Self.counters(dropsByReason))\n"
+        return out
+    }
+
+    static func seconds(_ value: Double) -> String {
+        let tenths = (value * 10).rounded()
+        return "\(Int(tenths) / 10).\(Int(tenths) % 10)s"
+    }
+
+    static func counters(_ values: [String: UInt64]) -> String {
+        let shown = values.filter { $0.value > 0 }.sorted { $0.key < $1.key }
+        return shown.isEmpty ? "-" : shown.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+    }
+
+    private func table(title: String, _ headers: [String], _ rows: [[String]], empty: String? = nil) -> String {
+        var out = "\(title)\n"
+        if rows.isEmpty, let empty { return out + "  (\(empty))\n\n" }
+        var widths = headers.map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            var text = " "
+            for (i, cell) in cells.enumerated() {
+                text += " " + (i == cells.count - 1 ? cell : cell.padding(toLength: widths[i] + 1, withPad: " ", startingAt: 0))
+            }
+            return text + "\n"
+        }
+        out += line(headers)
+        for row in rows { out += line(row) }
+        return out + "\n"
+    }
+}

@@ -1,0 +1,256 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinux
+import Wire
+
+/// An AF_PACKET socket bound to one interface, set up the way a switch port needs it
+/// (shared/LINUX-DATAPATH.md): virtio-net headers for partial checksums and GSO frames,
+/// auxdata for the VLAN tags the kernel strips, our own transmissions ignored, promiscuous.
+public final class PacketSocket {
+    public let interfaceName: String
+    public let interfaceIndex: Int32
+    public let descriptor: Int32
+
+    public init(interface name: String, receiveBufferBytes: Int32 = 4 << 20) throws(SystemError) {
+        let index = if_nametoindex(name)
+        guard index != 0 else { throw SystemError("if_nametoindex", "interface \(name)", errno: ENODEV) }
+        let protocolAll = UInt16(clinux_ETH_P_ALL).bigEndian
+        let fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
+                        Int32(protocolAll))
+        guard fd >= 0 else { throw SystemError("socket(AF_PACKET)", "interface \(name)") }
+        do throws(SystemError) {
+            try Self.setOption(fd, clinux_SOL_PACKET, clinux_PACKET_VNET_HDR, 1, name)
+            try Self.setOption(fd, clinux_SOL_PACKET, clinux_PACKET_AUXDATA, 1, name)
+            try Self.setOption(fd, clinux_SOL_PACKET, clinux_PACKET_IGNORE_OUTGOING, 1, name)
+            // Forced sizes need CAP_NET_ADMIN; fall back to the plain ones quietly.
+            if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, [receiveBufferBytes], 4) != 0 {
+                _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, [receiveBufferBytes], 4)
+            }
+            if setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, [receiveBufferBytes], 4) != 0 {
+                _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, [receiveBufferBytes], 4)
+            }
+            var address = sockaddr_ll()
+            address.sll_family = UInt16(AF_PACKET)
+            address.sll_protocol = protocolAll
+            address.sll_ifindex = Int32(index)
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_ll>.size))
+                }
+            }
+            guard bound == 0 else { throw SystemError("bind", "interface \(name)") }
+            var membership = packet_mreq()
+            membership.mr_ifindex = Int32(index)
+            membership.mr_type = UInt16(clinux_PACKET_MR_PROMISC)
+            guard setsockopt(fd, clinux_SOL_PACKET, clinux_PACKET_ADD_MEMBERSHIP, &membership,
+                             socklen_t(MemoryLayout<packet_mreq>.size)) == 0 else {
+                throw SystemError("PACKET_ADD_MEMBERSHIP", "interface \(name)")
+            }
+        } catch {
+            close(fd)
+            throw error
+        }
+        self.interfaceName = name
+        self.interfaceIndex = Int32(index)
+        self.descriptor = fd
+    }
+
+    private static func setOption(_ fd: Int32, _ level: Int32, _ option: Int32, _ value: Int32, _ name: String) throws(SystemError) {
+        var v = value
+        guard setsockopt(fd, level, option, &v, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+            throw SystemError("setsockopt(\(option))", "interface \(name)")
+        }
+    }
+
+    /// Frames pending on the socket are dropped by the kernel as they arrive while nobody
+    /// reads; nothing to do here but close.
+    deinit { close(descriptor) }
+}
+
+/// A frame as received: its virtio-net header, its bytes without any 802.1Q tag, and the tag.
+public struct ReceivedFrame {
+    public var header: VirtioNetHeader
+    public var bytes: UnsafeRawBufferPointer
+    public var tag: VLANTag?
+}
+
+/// Buffers for receiving up to `capacity` frames with one recvmmsg, reused for every batch.
+/// The frames stay valid until the next `receive`.
+public final class ReceiveBatch {
+    public let capacity: Int
+    /// Room for the largest GSO frame the kernel hands over, with its header.
+    public static let bufferSize = 65_536 + VirtioNetHeader.length + 64
+    private let storage: UnsafeMutableRawPointer
+    private let control: UnsafeMutableRawPointer
+    private let controlSize: Int
+    private let iovecs: UnsafeMutablePointer<iovec>
+    private let messages: UnsafeMutablePointer<clinux_mmsghdr>
+    public private(set) var count = 0
+    /// Frames the kernel cut because they did not fit (counted, dropped).
+    public private(set) var truncated: UInt64 = 0
+
+    public init(capacity: Int = 32) {
+        self.capacity = capacity
+        storage = .allocate(byteCount: capacity * Self.bufferSize, alignment: 16)
+        controlSize = clinux_auxdata_space() + 16
+        control = .allocate(byteCount: capacity * controlSize, alignment: 16)
+        iovecs = .allocate(capacity: capacity)
+        messages = .allocate(capacity: capacity)
+        for i in 0..<capacity {
+            iovecs[i] = iovec(iov_base: storage + i * Self.bufferSize, iov_len: Self.bufferSize)
+        }
+    }
+
+    deinit {
+        storage.deallocate()
+        control.deallocate()
+        iovecs.deallocate()
+        messages.deallocate()
+    }
+
+    /// Reads what is waiting on `socket`, up to the capacity; 0 when nothing is.
+    public func receive(from socket: PacketSocket) throws(SystemError) -> Int {
+        for i in 0..<capacity {
+            var header = msghdr()
+            header.msg_iov = iovecs + i
+            header.msg_iovlen = 1
+            header.msg_control = control + i * controlSize
+            header.msg_controllen = controlSize
+            messages[i] = clinux_mmsghdr(msg_hdr: header, msg_len: 0)
+        }
+        while true {
+            let n = clinux_recvmmsg(socket.descriptor, messages, UInt32(capacity), Int32(MSG_DONTWAIT))
+            if n >= 0 { count = Int(n); return count }
+            if errno == EINTR { continue }
+            count = 0
+            if errno == EAGAIN || errno == EWOULDBLOCK { return 0 }
+            throw SystemError("recvmmsg", "interface \(socket.interfaceName)")
+        }
+    }
+
+    /// The i-th frame of the last batch, with the tag recovered from auxdata or from the bytes
+    /// (an inline tag is taken out by moving the MAC addresses over it). Nil for a runt or a
+    /// frame cut short.
+    public func frame(_ i: Int) -> ReceivedFrame? {
+        let message = messages[i]
+        let length = Int(message.msg_len)
+        if message.msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 {
+            truncated += 1
+            return nil
+        }
+        guard length >= VirtioNetHeader.length + EthernetFrameView.headerLength else { return nil }
+        let base = storage + i * Self.bufferSize
+        var header = VirtioNetHeader(base)
+        var start = base + VirtioNetHeader.length
+        var frameLength = length - VirtioNetHeader.length
+        var tag: VLANTag?
+        var auxdata = tpacket_auxdata()
+        var hdr = message.msg_hdr
+        if clinux_read_auxdata(&hdr, &auxdata) != 0, auxdata.tp_status & clinux_TP_STATUS_VLAN_VALID != 0 {
+            tag = VLANTag(tci: auxdata.tp_vlan_tci)
+        } else if frameLength >= EthernetFrameView.headerLength + EthernetFrameView.tagLength,
+                  start.load(fromByteOffset: 12, as: UInt8.self) == 0x81,
+                  start.load(fromByteOffset: 13, as: UInt8.self) == 0x00 {
+            let tci = UInt16(start.load(fromByteOffset: 14, as: UInt8.self)) << 8
+                | UInt16(start.load(fromByteOffset: 15, as: UInt8.self))
+            tag = VLANTag(tci: tci)
+            (start + 4).copyMemory(from: start, byteCount: 12)
+            start += 4
+            frameLength -= 4
+            header = header.shifted(by: -4)
+        }
+        return ReceivedFrame(header: header, bytes: UnsafeRawBufferPointer(start: start, count: frameLength), tag: tag)
+    }
+}
+
+/// Frames waiting to leave one port, sent with one sendmmsg. Each message points into the
+/// received frame (no copy): [virtio-net header][MAC addresses][802.1Q tag][rest of the frame].
+public final class TransmitQueue {
+    public let capacity: Int
+    private static let scratchSize = 16
+    private let messages: UnsafeMutablePointer<clinux_mmsghdr>
+    private let iovecs: UnsafeMutablePointer<iovec>
+    private let scratch: UnsafeMutableRawPointer
+    private var owned: [[UInt8]] = []
+    public private(set) var count = 0
+
+    public init(capacity: Int = 64) {
+        self.capacity = capacity
+        messages = .allocate(capacity: capacity)
+        iovecs = .allocate(capacity: capacity * 4)
+        scratch = .allocate(byteCount: capacity * Self.scratchSize, alignment: 16)
+    }
+
+    deinit {
+        messages.deallocate()
+        iovecs.deallocate()
+        scratch.deallocate()
+    }
+
+    public var isFull: Bool { count == capacity }
+
+    /// Queues a frame given untagged, inserting `tag` when set. The bytes must stay valid until `flush`.
+    public func append(_ frame: UnsafeRawBufferPointer, header: VirtioNetHeader, tag: VLANTag?) {
+        precondition(count < capacity && frame.count >= 12)
+        let slot = scratch + count * Self.scratchSize
+        let vectors = iovecs + count * 4
+        let base = UnsafeMutableRawPointer(mutating: frame.baseAddress!)
+        vectors[0] = iovec(iov_base: slot, iov_len: VirtioNetHeader.length)
+        vectors[1] = iovec(iov_base: base, iov_len: 12)
+        var n = 2
+        if let tag {
+            header.shifted(by: 4).write(to: slot)
+            let tagBytes = slot + 12
+            tagBytes.storeBytes(of: UInt8(0x81), as: UInt8.self)
+            tagBytes.storeBytes(of: UInt8(0x00), toByteOffset: 1, as: UInt8.self)
+            tagBytes.storeBytes(of: UInt8(tag.tci >> 8), toByteOffset: 2, as: UInt8.self)
+            tagBytes.storeBytes(of: UInt8(truncatingIfNeeded: tag.tci), toByteOffset: 3, as: UInt8.self)
+            vectors[2] = iovec(iov_base: tagBytes, iov_len: 4)
+            n = 3
+        } else {
+            header.write(to: slot)
+        }
+        vectors[n] = iovec(iov_base: base + 12, iov_len: frame.count - 12)
+        var message = msghdr()
+        message.msg_iov = vectors
+        message.msg_iovlen = n + 1
+        messages[count] = clinux_mmsghdr(msg_hdr: message, msg_len: 0)
+        count += 1
+    }
+
+    /// Queues a frame the switch built itself; the queue keeps it alive until `flush`.
+    public func append(owned frame: [UInt8], tag: VLANTag?) {
+        owned.append(frame)
+        owned[owned.count - 1].withUnsafeBytes { append($0, header: VirtioNetHeader(), tag: tag) }
+    }
+
+    /// Sends what is queued. Returns how many frames left and how many the kernel refused.
+    public func flush(to socket: PacketSocket) -> (sent: Int, failed: Int) {
+        var sent = 0, failed = 0, i = 0
+        while i < count {
+            let n = clinux_sendmmsg(socket.descriptor, messages + i, UInt32(count - i), Int32(MSG_DONTWAIT))
+            if n > 0 {
+                sent += Int(n)
+                i += Int(n)
+            } else if n < 0 && errno == EINTR {
+                continue
+            } else if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+                failed += count - i   // the port cannot take more now: the rest is dropped
+                break
+            } else {
+                failed += 1           // this frame was refused (too big, link gone): skip it
+                i += 1
+            }
+        }
+        count = 0
+        owned.removeAll(keepingCapacity: true)
+        return (sent, failed)
+    }
+
+    /// Drops what is queued without sending (the port went away).
+    public func discard() {
+        count = 0
+        owned.removeAll(keepingCapacity: true)
+    }
+}

@@ -1,0 +1,31 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A failed system call: which call, on what, and errno. Its description is one line a user can act on.
+public struct SystemError: Error, CustomStringConvertible, Sendable {
+    public let call: String
+    public let subject: String
+    public let errno: Int32
+
+    public init(_ call: String, _ subject: String, errno: Int32 = Glibc.errno) {
+        self.call = call
+        self.subject = subject
+        self.errno = errno
+    }
+
+    public var description: String {
+        "\(subject): \(call) failed: \(String(cString: strerror(errno)))"
+    }
+}
+
+/// Runs a system call, retrying on EINTR, turning -1 into a thrown SystemError.
+@inline(__always)
+func retryingInterrupts<T: BinaryInteger>(_ call: String, _ subject: String, _ body: () -> T) throws(SystemError) -> T {
+    while true {
+        let result = body()
+        if result >= 0 { return result }
+        if errno == EINTR { continue }
+        throw SystemError(call, subject)
+    }
+}

@@ -1,0 +1,83 @@
+import Wire
+
+/// The timers of RFC 3376 section 8, with the values derived from them.
+public struct SnoopingTimers: Equatable, Sendable {
+    /// Robustness variable (8.1).
+    public var robustness: Int = 2
+    /// Query interval (8.2).
+    public var queryInterval: Duration = .seconds(125)
+    /// Query response interval (8.3): the max response time of general queries.
+    public var queryResponseInterval: Duration = .seconds(10)
+    /// Last member query interval (8.8).
+    public var lastMemberQueryInterval: Duration = .seconds(1)
+    /// Last member query count (8.9); the robustness variable by default.
+    public var lastMemberQueryCount: Int = 2
+
+    public init() {}
+
+    /// 8.4: robustness x query interval + query response interval.
+    public var groupMembershipInterval: Duration { queryInterval * robustness + queryResponseInterval }
+    /// 8.5: robustness x query interval + half a query response interval.
+    public var otherQuerierPresentInterval: Duration { queryInterval * robustness + queryResponseInterval / 2 }
+    /// 8.6 and 8.7: a quarter of the query interval, robustness times.
+    public var startupQueryInterval: Duration { queryInterval / 4 }
+    public var startupQueryCount: Int { robustness }
+    /// 8.10: last member query interval x count.
+    public var lastMemberQueryTime: Duration { lastMemberQueryInterval * lastMemberQueryCount }
+}
+
+/// What one port of the switch is: its VLANs, whether a multicast router is statically behind
+/// it, whether a leave prunes it at once.
+public struct PortConfiguration: Equatable, Sendable {
+    public var name: String
+    /// The VLAN of untagged frames, sent untagged; nil on a trunk that carries tagged frames only.
+    public var pvid: VLANID?
+    /// VLANs carried tagged.
+    public var tagged: Set<VLANID>
+    public var isStaticRouterPort: Bool
+    public var fastLeave: Bool
+
+    public init(name: String, pvid: VLANID? = .default, tagged: Set<VLANID> = [],
+                isStaticRouterPort: Bool = false, fastLeave: Bool = false) {
+        self.name = name
+        self.pvid = pvid
+        self.tagged = tagged
+        self.isStaticRouterPort = isStaticRouterPort
+        self.fastLeave = fastLeave
+    }
+
+    /// Every VLAN the port belongs to.
+    public var vlans: Set<VLANID> {
+        var all = tagged
+        if let pvid { all.insert(pvid) }
+        return all
+    }
+}
+
+public struct QuerierConfiguration: Equatable, Sendable {
+    public var enabled: Bool = false
+    /// The source of our queries; 0.0.0.0 by default, which loses every election (RFC 4541 2.1.1).
+    public var address: IPv4Address = .any
+    public var version: IGMPVersion = .v3
+
+    public init(enabled: Bool = false, address: IPv4Address = .any, version: IGMPVersion = .v3) {
+        self.enabled = enabled
+        self.address = address
+        self.version = version
+    }
+}
+
+public struct SwitchConfiguration: Equatable, Sendable {
+    public var ports: [PortConfiguration]
+    public var timers = SnoopingTimers()
+    public var querier = QuerierConfiguration()
+    /// RFC 4541 2.1.2 (3): unregistered groups go to router ports only unless this is set.
+    public var floodUnregistered = false
+    public var fdbAging: Duration = .seconds(300)
+    /// The MAC table refuses new stations past this many entries.
+    public var macTableLimit = 65_536
+    /// The source MAC of the frames the switch originates.
+    public var switchMAC = MACAddress(0x02, 0x53, 0x4e, 0x4f, 0x4f, 0x50)
+
+    public init(ports: [PortConfiguration]) { self.ports = ports }
+}

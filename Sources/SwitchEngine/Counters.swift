@@ -1,0 +1,40 @@
+/// Why the switch refused a frame.
+public enum DropReason: String, CaseIterable, Sendable {
+    /// Too short for an Ethernet header, or an IPv4 header that fails its checks.
+    case malformed
+    /// An IGMP message that fails its checks (the error counters say which).
+    case badIGMP = "bad_igmp"
+    /// A tagged frame whose VLAN the port does not carry.
+    case vlanNotAllowed = "vlan_not_allowed"
+    /// An untagged frame on a port without a pvid.
+    case untaggedNotAllowed = "untagged_not_allowed"
+    /// A multicast source MAC address.
+    case multicastSource = "multicast_source"
+    /// A frame arriving on a port whose link is down.
+    case portDown = "port_down"
+}
+
+/// What the engine counts. Plain integers: the control plane reads them.
+public struct SwitchCounters: Sendable {
+    public var rxFrames: [UInt64]
+    public var drops: [UInt64]
+    public var dropsByReason: [DropReason: UInt64] = [:]
+    /// IGMP and PIM messages by kind (v2_report, query_v3, pim_hello, ...).
+    public var received: [String: UInt64] = [:]
+    /// Messages the switch originated (general_query, group_query).
+    public var sent: [String: UInt64] = [:]
+    /// Messages refused, by error (bad_checksum, truncated, ...).
+    public var errors: [String: UInt64] = [:]
+    /// New stations the MAC table refused because it was full.
+    public var macTableFull: UInt64 = 0
+
+    init(portCount: Int) {
+        rxFrames = Array(repeating: 0, count: portCount)
+        drops = Array(repeating: 0, count: portCount)
+    }
+
+    mutating func drop(_ reason: DropReason, on port: PortID) {
+        drops[port.index] &+= 1
+        dropsByReason[reason, default: 0] &+= 1
+    }
+}

@@ -1,0 +1,188 @@
+import ArgumentParser
+import Control
+import Datapath
+import Foundation
+import Logging
+import SwitchEngine
+import Wire
+
+/// Entry point. Errors on the command line are one line on stderr and a non-zero exit; help
+/// is printed in full.
+@main
+enum Main {
+    static func main() {
+        do {
+            var command = try SnoopSwitch.parseAsRoot()
+            try command.run()
+        } catch {
+            let code = SnoopSwitch.exitCode(for: error)
+            if code == .success {
+                print(SnoopSwitch.fullMessage(for: error))
+                exit(0)
+            }
+            let message = SnoopSwitch.message(for: error)
+                .split(separator: "\n").first.map(String.init) ?? "\(error)"
+            FileHandle.standardError.write(Data("snoopswitch: \(message)\n".utf8))
+            exit(code.rawValue == 0 ? 1 : code.rawValue)
+        }
+    }
+}
+
+struct SnoopSwitch: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "snoopswitch",
+        abstract: "A user-space IGMP snooping Ethernet switch.",
+        subcommands: [Run.self, Status.self])
+}
+
+/// A failure that ends the command: printed as one line.
+struct Failure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the switch on the given ports.",
+        discussion: """
+            SPEC = IFNAME[:pvid=N][:tagged=N,N,...][:router][:fast-leave]   (no pvid and no tagged: pvid=1)
+            Durations are seconds, fractions allowed (0.2). Defaults are RFC 3376's.
+            """)
+
+    @Option(name: .customLong("port"), help: "A switch port (repeat for each port).")
+    var ports: [String] = []
+
+    @Flag(help: "Act as the IGMP querier of every VLAN (with election).")
+    var querier = false
+
+    @Option(help: "Source address of our queries.")
+    var querierAddress: String = "0.0.0.0"
+
+    @Option(help: "IGMP version of our queries: 1, 2 or 3.")
+    var igmpVersion: Int = 3
+
+    @Option(help: "Query interval, seconds.")
+    var queryInterval: String = "125"
+
+    @Option(help: "Query response interval (max response time of general queries), seconds.")
+    var queryResponseInterval: String = "10"
+
+    @Option(help: "Last member query interval, seconds.")
+    var lastMemberQueryInterval: String = "1"
+
+    @Option(help: "Last member query count (default: the robustness variable).")
+    var lastMemberQueryCount: Int?
+
+    @Option(help: "Robustness variable.")
+    var robustness: Int = 2
+
+    @Flag(help: "Flood traffic of unregistered groups in its VLAN instead of sending it to router ports only.")
+    var floodUnregistered = false
+
+    @Option(help: "MAC table aging time, seconds.")
+    var fdbAging: String = "300"
+
+    @Option(help: "Path of the control socket.")
+    var control: String = ControlProtocol.defaultPath
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    func switchConfiguration() throws -> SwitchConfiguration {
+        guard !ports.isEmpty else { throw Failure("at least one --port is needed") }
+        var portConfigs: [PortConfiguration] = []
+        for spec in ports {
+            let port = try PortSpec.parse(spec)
+            guard !portConfigs.contains(where: { $0.name == port.name }) else {
+                throw Failure("port \(port.name) given twice")
+            }
+            portConfigs.append(port)
+        }
+        guard portConfigs.count <= PortSet.capacity else { throw Failure("at most \(PortSet.capacity) ports") }
+        var config = SwitchConfiguration(ports: portConfigs)
+        guard let address = IPv4Address(querierAddress), !address.isMulticast else {
+            throw Failure("--querier-address '\(querierAddress)' is not a unicast IPv4 address")
+        }
+        guard let version = IGMPVersion(rawValue: igmpVersion) else {
+            throw Failure("--igmp-version must be 1, 2 or 3, not \(igmpVersion)")
+        }
+        config.querier = QuerierConfiguration(enabled: querier, address: address, version: version)
+        guard (1...7).contains(robustness) else { throw Failure("--robustness must be from 1 to 7, not \(robustness)") }
+        config.timers.robustness = robustness
+        config.timers.lastMemberQueryCount = lastMemberQueryCount ?? robustness
+        guard config.timers.lastMemberQueryCount >= 1 else { throw Failure("--last-member-query-count must be at least 1") }
+        config.timers.queryInterval = try seconds(queryInterval, "--query-interval", max: 31744)
+        config.timers.queryResponseInterval = try seconds(queryResponseInterval, "--query-response-interval",
+                                                          max: version == .v2 ? 25.5 : 3174.4)
+        config.timers.lastMemberQueryInterval = try seconds(lastMemberQueryInterval, "--last-member-query-interval",
+                                                            max: version == .v2 ? 25.5 : 3174.4)
+        guard config.timers.queryResponseInterval < config.timers.queryInterval else {
+            throw Failure("--query-response-interval (\(queryResponseInterval)) must be below --query-interval (\(queryInterval))")
+        }
+        config.fdbAging = try seconds(fdbAging, "--fdb-aging", max: 1_000_000)
+        config.floodUnregistered = floodUnregistered
+        return config
+    }
+
+    /// Seconds with fractions, positive and encodable in IGMP (tenths of a second).
+    private func seconds(_ text: String, _ flag: String, max: Double) throws -> Duration {
+        guard let value = Double(text), value.isFinite, value > 0 else {
+            throw Failure("\(flag) '\(text)' is not a positive number of seconds")
+        }
+        guard value <= max else { throw Failure("\(flag) \(text) is above \(max) seconds") }
+        return .nanoseconds(Int64((value * 1e9).rounded()))
+    }
+
+    func run() throws {
+        let config = try switchConfiguration()
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw Failure("--log-level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "snoopswitch")
+        let daemon: SwitchDaemon
+        do {
+            daemon = try SwitchDaemon(configuration: config, controlPath: control, logger: logger)
+        } catch {
+            throw Failure("\(error)")
+        }
+        throw ExitCode(daemon.run())
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show ports, groups, router ports, queriers, MAC table and counters.")
+
+    @Option(help: "Path of the control socket.")
+    var control: String = ControlProtocol.defaultPath
+
+    @Flag(help: "Print the status as one JSON document.")
+    var json = false
+
+    func run() throws {
+        let answer: String
+        do {
+            answer = try ControlClient.request("status", path: control)
+        } catch {
+            throw Failure("\(error)")
+        }
+        if let data = answer.data(using: .utf8),
+           let failure = try? JSONDecoder().decode([String: String].self, from: data), let message = failure["error"] {
+            throw Failure("the switch answered: \(message)")
+        }
+        if json {
+            print(answer)
+            return
+        }
+        do {
+            let report = try ControlProtocol.decoder().decode(StatusReport.self, from: Data(answer.utf8))
+            print(report.renderText(), terminator: "")
+        } catch {
+            throw Failure("unreadable answer from the switch: \(error)")
+        }
+    }
+}
