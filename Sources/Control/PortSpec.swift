@@ -22,7 +22,7 @@ public enum PortSpec {
         var sawTagged = false
         var router = false, fastLeave = false
         for option in parts.dropFirst() {
-            let pair = option.split(separator: "=", maxSplits: 1).map(String.init)
+            let pair = option.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             switch (pair.first ?? "", pair.count) {
             case ("pvid", 2):
                 guard pvid == nil else { throw fail("pvid given twice") }

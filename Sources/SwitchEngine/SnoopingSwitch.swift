@@ -208,7 +208,11 @@ public final class SnoopingSwitch {
 
         case .v3Report(let records):
             counters.received["v3_report", default: 0] &+= 1
-            for record in records where record.group.isMulticast {
+            for record in records {
+                guard record.group.isMulticast else {
+                    counters.errors["bad_group", default: 0] &+= 1
+                    continue
+                }
                 switch record.type {
                 case .modeIsExclude, .changeToExclude:
                     join(record.group, version: .v3, in: vlan, on: port, at: now)
