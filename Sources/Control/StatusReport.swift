@@ -15,6 +15,21 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var rxFrames: UInt64
         public var txFrames: UInt64
         public var drops: UInt64
+
+        // Absent values are written as null, not left out: a reader sees every field.
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(name, forKey: .name)
+            try c.encode(ifindex, forKey: .ifindex)
+            try c.encode(link, forKey: .link)
+            try c.encode(pvid, forKey: .pvid)
+            try c.encode(tagged, forKey: .tagged)
+            try c.encode(router, forKey: .router)
+            try c.encode(fastLeave, forKey: .fastLeave)
+            try c.encode(rxFrames, forKey: .rxFrames)
+            try c.encode(txFrames, forKey: .txFrames)
+            try c.encode(drops, forKey: .drops)
+        }
     }
 
     public struct MacEntry: Codable, Equatable, Sendable {
@@ -42,6 +57,15 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var kind: String
         public var reason: String
         public var expiresIn: Double?
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(vlan, forKey: .vlan)
+            try c.encode(port, forKey: .port)
+            try c.encode(kind, forKey: .kind)
+            try c.encode(reason, forKey: .reason)
+            try c.encode(expiresIn, forKey: .expiresIn)
+        }
     }
 
     public struct Querier: Codable, Equatable, Sendable {
@@ -50,6 +74,15 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var address: String?
         public var nextQueryIn: Double?
         public var otherQuerierExpiresIn: Double?
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(vlan, forKey: .vlan)
+            try c.encode(role, forKey: .role)
+            try c.encode(address, forKey: .address)
+            try c.encode(nextQueryIn, forKey: .nextQueryIn)
+            try c.encode(otherQuerierExpiresIn, forKey: .otherQuerierExpiresIn)
+        }
     }
 
     public struct IGMPCounters: Codable, Equatable, Sendable {

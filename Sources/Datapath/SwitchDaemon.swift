@@ -129,6 +129,8 @@ public final class SwitchDaemon {
         let port = ports[index]
         guard let socket = port.socket else { return }
         let ingress = PortID(index)
+        // Frames on a port we hold down mean its link came up before the event reached us.
+        if !engine.linkUp.contains(ingress) { refreshLinks(at: Self.now()) }
         for _ in 0..<8 {
             let count: Int
             do {

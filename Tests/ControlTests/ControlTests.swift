@@ -61,6 +61,7 @@ final class StatusReportTests: XCTestCase {
         XCTAssertEqual(port["name"] as? String, "h1")
         XCTAssertEqual(port["fast_leave"] as? Bool, true)
         XCTAssertEqual(port["rx_frames"] as? Int, 1)
+        XCTAssertTrue(port["router"] is NSNull, "absent values are null, not missing")
         let group = try XCTUnwrap((json["groups"] as? [[String: Any]])?.first)
         XCTAssertEqual(group["group"] as? String, "239.1.1.1")
         let member = try XCTUnwrap((group["members"] as? [[String: Any]])?.first)
