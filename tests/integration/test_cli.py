@@ -1,0 +1,123 @@
+"""The command line (run inside the lab's switch namespace, never the root's).
+
+A bad flag, a bad port SPEC, a missing interface or a query response interval not below
+the query interval: exactly one line on stderr, a non-zero exit, nothing started (no
+control socket). SIGTERM and SIGINT: clean exit 0, control socket removed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from lab import binary_path, wait_until
+
+
+def _run_refused(lab, args, tag):
+    """Run `snoopswitch run ARGS --control <tmp>` in the switch namespace; it must exit by
+    itself. Returns (exit code, stderr, socket seen)."""
+    ctl = str(lab.tmpdir / f"cli-{tag}.sock")
+    cmd = [str(binary_path()), "run", *args, "--control", ctl]
+    p = subprocess.Popen(["ip", "netns", "exec", lab.sw_ns, *cmd], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = False
+    deadline = time.monotonic() + 10
+    while p.poll() is None and time.monotonic() < deadline:
+        seen = seen or os.path.exists(ctl)
+        time.sleep(0.02)
+    if p.poll() is None:
+        p.kill()
+        p.communicate(timeout=5)
+        if os.path.exists(ctl):
+            os.unlink(ctl)
+        pytest.fail(f"`{' '.join(cmd)}` kept running (it should have refused to start)")
+    _out, err = p.communicate(timeout=5)
+    seen = seen or os.path.exists(ctl)
+    if os.path.exists(ctl):
+        os.unlink(ctl)
+    return p.returncode, err, seen
+
+
+BAD = {
+    "unknown-flag": ["--port", "h1", "--bogus-flag"],
+    "pvid-5000": ["--port", "h1:pvid=5000"],
+    "unknown-port-option": ["--port", "h1:bogus"],
+    "pvid-not-a-number": ["--port", "h1:pvid=abc"],
+    "tagged-5000": ["--port", "h1:tagged=10,5000"],
+    "missing-interface": ["--port", "h1", "--port", "nosuch0"],
+    "qri-above-qi": ["--port", "h1", "--query-interval", "5", "--query-response-interval", "10"],
+    "qri-equal-qi": ["--port", "h1", "--query-interval", "5", "--query-response-interval", "5"],
+    "igmp-version-4": ["--port", "h1", "--igmp-version", "4"],
+    "flag-without-value": ["--port", "h1", "--query-interval"],
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_command_line_is_refused_with_one_line(four, case):
+    """Each bad command line exits non-zero, prints exactly one line on stderr, and
+    never creates the control socket."""
+    rc, err, seen = _run_refused(four, BAD[case], case)
+    assert rc != 0, f"exit code 0 for {BAD[case]}"
+    lines = err.rstrip("\n").split("\n")
+    assert err.strip() and len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
+    assert not seen, "the control socket was created although the command line was bad"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_exits_cleanly_and_removes_the_socket(four, sig):
+    """SIGTERM or SIGINT: the switch exits 0 and removes its control socket."""
+    sw = four.start_switch()
+    assert os.path.exists(sw.control)
+    rc = sw.stop(sig=sig, timeout=5)
+    assert rc == 0, f"exit code {rc} after {sig.name}; log:\n{sw.log()}"
+    assert not os.path.exists(sw.control), "control socket left behind"
+
+
+def test_status_text_has_tables(four):
+    """`snoopswitch status` (no --json) prints tables headed PORT, GROUP and VLAN, and
+    lists the ports and a joined group."""
+    sw = four.start_switch()
+    four["h1"].join("239.7.7.7", 5060)
+    text = sw.status_text()
+    for word in ("PORT", "GROUP", "VLAN"):
+        assert word in text, f"{word!r} not in status output:\n{text}"
+    for name in ("h1", "h2", "h3", "h4", "239.7.7.7"):
+        assert name in text, f"{name!r} not in status output:\n{text}"
+
+
+def test_status_json_has_the_documented_shape(four):
+    """`snoopswitch status --json` has ports, macs, groups, router_ports, queriers and igmp
+    counters, each entry with every documented key (null where there is no value)."""
+    sw = four.start_switch("--querier", "--querier-address", "192.0.2.254", suffixes={"h4": ":router"})
+    h1 = four["h1"]
+    assert h1.ping(four["h2"].addr)
+    h1.join("239.7.7.8", 5061)
+    st = sw.wait_status(lambda s: s if s.get("macs") and s.get("queriers") else None, timeout=3,
+                        what="status with MAC entries and a querier")
+    for key in ("ports", "macs", "groups", "router_ports", "queriers", "igmp"):
+        assert key in st, f"no {key!r} in status: {sorted(st)}"
+    assert {p["name"] for p in st["ports"]} == {"h1", "h2", "h3", "h4"}
+    for p in st["ports"]:
+        for key in ("name", "ifindex", "link", "pvid", "tagged", "router", "fast_leave", "rx_frames", "tx_frames", "drops"):
+            assert key in p, f"port {p.get('name')} lacks {key!r}: {p}"
+        assert p["link"] == "up" and p["pvid"] == 1 and p["tagged"] == []
+        assert p["router"] == ("static" if p["name"] == "h4" else None), p
+    for m in st["macs"]:
+        assert set(m) >= {"vlan", "mac", "port", "age_seconds"}, m
+    for g in st["groups"]:
+        assert set(g) >= {"vlan", "group", "members"}, g
+        for m in g["members"]:
+            assert set(m) >= {"port", "expires_in", "version"}, m
+    assert st["router_ports"], "no router port listed although h4 is :router"
+    for r in st["router_ports"]:
+        assert set(r) >= {"vlan", "port", "kind", "reason", "expires_in"}, f"router port entry lacks keys: {r}"
+    for q in st["queriers"]:
+        assert set(q) >= {"vlan", "role", "address", "next_query_in", "other_querier_expires_in"}, \
+            f"querier entry lacks keys: {q}"
+    assert any(q["vlan"] == 1 and q["role"] == "us" for q in st["queriers"]), st["queriers"]
+    for key in ("received", "sent", "errors"):
+        assert key in st["igmp"], st["igmp"]
