@@ -67,10 +67,30 @@ public struct QuerierConfiguration: Equatable, Sendable {
     }
 }
 
+/// Settings of one VLAN that differ from the switch's defaults; nil keeps the default.
+public struct VLANSettings: Equatable, Sendable {
+    public var querier: Bool?
+    public var querierAddress: IPv4Address?
+    public var igmpVersion: IGMPVersion?
+    /// Off: the VLAN floods multicast like a plain bridge and tracks no membership.
+    public var snooping: Bool?
+
+    public init(querier: Bool? = nil, querierAddress: IPv4Address? = nil, igmpVersion: IGMPVersion? = nil, snooping: Bool? = nil) {
+        self.querier = querier
+        self.querierAddress = querierAddress
+        self.igmpVersion = igmpVersion
+        self.snooping = snooping
+    }
+}
+
 public struct SwitchConfiguration: Equatable, Sendable {
     public var ports: [PortConfiguration]
     public var timers = SnoopingTimers()
+    /// The querier of every VLAN, unless `vlans` says otherwise.
     public var querier = QuerierConfiguration()
+    public var vlans: [VLANID: VLANSettings] = [:]
+    /// Source-specific multicast groups: INCLUDE mode only (RFC 4604 section 2.2.1).
+    public var ssmRange = IPv4Prefix.sourceSpecificMulticast
     /// RFC 4541 2.1.2 (3): unregistered groups go to router ports only unless this is set.
     public var floodUnregistered = false
     public var fdbAging: Duration = .seconds(300)
@@ -80,4 +100,19 @@ public struct SwitchConfiguration: Equatable, Sendable {
     public var switchMAC = MACAddress(0x02, 0x53, 0x4e, 0x4f, 0x4f, 0x50)
 
     public init(ports: [PortConfiguration]) { self.ports = ports }
+}
+
+extension SwitchConfiguration {
+    /// The querier settings in force in `vlan`.
+    public func querier(in vlan: VLANID) -> QuerierConfiguration {
+        let settings = vlans[vlan] ?? VLANSettings()
+        return QuerierConfiguration(enabled: settings.querier ?? querier.enabled,
+                                    address: settings.querierAddress ?? querier.address,
+                                    version: settings.igmpVersion ?? querier.version)
+    }
+
+    public func snoops(_ vlan: VLANID) -> Bool { vlans[vlan]?.snooping ?? true }
+
+    /// Every VLAN some port carries.
+    public var allVLANs: Set<VLANID> { ports.reduce(into: []) { $0.formUnion($1.vlans) } }
 }

@@ -46,6 +46,7 @@ struct Run: ParsableCommand {
         abstract: "Run the switch on the given ports.",
         discussion: """
             SPEC = IFNAME[:pvid=N][:tagged=N,N,...][:router][:fast-leave]   (no pvid and no tagged: pvid=1)
+            VLAN = ID[:querier|:no-querier][:querier-address=A.B.C.D][:igmp-version=1|2|3][:no-snooping]
             Durations are seconds, fractions allowed (0.2). Defaults are RFC 3376's.
             """)
 
@@ -75,6 +76,14 @@ struct Run: ParsableCommand {
 
     @Option(help: "Robustness variable.")
     var robustness: Int = 2
+
+    @Option(name: .customLong("vlan"), help: ArgumentHelp(
+        "Settings of one VLAN, beside the defaults above (repeat for each VLAN).",
+        discussion: "ID[:querier|:no-querier][:querier-address=A.B.C.D][:igmp-version=1|2|3][:no-snooping]"))
+    var vlanSpecs: [String] = []
+
+    @Option(help: "The source-specific multicast range: INCLUDE-mode membership only (RFC 4604).")
+    var ssmRange: String = "232.0.0.0/8"
 
     @Flag(help: "Flood traffic of unregistered groups in its VLAN instead of sending it to router ports only.")
     var floodUnregistered = false
@@ -121,6 +130,19 @@ struct Run: ParsableCommand {
         }
         config.fdbAging = try seconds(fdbAging, "--fdb-aging", max: 1_000_000)
         config.floodUnregistered = floodUnregistered
+        guard let range = IPv4Prefix(ssmRange), range.address.isMulticast else {
+            throw Failure("--ssm-range '\(ssmRange)' is not a multicast prefix A.B.C.D/N")
+        }
+        config.ssmRange = range
+        for spec in vlanSpecs {
+            let (vlan, settings) = try VLANSpec.parse(spec)
+            guard config.vlans[vlan] == nil else { throw Failure("VLAN \(vlan) given twice") }
+            guard config.allVLANs.contains(vlan) else { throw Failure("bad VLAN spec '\(spec)': no port carries VLAN \(vlan)") }
+            if settings.igmpVersion == .v2, config.timers.queryResponseInterval > .milliseconds(25_500) {
+                throw Failure("bad VLAN spec '\(spec)': an IGMPv2 querier cannot send a query response interval above 25.5 s")
+            }
+            config.vlans[vlan] = settings
+        }
         return config
     }
 
