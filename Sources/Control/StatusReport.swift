@@ -12,6 +12,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var tagged: [Int]
         public var router: String?
         public var fastLeave: Bool
+        public var queryGuard: Bool
         public var rxFrames: UInt64
         public var txFrames: UInt64
         public var drops: UInt64
@@ -26,6 +27,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
             try c.encode(tagged, forKey: .tagged)
             try c.encode(router, forKey: .router)
             try c.encode(fastLeave, forKey: .fastLeave)
+            try c.encode(queryGuard, forKey: .queryGuard)
             try c.encode(rxFrames, forKey: .rxFrames)
             try c.encode(txFrames, forKey: .txFrames)
             try c.encode(drops, forKey: .drops)
@@ -148,6 +150,7 @@ extension StatusReport {
                 tagged: port.tagged.map { Int($0.rawValue) }.sorted(),
                 router: port.isStaticRouterPort ? "static" : (learnedRouterPorts.contains(id) ? "learned" : nil),
                 fastLeave: port.fastLeave,
+                queryGuard: port.queryGuard,
                 rxFrames: engine.counters.rxFrames[index],
                 txFrames: run.txFrames,
                 drops: engine.counters.drops[index] + run.txDrops)
@@ -186,7 +189,9 @@ extension StatusReport {
                     nextQueryIn: status.nextQuery.map(seconds(until:)),
                     otherQuerierExpiresIn: status.otherQuerierExpires.map(seconds(until:)))
         }
-        igmp = IGMPCounters(received: engine.counters.received, sent: engine.counters.sent, errors: engine.counters.errors)
+        var errors = engine.counters.errors
+        for (limit, count) in engine.memberships.refusals { errors["limit_\(limit)"] = count }
+        igmp = IGMPCounters(received: engine.counters.received, sent: engine.counters.sent, errors: errors)
         dropsByReason = Dictionary(uniqueKeysWithValues: engine.counters.dropsByReason.map { ($0.key.rawValue, $0.value) })
         if engine.counters.macTableFull > 0 { dropsByReason["mac_table_full"] = engine.counters.macTableFull }
     }

@@ -15,15 +15,20 @@ public struct MacTable {
     }
 
     private var entries: [UInt64: Entry] = [:]
+    /// Stations learned on each port, for the per-port limit.
+    private var perPort: [Int]
     public let limit: Int
+    public let perPortLimit: Int
     public var aging: Duration
     /// New stations refused because the table was full.
     public private(set) var refused: UInt64 = 0
     /// Stations seen on a port other than the one learned (RFC: a station move).
     public private(set) var moves: UInt64 = 0
 
-    public init(limit: Int, aging: Duration) {
+    public init(limit: Int, perPortLimit: Int = .max, portCount: Int = PortSet.capacity, aging: Duration) {
         self.limit = limit
+        self.perPortLimit = perPortLimit
+        self.perPort = Array(repeating: 0, count: portCount)
         self.aging = aging
         entries.reserveCapacity(min(limit, 4096))
     }
@@ -35,17 +40,25 @@ public struct MacTable {
     public mutating func learn(_ mac: MACAddress, vlan: VLANID, port: PortID, at now: Instant) -> Bool {
         let key = Self.key(vlan, mac)
         if let index = entries.index(forKey: key) {
-            if entries.values[index].port != port { moves += 1 }
+            let old = entries.values[index].port
+            if old != port {
+                moves += 1
+                perPort[old.index] -= 1
+                perPort[port.index] += 1
+            }
             entries.values[index] = Entry(port: port, lastSeen: now)
             return true
         }
-        guard entries.count < limit else {
+        guard entries.count < limit, perPort[port.index] < perPortLimit else {
             refused += 1
             return false
         }
         entries[key] = Entry(port: port, lastSeen: now)
+        perPort[port.index] += 1
         return true
     }
+
+    public func count(on port: PortID) -> Int { perPort[port.index] }
 
     /// The port a station was learned on, if it has not aged out.
     public func lookup(_ mac: MACAddress, vlan: VLANID, at now: Instant) -> PortID? {
@@ -55,14 +68,20 @@ public struct MacTable {
 
     public mutating func removeAll(on port: PortID) {
         entries = entries.filter { $0.value.port != port }
+        perPort[port.index] = 0
     }
 
-    public mutating func removeAll() { entries.removeAll(keepingCapacity: true) }
+    public mutating func removeAll() {
+        entries.removeAll(keepingCapacity: true)
+        for i in perPort.indices { perPort[i] = 0 }
+    }
 
     /// Drops every entry idle for the aging time.
     public mutating func expire(at now: Instant) {
         let aging = self.aging
         entries = entries.filter { now < $0.value.lastSeen + aging }
+        for i in perPort.indices { perPort[i] = 0 }
+        for entry in entries.values { perPort[entry.port.index] += 1 }
     }
 
     public func allEntries() -> [(vlan: VLANID, mac: MACAddress, entry: Entry)] {

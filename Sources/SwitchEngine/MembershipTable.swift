@@ -136,8 +136,15 @@ public struct MembershipTable<Address: Hashable & Comparable & Sendable, Version
 
     private var groups: [Key: GroupEntry] = [:]
     private var timers = TimerQueue<(key: Key, port: PortID)>()
+    public let limits: MembershipLimits
+    private var groupsInVLAN: [VLANID: Int] = [:]
+    private var groupsOnPort = [Int](repeating: 0, count: PortSet.capacity)
+    /// Records refused because a limit was reached, by limit.
+    public private(set) var refusals: [String: UInt64] = [:]
 
-    public init() {}
+    public init(limits: MembershipLimits = MembershipLimits()) {
+        self.limits = limits
+    }
 
     public var groupCount: Int { groups.count }
 
@@ -178,9 +185,18 @@ public struct MembershipTable<Address: Hashable & Comparable & Sendable, Version
         if entry.members[port] == nil && (record == .block || (record == .toInclude || record == .isInclude) && list.isEmpty) {
             return QueriesOwed()          // nothing to leave or block
         }
+        let b = Set(list)
+        // Bounded state: a new membership needs room on its port and in its VLAN; a record may
+        // not grow the port's source list past the limit. Refused records change nothing.
+        if entry.members[port] == nil {
+            if groupsOnPort[port.index] >= limits.groupsPerPort { return refuse("groups_per_port") }
+            if entry.members.isEmpty, groupsInVLAN[vlan, default: 0] >= limits.groupsPerVLAN { return refuse("groups_per_vlan") }
+        }
+        let replaces = record == .isExclude || record == .toExclude
+        let bound = replaces ? b.count : Set(member.sources.keys).union(member.excluded).union(b).count
+        if bound > limits.sourcesPerGroup { return refuse("sources_per_group") }
         member.version = version
         let gmi = now + timers.groupMembershipInterval
-        let b = Set(list)
         var owed = QueriesOwed<Address>()
 
         switch (member.mode, record) {
@@ -237,6 +253,11 @@ public struct MembershipTable<Address: Hashable & Comparable & Sendable, Version
         return fastLeave ? QueriesOwed() : owed
     }
 
+    private mutating func refuse(_ limit: String) -> QueriesOwed<Address> {
+        refusals[limit, default: 0] &+= 1
+        return QueriesOwed()
+    }
+
     /// Notes a report from a host of an older version (RFC 3376 7.3.2): the port's group stays in
     /// that version's compatibility mode until `until`.
     public mutating func markOlderHost(_ version: Version, on port: PortID, of group: Address, in vlan: VLANID, until: Instant) {
@@ -262,10 +283,21 @@ public struct MembershipTable<Address: Hashable & Comparable & Sendable, Version
     public mutating func removeAll() {
         groups.removeAll()
         timers.removeAll()
+        groupsInVLAN.removeAll()
+        for i in groupsOnPort.indices { groupsOnPort[i] = 0 }
     }
+
+    public func groupCount(on port: PortID) -> Int { groupsOnPort[port.index] }
+    public func groupCount(in vlan: VLANID) -> Int { groupsInVLAN[vlan, default: 0] }
 
     /// Writes a member back (nil: removes it), keeps the port sets and the timer queue right.
     private mutating func store(_ member: Member?, port: PortID, key: Key, entry: inout GroupEntry) {
+        let wasMember = entry.members[port] != nil, groupExisted = !entry.members.isEmpty
+        defer {
+            let isMember = entry.members[port] != nil, groupExists = !entry.members.isEmpty
+            if isMember != wasMember { groupsOnPort[port.index] += isMember ? 1 : -1 }
+            if groupExists != groupExisted { groupsInVLAN[key.vlan, default: 0] += groupExists ? 1 : -1 }
+        }
         if var member {
             entry.ports.insert(port)
             if member.filtersSources { entry.filtering.insert(port) } else { entry.filtering.remove(port) }

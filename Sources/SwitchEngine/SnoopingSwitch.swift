@@ -39,7 +39,9 @@ public struct GeneratedFrame: Equatable, Sendable {
 public final class SnoopingSwitch {
     public let configuration: SwitchConfiguration
     public private(set) var macs: MacTable
-    public private(set) var memberships = MembershipTable<IPv4Address, IGMPVersion>()
+    public private(set) var memberships: MembershipTable<IPv4Address, IGMPVersion>
+    /// Each port's allowance of IGMP messages.
+    private var igmpBuckets: [TokenBucket]
     public private(set) var routers: RouterPortTracker
     public private(set) var querier: QuerierElection
     public private(set) var counters: SwitchCounters
@@ -51,6 +53,7 @@ public final class SnoopingSwitch {
     private var vlanPorts = [PortSet](repeating: PortSet(), count: 4096)
     private var pvids: [VLANID?]
     private var fastLeavePorts = PortSet()
+    private var queryGuardPorts = PortSet()
     /// Whether IGMP snooping runs in each VLAN, indexed by VLAN ID.
     private var snoops = [Bool](repeating: true, count: 4096)
     private var nextMacSweep: Instant
@@ -58,7 +61,10 @@ public final class SnoopingSwitch {
     public init(configuration: SwitchConfiguration, at now: Instant) {
         precondition(configuration.ports.count <= PortSet.capacity, "too many ports")
         self.configuration = configuration
-        macs = MacTable(limit: configuration.macTableLimit, aging: configuration.fdbAging)
+        macs = MacTable(limit: configuration.macTableLimit, perPortLimit: configuration.macsPerPortLimit,
+                        portCount: configuration.ports.count, aging: configuration.fdbAging)
+        memberships = MembershipTable(limits: configuration.membershipLimits)
+        igmpBuckets = Array(repeating: TokenBucket(rate: configuration.igmpRatePerPort, at: now), count: configuration.ports.count)
         counters = SwitchCounters(portCount: configuration.ports.count)
         pvids = configuration.ports.map(\.pvid)
         var allVLANs = Set<VLANID>()
@@ -73,6 +79,7 @@ public final class SnoopingSwitch {
             }
             if port.isStaticRouterPort { staticRouters.insert(id) }
             if port.fastLeave { fastLeavePorts.insert(id) }
+            if port.queryGuard { queryGuardPorts.insert(id) }
         }
         linkUp = all
         routers = RouterPortTracker(staticPorts: staticRouters)
@@ -139,8 +146,7 @@ public final class SnoopingSwitch {
         case IPv4HeaderView.ProtocolNumber.igmp where !ip.isFragment && snoops[Int(vlan.rawValue)]:
             return receiveIGMP(ip, frame: frame, decision: decision, on: port, at: now)
         case IPv4HeaderView.ProtocolNumber.pim where group == .allPIMRouters && !ip.isFragment:
-            receivePIM(ip, vlan: vlan, on: port, at: now)
-            return decision
+            return receivePIM(ip, vlan: vlan, on: port, at: now) ? decision : .none
         default:
             decision.ports = dataPorts(to: group, from: ip.source, in: vlan, flood: flood, at: now)
             return decision
@@ -173,6 +179,10 @@ public final class SnoopingSwitch {
         var decision = decision
         let flood = decision.ports
         let vlan = decision.vlan
+        guard igmpBuckets[port.index].take(at: now) else {
+            counters.errors["rate_limited", default: 0] &+= 1
+            return drop(.rateLimited, on: port)
+        }
         let message: IGMPMessage
         do {
             message = try IGMPMessage.parse(ip.payload, verifyChecksum: !frame.checksumPending)
@@ -188,6 +198,13 @@ public final class SnoopingSwitch {
         // Reports and leaves go to the router ports only, never to other hosts (RFC 4541 2.1.1).
         let towardRouters = flood.intersection(routers.ports(in: vlan))
         let timers = querier.effectiveTimers(in: vlan, at: now)
+
+        if queryGuardPorts.contains(port), message.announcesARouter {
+            // A guarded port's hosts cannot speak for a router: refused, so a rogue host can
+            // neither silence our querier nor draw every group to itself.
+            counters.errors["guarded_query", default: 0] &+= 1
+            return drop(.queryGuard, on: port)
+        }
 
         switch message {
         case .query(let query):
@@ -308,7 +325,12 @@ public final class SnoopingSwitch {
     // MARK: - PIM
 
     /// A PIM hello marks a router port for its holdtime (RFC 7761 4.3.3; 105 s when absent).
-    private func receivePIM(_ ip: IPv4HeaderView, vlan: VLANID, on port: PortID, at now: Instant) {
+    private func receivePIM(_ ip: IPv4HeaderView, vlan: VLANID, on port: PortID, at now: Instant) -> Bool {
+        if queryGuardPorts.contains(port) {
+            counters.errors["guarded_query", default: 0] &+= 1
+            counters.drop(.queryGuard, on: port)
+            return false
+        }
         switch try? PIMMessage.parse(ip.payload) {
         case .hello(let holdtime)?:
             counters.received["pim_hello", default: 0] &+= 1
@@ -323,6 +345,7 @@ public final class SnoopingSwitch {
         case nil:
             counters.errors["bad_pim", default: 0] &+= 1
         }
+        return true
     }
 
     // MARK: - Time

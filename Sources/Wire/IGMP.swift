@@ -98,6 +98,14 @@ public enum IGMPMessage: Equatable, Sendable {
         public static let mrdTermination: UInt8 = 0x32
     }
 
+    /// Queries and router announcements: what says "a router (or querier) is behind this port".
+    public var announcesARouter: Bool {
+        switch self {
+        case .query, .dvmrp, .mrdAdvertisement, .mrdTermination: true
+        case .report, .leave, .v3Report, .mrdSolicitation: false
+        }
+    }
+
     enum Field {
         static let type = 0
         static let maxResponse = 1
