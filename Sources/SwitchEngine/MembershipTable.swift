@@ -1,6 +1,17 @@
 import Wire
 
 /// A version of a membership protocol (IGMP, MLD): ordered, the newest filtering sources.
+/// A group address the membership table can key on: IPv4 now, IPv6 for MLD.
+public protocol GroupAddress: Hashable, Comparable, Sendable, BitwiseCopyable {
+    /// The address folded to 64 bits for hashing.
+    var hashBits: UInt64 { get }
+}
+
+extension IPv4Address: GroupAddress {
+    @inline(__always)
+    public var hashBits: UInt64 { UInt64(rawValue) }
+}
+
 public protocol MembershipVersion: Comparable, Hashable, Sendable {
     /// The version with source filtering (IGMPv3, MLDv2): hosts of older versions put a group
     /// in compatibility mode.
@@ -56,14 +67,23 @@ public enum FilterMode: String, Sendable, Codable {
 /// Which ports want which groups from which sources, per VLAN: the router state of RFC 3376
 /// section 6.2.1 kept per (VLAN, group, port), each port being a link of its own. Generic over
 /// the address and protocol version so that MLD (IPv6) snooping reuses it.
-public struct MembershipTable<Address: Hashable & Comparable & Sendable, Version: MembershipVersion> {
-    public struct Key: Hashable, Sendable {
+public final class MembershipTable<Address: GroupAddress, Version: MembershipVersion> {
+    public struct Key: Hashable, Sendable, FastHashKey {
         public var vlan: VLANID
         public var group: Address
         public init(vlan: VLANID, group: Address) {
             self.vlan = vlan
             self.group = group
         }
+
+        @inline(__always)
+        public var fastHash: UInt64 { (group.hashBits ^ UInt64(vlan.rawValue) << 52).fastHash }
+    }
+
+    /// What forwarding needs of a group, kept apart from the full state in a flat table.
+    struct Forwarding: BitwiseCopyable {
+        var ports: PortSet
+        var filtering: PortSet
     }
 
     /// One port's state for one group.
@@ -135,6 +155,8 @@ public struct MembershipTable<Address: Hashable & Comparable & Sendable, Version
     }
 
     private var groups: [Key: GroupEntry] = [:]
+    /// `groups` reduced to the port sets, for the hot path.
+    private let forwarding = OpenHashMap<Key, Forwarding>(minimumCapacity: 1024)
     private var timers = TimerQueue<(key: Key, port: PortID)>()
     public let limits: MembershipLimits
     private var groupsInVLAN: [VLANID: Int] = [:]
@@ -153,16 +175,23 @@ public struct MembershipTable<Address: Hashable & Comparable & Sendable, Version
     /// The ports that joined `group` in `vlan` from any source, or nil when it is unregistered there.
     @inline(__always)
     public func ports(of group: Address, in vlan: VLANID) -> PortSet? {
-        groups[Key(vlan: vlan, group: group)]?.ports
+        forwarding[Key(vlan: vlan, group: group)]?.ports
     }
 
     /// The ports that want traffic from `source` to `group`, or nil when the group is unregistered.
     @inline(__always)
     public func ports(of group: Address, in vlan: VLANID, from source: Address, at now: Instant) -> PortSet? {
-        guard let entry = groups[Key(vlan: vlan, group: group)] else { return nil }
+        let key = Key(vlan: vlan, group: group)
+        guard let entry = forwarding[key] else { return nil }
         if entry.filtering.isEmpty { return entry.ports }
+        return filteredPorts(entry, key: key, source: source, at: now)
+    }
+
+    /// The slower path of groups with source filters: each filtering port asked in turn.
+    private func filteredPorts(_ entry: Forwarding, key: Key, source: Address, at now: Instant) -> PortSet {
         var out = entry.ports.subtracting(entry.filtering)
-        for port in entry.filtering where entry.members[port]?.admits(source, at: now) == true { out.insert(port) }
+        guard let members = groups[key]?.members else { return out }
+        for port in entry.filtering where members[port]?.admits(source, at: now) == true { out.insert(port) }
         return out
     }
 
@@ -176,7 +205,7 @@ public struct MembershipTable<Address: Hashable & Comparable & Sendable, Version
     /// timers of the "Send Q" actions are lowered here (6.6.3): to the last member query time,
     /// or at once on a fast-leave port. Returns the queries the querier owes.
     @discardableResult
-    public mutating func apply(_ record: MembershipRecord, sources list: [Address], version: Version,
+    public func apply(_ record: MembershipRecord, sources list: [Address], version: Version,
                                on port: PortID, to group: Address, in vlan: VLANID, at now: Instant,
                                timers: MembershipTimers, fastLeave: Bool = false) -> QueriesOwed<Address> {
         let key = Key(vlan: vlan, group: group)
@@ -253,14 +282,14 @@ public struct MembershipTable<Address: Hashable & Comparable & Sendable, Version
         return fastLeave ? QueriesOwed() : owed
     }
 
-    private mutating func refuse(_ limit: String) -> QueriesOwed<Address> {
+    private func refuse(_ limit: String) -> QueriesOwed<Address> {
         refusals[limit, default: 0] &+= 1
         return QueriesOwed()
     }
 
     /// Notes a report from a host of an older version (RFC 3376 7.3.2): the port's group stays in
     /// that version's compatibility mode until `until`.
-    public mutating func markOlderHost(_ version: Version, on port: PortID, of group: Address, in vlan: VLANID, until: Instant) {
+    public func markOlderHost(_ version: Version, on port: PortID, of group: Address, in vlan: VLANID, until: Instant) {
         let key = Key(vlan: vlan, group: group)
         guard version < .sourceFiltering, var member = groups[key]?.members[port] else { return }
         member.olderHostsUntil[version] = until
@@ -268,7 +297,7 @@ public struct MembershipTable<Address: Hashable & Comparable & Sendable, Version
     }
 
     @discardableResult
-    public mutating func remove(_ port: PortID, from group: Address, in vlan: VLANID) -> Bool {
+    public func remove(_ port: PortID, from group: Address, in vlan: VLANID) -> Bool {
         let key = Key(vlan: vlan, group: group)
         guard var entry = groups[key], entry.members[port] != nil else { return false }
         store(nil, port: port, key: key, entry: &entry)
@@ -276,11 +305,11 @@ public struct MembershipTable<Address: Hashable & Comparable & Sendable, Version
     }
 
     /// Forgets every membership of a port (its link went down).
-    public mutating func removeAll(on port: PortID) {
+    public func removeAll(on port: PortID) {
         for key in Array(groups.keys) { remove(port, from: key.group, in: key.vlan) }
     }
 
-    public mutating func removeAll() {
+    public func removeAll() {
         groups.removeAll()
         timers.removeAll()
         groupsInVLAN.removeAll()
@@ -291,7 +320,7 @@ public struct MembershipTable<Address: Hashable & Comparable & Sendable, Version
     public func groupCount(in vlan: VLANID) -> Int { groupsInVLAN[vlan, default: 0] }
 
     /// Writes a member back (nil: removes it), keeps the port sets and the timer queue right.
-    private mutating func store(_ member: Member?, port: PortID, key: Key, entry: inout GroupEntry) {
+    private func store(_ member: Member?, port: PortID, key: Key, entry: inout GroupEntry) {
         let wasMember = entry.members[port] != nil, groupExisted = !entry.members.isEmpty
         defer {
             let isMember = entry.members[port] != nil, groupExists = !entry.members.isEmpty
@@ -312,12 +341,17 @@ public struct MembershipTable<Address: Hashable & Comparable & Sendable, Version
             entry.filtering.remove(port)
         }
         groups[key] = entry.members.isEmpty ? nil : entry
+        if entry.members.isEmpty {
+            forwarding.remove(key)
+        } else {
+            forwarding.set(Forwarding(ports: entry.ports, filtering: entry.filtering), for: key)
+        }
     }
 
     // MARK: - Time
 
     /// Runs the source and group timers due by `now`. Returns the memberships that ended.
-    public mutating func expire(at now: Instant) -> [(key: Key, port: PortID)] {
+    public func expire(at now: Instant) -> [(key: Key, port: PortID)] {
         var ended: [(key: Key, port: PortID)] = []
         while let (_, due) = timers.popDue(at: now) {
             guard var entry = groups[due.key], var member = entry.members[due.port] else { continue }

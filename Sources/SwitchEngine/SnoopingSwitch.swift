@@ -38,25 +38,25 @@ public struct GeneratedFrame: Equatable, Sendable {
 /// membership timers and the querier.
 public final class SnoopingSwitch {
     public let configuration: SwitchConfiguration
-    public private(set) var macs: MacTable
-    public private(set) var memberships: MembershipTable<IPv4Address, IGMPVersion>
+    public let macs: MacTable
+    public let memberships: MembershipTable<IPv4Address, IGMPVersion>
     /// Each port's allowance of IGMP messages.
-    private var igmpBuckets: [TokenBucket]
-    public private(set) var routers: RouterPortTracker
-    public private(set) var querier: QuerierElection
-    public private(set) var counters: SwitchCounters
+    @exclusivity(unchecked) private var igmpBuckets: [TokenBucket]
+    @exclusivity(unchecked) public private(set) var routers: RouterPortTracker
+    @exclusivity(unchecked) public private(set) var querier: QuerierElection
+    @exclusivity(unchecked) public private(set) var counters: SwitchCounters
     /// Frames the switch originated since the caller last took them.
-    public private(set) var outbox: [GeneratedFrame] = []
+    @exclusivity(unchecked) public private(set) var outbox: [GeneratedFrame] = []
 
-    public private(set) var linkUp: PortSet
+    @exclusivity(unchecked) public private(set) var linkUp: PortSet
     /// Configured member ports of each VLAN, indexed by VLAN ID.
-    private var vlanPorts = [PortSet](repeating: PortSet(), count: 4096)
-    private var pvids: [VLANID?]
-    private var fastLeavePorts = PortSet()
-    private var queryGuardPorts = PortSet()
+    @exclusivity(unchecked) private var vlanPorts = [PortSet](repeating: PortSet(), count: 4096)
+    @exclusivity(unchecked) private var pvids: [VLANID?]
+    @exclusivity(unchecked) private var fastLeavePorts = PortSet()
+    @exclusivity(unchecked) private var queryGuardPorts = PortSet()
     /// Whether IGMP snooping runs in each VLAN, indexed by VLAN ID.
-    private var snoops = [Bool](repeating: true, count: 4096)
-    private var nextMacSweep: Instant
+    @exclusivity(unchecked) private var snoops = [Bool](repeating: true, count: 4096)
+    @exclusivity(unchecked) private var nextMacSweep: Instant
 
     public init(configuration: SwitchConfiguration, at now: Instant) {
         precondition(configuration.ports.count <= PortSet.capacity, "too many ports")

@@ -1,6 +1,6 @@
 /// A 48-bit Ethernet address, held in the low bits of a UInt64 so that it hashes and
 /// compares as one integer.
-public struct MACAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct MACAddress: Hashable, Comparable, Sendable, BitwiseCopyable, CustomStringConvertible {
     public let rawValue: UInt64
 
     public init(rawValue: UInt64) { self.rawValue = rawValue & 0xffff_ffff_ffff }
@@ -57,7 +57,7 @@ public struct MACAddress: Hashable, Comparable, Sendable, CustomStringConvertibl
 }
 
 /// An IPv4 address in host order.
-public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct IPv4Address: Hashable, Comparable, Sendable, BitwiseCopyable, CustomStringConvertible {
     public let rawValue: UInt32
 
     public init(rawValue: UInt32) { self.rawValue = rawValue }
@@ -110,7 +110,7 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
 }
 
 /// An IEEE 802.1Q VLAN identifier, 1 to 4094 (0 means "priority tag only", 4095 is reserved).
-public struct VLANID: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct VLANID: Hashable, Comparable, Sendable, BitwiseCopyable, CustomStringConvertible {
     public let rawValue: UInt16
 
     public init?(_ value: Int) {
