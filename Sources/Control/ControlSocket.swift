@@ -66,7 +66,12 @@ public final class ControlServer {
 
     /// Binds the socket at `path` (mode 0600). A stale socket file left by a killed switch is
     /// replaced; a live one means another switch runs there, which is an error.
-    public init(path: String) throws(ControlError) {
+    public init(path: String, group: String? = nil) throws(ControlError) {
+        var groupID: gid_t?
+        if let group {
+            guard let entry = getgrnam(group) else { throw ControlError("--control-group \(group): no such group") }
+            groupID = entry.pointee.gr_gid
+        }
         var address = try unixAddress(path)
         if FileManager.default.fileExists(atPath: path) {
             if (try? ControlClient.request("ping", path: path)) != nil {
@@ -83,6 +88,14 @@ public final class ControlServer {
             let error = ControlError.system("cannot create the control socket", path)
             close(fd)
             throw error
+        }
+        if let groupID {
+            guard chown(path, getuid(), groupID) == 0, chmod(path, 0o660) == 0 else {
+                let error = ControlError.system("cannot give the control socket to its group", path)
+                close(fd)
+                unlink(path)
+                throw error
+            }
         }
         guard listen(fd, 16) == 0 else {
             let error = ControlError.system("listen", path)

@@ -12,6 +12,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var tagged: [Int]
         public var router: String?
         public var fastLeave: Bool
+        public var queryGuard: Bool
         public var rxFrames: UInt64
         public var txFrames: UInt64
         public var drops: UInt64
@@ -26,6 +27,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
             try c.encode(tagged, forKey: .tagged)
             try c.encode(router, forKey: .router)
             try c.encode(fastLeave, forKey: .fastLeave)
+            try c.encode(queryGuard, forKey: .queryGuard)
             try c.encode(rxFrames, forKey: .rxFrames)
             try c.encode(txFrames, forKey: .txFrames)
             try c.encode(drops, forKey: .drops)
@@ -39,10 +41,23 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var ageSeconds: Double
     }
 
+    public struct Source: Codable, Equatable, Sendable {
+        public var address: String
+        public var expiresIn: Double
+    }
+
     public struct Member: Codable, Equatable, Sendable {
         public var port: String
         public var expiresIn: Double
+        /// The version of the last report; `compatibility` is the mode the group is in on this
+        /// port (an older host heard recently: RFC 3376 7.3.2).
         public var version: Int
+        public var compatibility: Int
+        /// "include" or "exclude" (RFC 3376 6.2.1); `sources` are forwarded (INCLUDE) or
+        /// requested (EXCLUDE), `excluded` are blocked (EXCLUDE).
+        public var mode: String
+        public var sources: [Source]
+        public var excluded: [String]
     }
 
     public struct Group: Codable, Equatable, Sendable {
@@ -72,6 +87,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var vlan: Int
         public var role: String
         public var address: String?
+        /// The IGMP version our queries use (lowered while an older querier is present).
+        public var version: Int
         public var nextQueryIn: Double?
         public var otherQuerierExpiresIn: Double?
 
@@ -80,6 +97,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
             try c.encode(vlan, forKey: .vlan)
             try c.encode(role, forKey: .role)
             try c.encode(address, forKey: .address)
+            try c.encode(version, forKey: .version)
             try c.encode(nextQueryIn, forKey: .nextQueryIn)
             try c.encode(otherQuerierExpiresIn, forKey: .otherQuerierExpiresIn)
         }
@@ -132,6 +150,7 @@ extension StatusReport {
                 tagged: port.tagged.map { Int($0.rawValue) }.sorted(),
                 router: port.isStaticRouterPort ? "static" : (learnedRouterPorts.contains(id) ? "learned" : nil),
                 fastLeave: port.fastLeave,
+                queryGuard: port.queryGuard,
                 rxFrames: engine.counters.rxFrames[index],
                 txFrames: run.txFrames,
                 drops: engine.counters.drops[index] + run.txDrops)
@@ -142,8 +161,14 @@ extension StatusReport {
                             ageSeconds: (now - $0.entry.lastSeen).secondsValue) }
         groups = engine.memberships.allGroups().map { key, members in
             Group(vlan: Int(key.vlan.rawValue), group: key.group.description,
-                  members: members.map { Member(port: name($0.port), expiresIn: seconds(until: $0.member.expires),
-                                                version: $0.member.version.rawValue) })
+                  members: members.map { port, member in
+                      Member(port: name(port), expiresIn: seconds(until: member.expires), version: member.version.rawValue,
+                             compatibility: member.compatibilityMode(at: now).rawValue, mode: member.mode.rawValue,
+                             sources: member.sources.sorted { $0.key < $1.key }.map {
+                                 Source(address: $0.key.description, expiresIn: seconds(until: $0.value))
+                             },
+                             excluded: member.excluded.sorted().map(\.description))
+                  })
         }
         var routerPorts: [RouterPort] = []
         for (index, port) in config.ports.enumerated() where port.isStaticRouterPort {
@@ -160,11 +185,13 @@ extension StatusReport {
         self.routerPorts = routerPorts.sorted { ($0.vlan, $0.port) < ($1.vlan, $1.port) }
         queriers = engine.querier.status(at: now).map { status in
             Querier(vlan: Int(status.vlan.rawValue), role: status.role.rawValue,
-                    address: status.address?.description,
+                    address: status.address?.description, version: status.version.rawValue,
                     nextQueryIn: status.nextQuery.map(seconds(until:)),
                     otherQuerierExpiresIn: status.otherQuerierExpires.map(seconds(until:)))
         }
-        igmp = IGMPCounters(received: engine.counters.received, sent: engine.counters.sent, errors: engine.counters.errors)
+        var errors = engine.counters.errors
+        for (limit, count) in engine.memberships.refusals { errors["limit_\(limit)"] = count }
+        igmp = IGMPCounters(received: engine.counters.received, sent: engine.counters.sent, errors: errors)
         dropsByReason = Dictionary(uniqueKeysWithValues: engine.counters.dropsByReason.map { ($0.key.rawValue, $0.value) })
         if engine.counters.macTableFull > 0 { dropsByReason["mac_table_full"] = engine.counters.macTableFull }
     }

@@ -15,17 +15,21 @@ extension StatusReport {
         var groupRows: [[String]] = []
         for group in groups {
             for (i, member) in group.members.enumerated() {
+                var filter = member.mode
+                if !member.sources.isEmpty { filter += " " + member.sources.map(\.address).joined(separator: ",") }
+                if !member.excluded.isEmpty { filter += " !" + member.excluded.joined(separator: ",!") }
+                let version = member.compatibility < member.version ? "v\(member.version) (v\(member.compatibility) mode)" : "v\(member.version)"
                 groupRows.append([i == 0 ? String(group.vlan) : "", i == 0 ? group.group : "",
-                                  member.port, "v\(member.version)", Self.seconds(member.expiresIn)])
+                                  member.port, version, filter, Self.seconds(member.expiresIn)])
             }
         }
-        out += table(title: "Groups", ["VLAN", "GROUP", "PORT", "VERSION", "EXPIRES"], groupRows, empty: "no groups")
+        out += table(title: "Groups", ["VLAN", "GROUP", "PORT", "VERSION", "FILTER", "EXPIRES"], groupRows, empty: "no groups")
         out += table(title: "Router ports", ["VLAN", "PORT", "KIND", "REASON", "EXPIRES"],
                      routerPorts.map { [String($0.vlan), $0.port, $0.kind, $0.reason, $0.expiresIn.map(Self.seconds) ?? "never"] },
                      empty: "no router ports")
-        out += table(title: "Queriers", ["VLAN", "QUERIER", "ADDRESS", "NEXT QUERY", "OTHER EXPIRES"],
+        out += table(title: "Queriers", ["VLAN", "QUERIER", "ADDRESS", "VERSION", "NEXT QUERY", "OTHER EXPIRES"],
                      queriers.map { q in
-                         [String(q.vlan), q.role == "us" ? "this switch" : q.role, q.address ?? "-",
+                         [String(q.vlan), q.role == "us" ? "this switch" : q.role, q.address ?? "-", "v\(q.version)",
                           q.nextQueryIn.map(Self.seconds) ?? "-", q.otherQuerierExpiresIn.map(Self.seconds) ?? "-"]
                      })
         out += table(title: "MAC table", ["VLAN", "MAC", "PORT", "AGE"],

@@ -42,7 +42,7 @@ public final class SwitchDaemon {
 
     /// Opens every port, then the control socket: once the socket exists, the switch forwards.
     /// Throws, with nothing left open, if any part cannot start.
-    public init(configuration: SwitchConfiguration, controlPath: String, logger: Logger) throws {
+    public init(configuration: SwitchConfiguration, controlPath: String, controlGroup: String? = nil, logger: Logger) throws {
         self.logger = logger
         for port in configuration.ports where InterfaceState.read(port.name) == nil {
             throw ControlError("interface \(port.name) does not exist")
@@ -66,7 +66,7 @@ public final class SwitchDaemon {
             try open(port, index: index)
         }
         refreshLinks(at: now)
-        control = try ControlServer(path: controlPath)
+        control = try ControlServer(path: controlPath, group: controlGroup)
         try poller.add(control.descriptor, token: Token.control)
     }
 
@@ -91,6 +91,7 @@ public final class SwitchDaemon {
             var now = Self.now()
             engine.advance(to: now)
             sendGenerated()
+            reportRefusals(at: now)
             let wait = engine.nextDeadline(at: now).nanoseconds - now.nanoseconds
             let timeout = Int32(clamping: max(0, min(60_000, (wait + 999_999) / 1_000_000)))
             for token in poller.wait(timeoutMilliseconds: timeout) {
@@ -190,6 +191,21 @@ public final class SwitchDaemon {
         guard !engine.outbox.isEmpty else { return }
         queueGenerated()
         for out in ports where out.queue.count > 0 { flush(out) }
+    }
+
+    // MARK: - Limits
+
+    private var refusalsLogged: UInt64 = 0
+    private var lastRefusalLog = Instant.zero
+
+    /// Logs state refused at the limits, at most once every 10 s, so a flood cannot flood the log too.
+    private func reportRefusals(at now: Instant) {
+        let total = engine.memberships.refusals.values.reduce(0, +) + engine.counters.macTableFull
+            + engine.counters.errors["rate_limited", default: 0]
+        guard total > refusalsLogged, now - lastRefusalLog >= .seconds(10) else { return }
+        logger.warning("limits reached: \(total - refusalsLogged) messages or entries refused since the last report (status shows which)")
+        refusalsLogged = total
+        lastRefusalLog = now
     }
 
     // MARK: - Links

@@ -36,14 +36,18 @@ public struct PortConfiguration: Equatable, Sendable {
     public var tagged: Set<VLANID>
     public var isStaticRouterPort: Bool
     public var fastLeave: Bool
+    /// Queries and router announcements heard on this port are refused: a host behind it can
+    /// neither win the querier election nor make itself a router port.
+    public var queryGuard: Bool
 
     public init(name: String, pvid: VLANID? = .default, tagged: Set<VLANID> = [],
-                isStaticRouterPort: Bool = false, fastLeave: Bool = false) {
+                isStaticRouterPort: Bool = false, fastLeave: Bool = false, queryGuard: Bool = false) {
         self.name = name
         self.pvid = pvid
         self.tagged = tagged
         self.isStaticRouterPort = isStaticRouterPort
         self.fastLeave = fastLeave
+        self.queryGuard = queryGuard
     }
 
     /// Every VLAN the port belongs to.
@@ -67,17 +71,68 @@ public struct QuerierConfiguration: Equatable, Sendable {
     }
 }
 
+/// Settings of one VLAN that differ from the switch's defaults; nil keeps the default.
+public struct VLANSettings: Equatable, Sendable {
+    public var querier: Bool?
+    public var querierAddress: IPv4Address?
+    public var igmpVersion: IGMPVersion?
+    /// Off: the VLAN floods multicast like a plain bridge and tracks no membership.
+    public var snooping: Bool?
+
+    public init(querier: Bool? = nil, querierAddress: IPv4Address? = nil, igmpVersion: IGMPVersion? = nil, snooping: Bool? = nil) {
+        self.querier = querier
+        self.querierAddress = querierAddress
+        self.igmpVersion = igmpVersion
+        self.snooping = snooping
+    }
+}
+
 public struct SwitchConfiguration: Equatable, Sendable {
     public var ports: [PortConfiguration]
     public var timers = SnoopingTimers()
+    /// The querier of every VLAN, unless `vlans` says otherwise.
     public var querier = QuerierConfiguration()
+    public var vlans: [VLANID: VLANSettings] = [:]
+    /// Source-specific multicast groups: INCLUDE mode only (RFC 4604 section 2.2.1).
+    public var ssmRange = IPv4Prefix.sourceSpecificMulticast
     /// RFC 4541 2.1.2 (3): unregistered groups go to router ports only unless this is set.
     public var floodUnregistered = false
     public var fdbAging: Duration = .seconds(300)
     /// The MAC table refuses new stations past this many entries.
     public var macTableLimit = 65_536
+    /// ... and past this many on one port, so that one host cannot fill it for all.
+    public var macsPerPortLimit = 8_192
+    /// Bounds on membership state (a hostile host reporting 100,000 groups is refused past them).
+    public var membershipLimits = MembershipLimits()
+    /// IGMP messages a port may send per second (a token bucket with a burst of as many):
+    /// past it they are dropped and counted, so a flood from one host does not starve the others.
+    public var igmpRatePerPort = 1_000
     /// The source MAC of the frames the switch originates.
     public var switchMAC = MACAddress(0x02, 0x53, 0x4e, 0x4f, 0x4f, 0x50)
 
     public init(ports: [PortConfiguration]) { self.ports = ports }
+}
+
+extension SwitchConfiguration {
+    /// The querier settings in force in `vlan`.
+    public func querier(in vlan: VLANID) -> QuerierConfiguration {
+        let settings = vlans[vlan] ?? VLANSettings()
+        return QuerierConfiguration(enabled: settings.querier ?? querier.enabled,
+                                    address: settings.querierAddress ?? querier.address,
+                                    version: settings.igmpVersion ?? querier.version)
+    }
+
+    public func snoops(_ vlan: VLANID) -> Bool { vlans[vlan]?.snooping ?? true }
+
+    /// Every VLAN some port carries.
+    public var allVLANs: Set<VLANID> { ports.reduce(into: []) { $0.formUnion($1.vlans) } }
+}
+
+/// How much membership state the switch keeps at most.
+public struct MembershipLimits: Equatable, Sendable {
+    public var groupsPerVLAN = 65_536
+    public var groupsPerPort = 16_384
+    public var sourcesPerGroup = 256
+
+    public init() {}
 }

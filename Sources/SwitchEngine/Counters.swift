@@ -12,6 +12,10 @@ public enum DropReason: String, CaseIterable, Sendable {
     case multicastSource = "multicast_source"
     /// A frame arriving on a port whose link is down.
     case portDown = "port_down"
+    /// An IGMP message past the port's rate.
+    case rateLimited = "rate_limited"
+    /// A query or router announcement on a port that may not speak for a router.
+    case queryGuard = "query_guard"
 }
 
 /// What the engine counts. Plain integers: the control plane reads them.
@@ -36,5 +40,27 @@ public struct SwitchCounters: Sendable {
     mutating func drop(_ reason: DropReason, on port: PortID) {
         drops[port.index] &+= 1
         dropsByReason[reason, default: 0] &+= 1
+    }
+}
+
+/// A token bucket: `rate` tokens a second, at most `rate` saved up.
+struct TokenBucket {
+    let rate: Int
+    private var tokens: Double
+    private var last: Instant
+
+    init(rate: Int, at now: Instant) {
+        self.rate = rate
+        self.tokens = Double(rate)
+        self.last = now
+    }
+
+    mutating func take(at now: Instant) -> Bool {
+        let elapsed = Double(max(0, now.nanoseconds - last.nanoseconds)) / 1e9
+        tokens = min(Double(rate), tokens + elapsed * Double(rate))
+        last = now
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        return true
     }
 }

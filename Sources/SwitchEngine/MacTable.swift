@@ -1,72 +1,93 @@
 import Wire
 
 /// Learned stations per VLAN (IEEE 802.1Q filtering database): where each source MAC was last
-/// seen, aged out after the aging time, bounded in size.
-public struct MacTable {
-    public struct Entry: Equatable, Sendable {
+/// seen, aged out after the aging time, bounded in size overall and per port.
+public final class MacTable {
+    public struct Entry: Equatable, Sendable, BitwiseCopyable {
         public var port: PortID
         public var lastSeen: Instant
     }
 
     /// VLAN in the top 12 bits above the 48-bit address: one integer key.
-    @usableFromInline
+    @inline(__always)
     static func key(_ vlan: VLANID, _ mac: MACAddress) -> UInt64 {
         UInt64(vlan.rawValue) << 48 | mac.rawValue
     }
 
-    private var entries: [UInt64: Entry] = [:]
+    private let entries: OpenHashMap<UInt64, Entry>
+    /// Stations learned on each port, for the per-port limit.
+    private var perPort: [Int]
     public let limit: Int
-    public var aging: Duration
+    public let perPortLimit: Int
+    public let aging: Duration
     /// New stations refused because the table was full.
     public private(set) var refused: UInt64 = 0
-    /// Stations seen on a port other than the one learned (RFC: a station move).
+    /// Stations seen on a port other than the one learned (a station move).
     public private(set) var moves: UInt64 = 0
 
-    public init(limit: Int, aging: Duration) {
+    public init(limit: Int, perPortLimit: Int = .max, portCount: Int = PortSet.capacity, aging: Duration) {
         self.limit = limit
+        self.perPortLimit = perPortLimit
+        self.perPort = Array(repeating: 0, count: portCount)
         self.aging = aging
-        entries.reserveCapacity(min(limit, 4096))
+        entries = OpenHashMap(minimumCapacity: min(limit, 4096))
     }
 
     public var count: Int { entries.count }
 
-    /// Learns or refreshes a station; returns false when the table is full and it is new.
+    /// Learns or refreshes a station; returns false when it is new and a limit refuses it.
+    @inline(__always)
     @discardableResult
-    public mutating func learn(_ mac: MACAddress, vlan: VLANID, port: PortID, at now: Instant) -> Bool {
+    public func learn(_ mac: MACAddress, vlan: VLANID, port: PortID, at now: Instant) -> Bool {
         let key = Self.key(vlan, mac)
-        if let index = entries.index(forKey: key) {
-            if entries.values[index].port != port { moves += 1 }
-            entries.values[index] = Entry(port: port, lastSeen: now)
+        if let slot = entries.slot(of: key) {
+            let old = entries.value(at: slot).port
+            if old != port {
+                moves += 1
+                perPort[old.index] -= 1
+                perPort[port.index] += 1
+            }
+            entries.setValue(Entry(port: port, lastSeen: now), at: slot)
             return true
         }
-        guard entries.count < limit else {
+        guard entries.count < limit, perPort[port.index] < perPortLimit else {
             refused += 1
             return false
         }
-        entries[key] = Entry(port: port, lastSeen: now)
+        entries.set(Entry(port: port, lastSeen: now), for: key)
+        perPort[port.index] += 1
         return true
     }
 
+    public func count(on port: PortID) -> Int { perPort[port.index] }
+
     /// The port a station was learned on, if it has not aged out.
+    @inline(__always)
     public func lookup(_ mac: MACAddress, vlan: VLANID, at now: Instant) -> PortID? {
         guard let entry = entries[Self.key(vlan, mac)], now < entry.lastSeen + aging else { return nil }
         return entry.port
     }
 
-    public mutating func removeAll(on port: PortID) {
-        entries = entries.filter { $0.value.port != port }
+    public func removeAll(on port: PortID) {
+        entries.removeAll { $1.port == port }
+        perPort[port.index] = 0
     }
 
-    public mutating func removeAll() { entries.removeAll(keepingCapacity: true) }
+    public func removeAll() {
+        entries.removeAll()
+        for i in perPort.indices { perPort[i] = 0 }
+    }
 
     /// Drops every entry idle for the aging time.
-    public mutating func expire(at now: Instant) {
+    public func expire(at now: Instant) {
         let aging = self.aging
-        entries = entries.filter { now < $0.value.lastSeen + aging }
+        entries.removeAll { now >= $1.lastSeen + aging }
+        for i in perPort.indices { perPort[i] = 0 }
+        for (_, entry) in entries.entries() { perPort[entry.port.index] += 1 }
     }
 
     public func allEntries() -> [(vlan: VLANID, mac: MACAddress, entry: Entry)] {
-        entries.map { key, entry in
+        entries.entries().map { key, entry in
             (VLANID(Int(key >> 48))!, MACAddress(rawValue: key), entry)
         }.sorted { ($0.vlan, $0.mac) < ($1.vlan, $1.mac) }
     }

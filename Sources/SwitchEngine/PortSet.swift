@@ -1,5 +1,5 @@
 /// A switch port, by its index in the configuration (0 ..< PortSet.capacity).
-public struct PortID: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct PortID: Hashable, Comparable, Sendable, BitwiseCopyable, CustomStringConvertible {
     public let index: Int
 
     public init(_ index: Int) {
@@ -13,7 +13,7 @@ public struct PortID: Hashable, Comparable, Sendable, CustomStringConvertible {
 
 /// A set of ports as a fixed bitmap: forwarding decisions are unions and differences of
 /// these, with no allocation.
-public struct PortSet: Equatable, Hashable, Sendable, Sequence {
+public struct PortSet: Equatable, Hashable, Sendable, BitwiseCopyable, Sequence {
     public static let capacity = 256
     private var w0: UInt64 = 0, w1: UInt64 = 0, w2: UInt64 = 0, w3: UInt64 = 0
 

@@ -1,7 +1,7 @@
 import Wire
 
 /// The IGMP querier of each VLAN (RFC 3376 section 6.6, RFC 2236 section 3): who queries,
-/// when our next query is due, and the timer values in force on the LAN.
+/// when our next query is due, which version the LAN speaks, and the timer values in force.
 public struct QuerierElection {
     public enum Role: String, Sendable {
         /// We send the queries.
@@ -13,28 +13,32 @@ public struct QuerierElection {
     }
 
     public enum DueQuery: Equatable, Sendable {
-        case general(VLANID)
-        case groupSpecific(VLANID, IPv4Address)
+        case general(VLANID, IGMPVersion)
+        case groupSpecific(VLANID, IGMPVersion, IPv4Address)
+        case groupAndSourceSpecific(VLANID, IPv4Address, [IPv4Address])
     }
 
     struct VLANState {
+        var configuration: QuerierConfiguration
         var otherQuerier: (address: IPv4Address, until: Instant)?
         /// The values of the other querier's last query (RFC 3376 4.1.6, 4.1.7, 8.3).
         var adopted: SnoopingTimers?
+        /// An older version querier was heard (RFC 3376 7.3.1): we query in its version.
+        var olderQuerier: (version: IGMPVersion, until: Instant)?
         var startupQueriesLeft: Int
         var nextGeneralQuery: Instant
         var pendingGroupQueries: [IPv4Address: (remaining: Int, next: Instant)] = [:]
+        var pendingSourceQueries: [IPv4Address: (sources: [IPv4Address: Int], next: Instant)] = [:]
     }
 
-    public let configuration: QuerierConfiguration
     public let timers: SnoopingTimers
     private var vlans: [VLANID: VLANState] = [:]
 
-    public init(configuration: QuerierConfiguration, timers: SnoopingTimers, vlans: Set<VLANID>, at now: Instant) {
-        self.configuration = configuration
-        self.timers = timers
-        for vlan in vlans {
-            self.vlans[vlan] = VLANState(startupQueriesLeft: timers.startupQueryCount, nextGeneralQuery: now)
+    public init(configuration: SwitchConfiguration, at now: Instant) {
+        self.timers = configuration.timers
+        for vlan in configuration.allVLANs {
+            vlans[vlan] = VLANState(configuration: configuration.querier(in: vlan),
+                                    startupQueriesLeft: timers.startupQueryCount, nextGeneralQuery: now)
         }
     }
 
@@ -46,8 +50,16 @@ public struct QuerierElection {
     }
 
     public func role(in vlan: VLANID, at now: Instant) -> Role {
-        if let other = vlans[vlan]?.otherQuerier, other.until > now { return .other }
-        return configuration.enabled && vlans[vlan] != nil ? .us : .none
+        guard let state = vlans[vlan] else { return .none }
+        if let other = state.otherQuerier, other.until > now { return .other }
+        return state.configuration.enabled ? .us : .none
+    }
+
+    /// The version our queries use in `vlan`: ours, or an older querier's while one is present.
+    public func version(in vlan: VLANID, at now: Instant) -> IGMPVersion {
+        guard let state = vlans[vlan] else { return .v3 }
+        if let older = state.olderQuerier, older.until > now { return min(older.version, state.configuration.version) }
+        return state.configuration.version
     }
 
     /// The timers in force in a VLAN: the querier's when another querier is the querier.
@@ -58,7 +70,14 @@ public struct QuerierElection {
 
     /// A query from `source` was heard in `vlan`.
     public mutating func heard(_ query: IGMPQuery, from source: IPv4Address, in vlan: VLANID, at now: Instant) {
-        guard var state = vlans[vlan], beats(source, ours: configuration.address) else { return }
+        guard var state = vlans[vlan] else { return }
+        defer { vlans[vlan] = state }
+        if query.version < .v3 {
+            // 7.3.1: the querier uses the lowest version present, for the older version querier interval.
+            let current = state.olderQuerier.flatMap { $0.until > now ? $0.version : nil } ?? .v3
+            state.olderQuerier = (min(current, query.version), now + timers.groupMembershipInterval)
+        }
+        guard beats(source, ours: state.configuration.address) else { return }
         state.otherQuerier = (source, now + timers.otherQuerierPresentInterval)
         if query.isGeneral {
             var adopted = state.adopted ?? timers
@@ -71,14 +90,23 @@ public struct QuerierElection {
             }
             state.adopted = adopted
         }
-        vlans[vlan] = state
     }
 
-    /// A leave asks the querier to check whether members remain (RFC 2236 section 3, RFC 3376 6.6.3).
-    public mutating func scheduleGroupQueries(for group: IPv4Address, in vlan: VLANID, at now: Instant) {
-        guard role(in: vlan, at: now) == .us, configuration.version != .v1,
-              var state = vlans[vlan], state.pendingGroupQueries[group] == nil else { return }
-        state.pendingGroupQueries[group] = (timers.lastMemberQueryCount, now)
+    /// The "Send Q(G)" and "Send Q(G,A)" actions of a report, when we are the querier: the first
+    /// query now, the rest last-member-query-interval apart (RFC 3376 6.6.3).
+    public mutating func schedule(_ owed: QueriesOwed<IPv4Address>, for group: IPv4Address, in vlan: VLANID, at now: Instant) {
+        guard !owed.isEmpty, role(in: vlan, at: now) == .us, var state = vlans[vlan] else { return }
+        let version = version(in: vlan, at: now)
+        guard version != .v1 else { return }                        // IGMPv1 has no group queries
+        if owed.group, state.pendingGroupQueries[group] == nil {
+            state.pendingGroupQueries[group] = (timers.lastMemberQueryCount, now)
+        }
+        if version == .v3, !owed.sources.isEmpty {
+            var pending = state.pendingSourceQueries[group] ?? ([:], now)
+            for source in owed.sources { pending.sources[source] = timers.lastMemberQueryCount }
+            pending.next = min(pending.next, now)
+            state.pendingSourceQueries[group] = pending
+        }
         vlans[vlan] = state
     }
 
@@ -93,19 +121,27 @@ public struct QuerierElection {
                 state.adopted = nil
                 state.nextGeneralQuery = now
             }
-            if configuration.enabled, state.otherQuerier == nil {
+            if let older = state.olderQuerier, older.until <= now { state.olderQuerier = nil }
+            let version = state.olderQuerier.map { min($0.version, state.configuration.version) } ?? state.configuration.version
+            if state.configuration.enabled, state.otherQuerier == nil {
                 if state.nextGeneralQuery <= now {
-                    due.append(.general(vlan))
+                    due.append(.general(vlan, version))
                     if state.startupQueriesLeft > 0 { state.startupQueriesLeft -= 1 }
                     state.nextGeneralQuery = now + (state.startupQueriesLeft > 0 ? timers.startupQueryInterval : timers.queryInterval)
                 }
                 for (group, pending) in state.pendingGroupQueries.sorted(by: { $0.key < $1.key }) where pending.next <= now {
-                    due.append(.groupSpecific(vlan, group))
+                    due.append(.groupSpecific(vlan, version, group))
                     state.pendingGroupQueries[group] = pending.remaining > 1
                         ? (pending.remaining - 1, now + timers.lastMemberQueryInterval) : nil
                 }
+                for (group, pending) in state.pendingSourceQueries.sorted(by: { $0.key < $1.key }) where pending.next <= now {
+                    due.append(.groupAndSourceSpecific(vlan, group, pending.sources.keys.sorted()))
+                    let left = pending.sources.compactMapValues { $0 > 1 ? $0 - 1 : nil }
+                    state.pendingSourceQueries[group] = left.isEmpty ? nil : (left, now + timers.lastMemberQueryInterval)
+                }
             } else {
                 state.pendingGroupQueries.removeAll()
+                state.pendingSourceQueries.removeAll()
             }
             vlans[vlan] = state
         }
@@ -117,18 +153,31 @@ public struct QuerierElection {
         func consider(_ t: Instant) { next = min(next ?? t, t) }
         for state in vlans.values {
             if let other = state.otherQuerier { consider(other.until) }
-            if configuration.enabled, state.otherQuerier == nil {
+            if let older = state.olderQuerier { consider(older.until) }
+            if state.configuration.enabled, state.otherQuerier == nil {
                 consider(state.nextGeneralQuery)
                 for pending in state.pendingGroupQueries.values { consider(pending.next) }
+                for pending in state.pendingSourceQueries.values { consider(pending.next) }
             }
         }
         return next
     }
 
+    /// Brings the next general query forward to `now` (a link came up behind which hosts may
+    /// have joined while we could not hear them).
+    public mutating func queryNow(in vlan: VLANID, at now: Instant) {
+        guard var state = vlans[vlan] else { return }
+        state.nextGeneralQuery = min(state.nextGeneralQuery, now)
+        vlans[vlan] = state
+    }
+
+    public func configuration(in vlan: VLANID) -> QuerierConfiguration? { vlans[vlan]?.configuration }
+
     public struct VLANStatus: Sendable {
         public var vlan: VLANID
         public var role: Role
         public var address: IPv4Address?
+        public var version: IGMPVersion
         public var nextQuery: Instant?
         public var otherQuerierExpires: Instant?
     }
@@ -137,26 +186,17 @@ public struct QuerierElection {
         vlans.keys.sorted().map { vlan in
             let state = vlans[vlan]!
             let role = role(in: vlan, at: now)
+            let version = version(in: vlan, at: now)
             switch role {
             case .us:
-                return VLANStatus(vlan: vlan, role: role, address: configuration.address,
+                return VLANStatus(vlan: vlan, role: role, address: state.configuration.address, version: version,
                                   nextQuery: state.nextGeneralQuery, otherQuerierExpires: nil)
             case .other:
-                return VLANStatus(vlan: vlan, role: role, address: state.otherQuerier?.address,
+                return VLANStatus(vlan: vlan, role: role, address: state.otherQuerier?.address, version: version,
                                   nextQuery: nil, otherQuerierExpires: state.otherQuerier?.until)
             case .none:
-                return VLANStatus(vlan: vlan, role: role, address: nil, nextQuery: nil, otherQuerierExpires: nil)
+                return VLANStatus(vlan: vlan, role: role, address: nil, version: version, nextQuery: nil, otherQuerierExpires: nil)
             }
         }
-    }
-}
-
-extension QuerierElection {
-    /// Brings the next general query forward to `now` (a link came up behind which hosts may
-    /// have joined while we could not hear them).
-    public mutating func queryNow(in vlan: VLANID, at now: Instant) {
-        guard var state = vlans[vlan] else { return }
-        state.nextGeneralQuery = min(state.nextGeneralQuery, now)
-        vlans[vlan] = state
     }
 }

@@ -5,6 +5,8 @@ public enum RouterPortReason: String, Sendable, Codable {
     case `static` = "static"
     case igmpQuery = "igmp-query"
     case pimHello = "pim-hello"
+    case dvmrpProbe = "dvmrp-probe"
+    case mrdAdvertisement = "mrd-advertisement"
 }
 
 /// The ports behind which multicast routers sit, per VLAN (RFC 4541 section 2.1.1):
@@ -38,6 +40,12 @@ public struct RouterPortTracker {
         ports[port] = Learned(reason: reason, expires: expires)
         learned[vlan] = ports
         cache[Int(vlan.rawValue)].insert(port)
+    }
+
+    /// A router said it is leaving (an MRD termination): it is no longer a router port, unless static.
+    public mutating func forget(_ port: PortID, in vlan: VLANID) {
+        guard learned[vlan]?.removeValue(forKey: port) != nil else { return }
+        rebuild(vlan)
     }
 
     public mutating func removeAll(on port: PortID) {

@@ -38,25 +38,33 @@ public struct GeneratedFrame: Equatable, Sendable {
 /// membership timers and the querier.
 public final class SnoopingSwitch {
     public let configuration: SwitchConfiguration
-    public private(set) var macs: MacTable
-    public private(set) var memberships = MembershipTable<IPv4Address, IGMPVersion>()
-    public private(set) var routers: RouterPortTracker
-    public private(set) var querier: QuerierElection
-    public private(set) var counters: SwitchCounters
+    public let macs: MacTable
+    public let memberships: MembershipTable<IPv4Address, IGMPVersion>
+    /// Each port's allowance of IGMP messages.
+    @exclusivity(unchecked) private var igmpBuckets: [TokenBucket]
+    @exclusivity(unchecked) public private(set) var routers: RouterPortTracker
+    @exclusivity(unchecked) public private(set) var querier: QuerierElection
+    @exclusivity(unchecked) public private(set) var counters: SwitchCounters
     /// Frames the switch originated since the caller last took them.
-    public private(set) var outbox: [GeneratedFrame] = []
+    @exclusivity(unchecked) public private(set) var outbox: [GeneratedFrame] = []
 
-    public private(set) var linkUp: PortSet
+    @exclusivity(unchecked) public private(set) var linkUp: PortSet
     /// Configured member ports of each VLAN, indexed by VLAN ID.
-    private var vlanPorts = [PortSet](repeating: PortSet(), count: 4096)
-    private var pvids: [VLANID?]
-    private var fastLeavePorts = PortSet()
-    private var nextMacSweep: Instant
+    @exclusivity(unchecked) private var vlanPorts = [PortSet](repeating: PortSet(), count: 4096)
+    @exclusivity(unchecked) private var pvids: [VLANID?]
+    @exclusivity(unchecked) private var fastLeavePorts = PortSet()
+    @exclusivity(unchecked) private var queryGuardPorts = PortSet()
+    /// Whether IGMP snooping runs in each VLAN, indexed by VLAN ID.
+    @exclusivity(unchecked) private var snoops = [Bool](repeating: true, count: 4096)
+    @exclusivity(unchecked) private var nextMacSweep: Instant
 
     public init(configuration: SwitchConfiguration, at now: Instant) {
         precondition(configuration.ports.count <= PortSet.capacity, "too many ports")
         self.configuration = configuration
-        macs = MacTable(limit: configuration.macTableLimit, aging: configuration.fdbAging)
+        macs = MacTable(limit: configuration.macTableLimit, perPortLimit: configuration.macsPerPortLimit,
+                        portCount: configuration.ports.count, aging: configuration.fdbAging)
+        memberships = MembershipTable(limits: configuration.membershipLimits)
+        igmpBuckets = Array(repeating: TokenBucket(rate: configuration.igmpRatePerPort, at: now), count: configuration.ports.count)
         counters = SwitchCounters(portCount: configuration.ports.count)
         pvids = configuration.ports.map(\.pvid)
         var allVLANs = Set<VLANID>()
@@ -71,12 +79,14 @@ public final class SnoopingSwitch {
             }
             if port.isStaticRouterPort { staticRouters.insert(id) }
             if port.fastLeave { fastLeavePorts.insert(id) }
+            if port.queryGuard { queryGuardPorts.insert(id) }
         }
         linkUp = all
         routers = RouterPortTracker(staticPorts: staticRouters)
-        querier = QuerierElection(configuration: configuration.querier, timers: configuration.timers,
-                                  vlans: allVLANs, at: now)
+        querier = QuerierElection(configuration: configuration, at: now)
+        for vlan in allVLANs { snoops[Int(vlan.rawValue)] = configuration.snoops(vlan) }
         nextMacSweep = now + Self.macSweepPeriod(configuration.fdbAging)
+        solicitRouters(in: allVLANs.sorted())
     }
 
     private static func macSweepPeriod(_ aging: Duration) -> Duration { max(.seconds(1), aging / 4) }
@@ -133,24 +143,25 @@ public final class SnoopingSwitch {
         guard group.isMulticast else { return decision }
 
         switch ip.protocol {
-        case IPv4HeaderView.ProtocolNumber.igmp where !ip.isFragment:
+        case IPv4HeaderView.ProtocolNumber.igmp where !ip.isFragment && snoops[Int(vlan.rawValue)]:
             return receiveIGMP(ip, frame: frame, decision: decision, on: port, at: now)
         case IPv4HeaderView.ProtocolNumber.pim where group == .allPIMRouters && !ip.isFragment:
-            receivePIM(ip, vlan: vlan, on: port, at: now)
-            return decision
+            return receivePIM(ip, vlan: vlan, on: port, at: now) ? decision : .none
         default:
-            decision.ports = dataPorts(to: group, in: vlan, flood: flood)
+            decision.ports = dataPorts(to: group, from: ip.source, in: vlan, flood: flood, at: now)
             return decision
         }
     }
 
     /// RFC 4541 2.1.2: the local network control block floods; a registered group goes to its
     /// members and the router ports; an unregistered one to the router ports only.
+    /// With IGMPv3 state, a member port gets only the sources it admits (RFC 3376 6.3).
     @inline(__always)
-    private func dataPorts(to group: IPv4Address, in vlan: VLANID, flood: PortSet) -> PortSet {
-        if group.isLocalNetworkControl { return flood }
+    private func dataPorts(to group: IPv4Address, from source: IPv4Address, in vlan: VLANID, flood: PortSet,
+                           at now: Instant) -> PortSet {
+        if group.isLocalNetworkControl || !snoops[Int(vlan.rawValue)] { return flood }
         let routerPorts = routers.ports(in: vlan)
-        if let members = memberships.ports(of: group, in: vlan) {
+        if let members = memberships.ports(of: group, in: vlan, from: source, at: now) {
             return flood.intersection(members.union(routerPorts))
         }
         return configuration.floodUnregistered ? flood : flood.intersection(routerPorts)
@@ -168,13 +179,17 @@ public final class SnoopingSwitch {
         var decision = decision
         let flood = decision.ports
         let vlan = decision.vlan
+        guard igmpBuckets[port.index].take(at: now) else {
+            counters.errors["rate_limited", default: 0] &+= 1
+            return drop(.rateLimited, on: port)
+        }
         let message: IGMPMessage
         do {
             message = try IGMPMessage.parse(ip.payload, verifyChecksum: !frame.checksumPending)
         } catch .unknownType {
-            // Not a message snooping knows (DVMRP, mtrace, ...): forwarded as the data it is.
+            // Not a message snooping knows (mtrace, ...): forwarded as the data it is.
             counters.received["other", default: 0] &+= 1
-            decision.ports = dataPorts(to: ip.destination, in: vlan, flood: flood)
+            decision.ports = dataPorts(to: ip.destination, from: ip.source, in: vlan, flood: flood, at: now)
             return decision
         } catch {
             counters.errors[error.counterName, default: 0] &+= 1
@@ -182,12 +197,20 @@ public final class SnoopingSwitch {
         }
         // Reports and leaves go to the router ports only, never to other hosts (RFC 4541 2.1.1).
         let towardRouters = flood.intersection(routers.ports(in: vlan))
+        let timers = querier.effectiveTimers(in: vlan, at: now)
+
+        if queryGuardPorts.contains(port), message.announcesARouter {
+            // A guarded port's hosts cannot speak for a router: refused, so a rogue host can
+            // neither silence our querier nor draw every group to itself.
+            counters.errors["guarded_query", default: 0] &+= 1
+            return drop(.queryGuard, on: port)
+        }
 
         switch message {
         case .query(let query):
             counters.received["query_\(query.version)", default: 0] &+= 1
             if ip.source != .any {
-                routers.heard(.igmpQuery, on: port, in: vlan, until: now + configuration.timers.otherQuerierPresentInterval)
+                routers.heard(.igmpQuery, on: port, in: vlan, until: now + timers.otherQuerierPresentInterval)
             }
             querier.heard(query, from: ip.source, in: vlan, at: now)
             return decision    // queries reach every port of the VLAN
@@ -195,38 +218,84 @@ public final class SnoopingSwitch {
         case .report(let group, let version):
             counters.received["\(version)_report", default: 0] &+= 1
             guard group.isMulticast else { return badGroup(on: port) }
-            join(group, version: version, in: vlan, on: port, at: now)
+            if configuration.ssmRange.contains(group) {
+                // RFC 4604 2.2.1: no any-source membership in the SSM range.
+                counters.errors["ssm_ignored", default: 0] &+= 1
+            } else if snoops[Int(vlan.rawValue)], !group.isLocalNetworkControl {
+                // RFC 3376 7.3.2: an older report is IS_EX({}) and puts the group in compatibility mode.
+                apply(.isExclude, [], version: version, group: group, in: vlan, on: port, at: now)
+                memberships.markOlderHost(version, on: port, of: group, in: vlan,
+                                          until: now + timers.groupMembershipInterval)
+            }
             decision.ports = towardRouters
             return decision
 
         case .leave(let group):
             counters.received["v2_leave", default: 0] &+= 1
             guard group.isMulticast else { return badGroup(on: port) }
-            leave(group, in: vlan, on: port, at: now)
+            if let member = memberships.member(port, of: group, in: vlan), snoops[Int(vlan.rawValue)] {
+                if member.compatibilityMode(at: now).hasLeave {
+                    apply(.toInclude, [], version: .v2, group: group, in: vlan, on: port, at: now)   // leave = TO_IN({})
+                } else {
+                    counters.errors["ignored_in_v1_mode", default: 0] &+= 1
+                }
+            }
             decision.ports = towardRouters
             return decision
 
         case .v3Report(let records):
             counters.received["v3_report", default: 0] &+= 1
+            guard snoops[Int(vlan.rawValue)] else {
+                decision.ports = towardRouters
+                return decision
+            }
             for record in records {
                 guard record.group.isMulticast else {
                     counters.errors["bad_group", default: 0] &+= 1
                     continue
                 }
-                switch record.type {
-                case .modeIsExclude, .changeToExclude:
-                    join(record.group, version: .v3, in: vlan, on: port, at: now)
-                case .modeIsInclude, .changeToInclude, .allowNewSources:
-                    // INCLUDE with no sources is a leave (RFC 3376 6.4.1, TO_IN({}))
-                    if record.sources.isEmpty {
-                        if record.type != .allowNewSources { leave(record.group, in: vlan, on: port, at: now) }
-                    } else {
-                        join(record.group, version: .v3, in: vlan, on: port, at: now)
-                    }
-                case .blockOldSources:
-                    break   // group-level state: blocking some sources keeps the group wanted
+                guard !record.group.isLocalNetworkControl else { continue }
+                let kind = MembershipRecord(record.type)
+                var sources = record.sources
+                if configuration.ssmRange.contains(record.group), kind == .isExclude || kind == .toExclude {
+                    counters.errors["ssm_ignored", default: 0] &+= 1      // RFC 4604 2.2.1
+                    continue
                 }
+                let mode = memberships.member(port, of: record.group, in: vlan)?.compatibilityMode(at: now) ?? .v3
+                if mode < .v3 {
+                    // RFC 3376 7.3.2: in compatibility mode BLOCK is ignored, TO_EX's sources are;
+                    // with IGMPv1 hosts, TO_IN is ignored as leaves are.
+                    if kind == .block || (mode == .v1 && kind == .toInclude) {
+                        counters.errors["ignored_in_\(mode)_mode", default: 0] &+= 1
+                        continue
+                    }
+                    if kind == .toExclude || kind == .isExclude { sources = [] }
+                }
+                apply(kind, sources, version: .v3, group: record.group, in: vlan, on: port, at: now)
             }
+            decision.ports = towardRouters
+            return decision
+
+        case .dvmrp(let code):
+            counters.received["dvmrp", default: 0] &+= 1
+            if code == 1 {   // a probe: a DVMRP router's neighbor timeout is 35 s
+                routers.heard(.dvmrpProbe, on: port, in: vlan, until: now + .seconds(35))
+            }
+            return decision
+
+        case .mrdAdvertisement(let interval, _, _):
+            // RFC 4286: a router port until three advertisement intervals pass without one.
+            counters.received["mrd_advertisement", default: 0] &+= 1
+            routers.heard(.mrdAdvertisement, on: port, in: vlan, until: now + .seconds(3 * max(interval, 1)))
+            return decision
+
+        case .mrdTermination:
+            counters.received["mrd_termination", default: 0] &+= 1
+            routers.forget(port, in: vlan)
+            return decision
+
+        case .mrdSolicitation:
+            counters.received["mrd_solicitation", default: 0] &+= 1
             decision.ports = towardRouters
             return decision
         }
@@ -237,43 +306,46 @@ public final class SnoopingSwitch {
         return drop(.badIGMP, on: port)
     }
 
-    /// A report: the port is a member for the group membership interval (RFC 3376 8.4).
-    /// Reports for the local network control block are not tracked: it always floods.
-    private func join(_ group: IPv4Address, version: IGMPVersion, in vlan: VLANID, on port: PortID, at now: Instant) {
-        guard !group.isLocalNetworkControl else { return }
-        let interval = querier.effectiveTimers(in: vlan, at: now).groupMembershipInterval
-        memberships.join(port, to: group, in: vlan, version: version, until: now + interval)
-    }
-
-    /// A leave heard on `port` concerns that port only. Fast-leave prunes at once; otherwise the
-    /// port's timer drops to the last member query time, and if we are the querier we ask
-    /// (RFC 2236 section 3, RFC 3376 6.6.3.1).
-    private func leave(_ group: IPv4Address, in vlan: VLANID, on port: PortID, at now: Instant) {
-        guard memberships.member(port, of: group, in: vlan) != nil else { return }
-        if fastLeavePorts.contains(port) {
-            memberships.remove(port, from: group, in: vlan)
-            return
+    /// One record through RFC 3376 tables 6.4.1/6.4.2 for `port`; the queries it owes are ours
+    /// to send if we are the querier. A fast-leave port is pruned at once instead of being asked.
+    private func apply(_ record: MembershipRecord, _ sources: [IPv4Address], version: IGMPVersion,
+                       group: IPv4Address, in vlan: VLANID, on port: PortID, at now: Instant) {
+        let timers = querier.effectiveTimers(in: vlan, at: now)
+        let owed = memberships.apply(
+            record, sources: sources, version: version, on: port, to: group, in: vlan, at: now,
+            timers: MembershipTimers(groupMembershipInterval: timers.groupMembershipInterval,
+                                     lastMemberQueryTime: configuration.timers.lastMemberQueryTime),
+            fastLeave: fastLeavePorts.contains(port))
+        if !owed.isEmpty {
+            querier.schedule(owed, for: group, in: vlan, at: now)
+            sendDueQueries(at: now)
         }
-        memberships.lower(port, of: group, in: vlan, to: now + configuration.timers.lastMemberQueryTime)
-        querier.scheduleGroupQueries(for: group, in: vlan, at: now)
-        sendDueQueries(at: now)
     }
 
     // MARK: - PIM
 
     /// A PIM hello marks a router port for its holdtime (RFC 7761 4.3.3; 105 s when absent).
-    private func receivePIM(_ ip: IPv4HeaderView, vlan: VLANID, on port: PortID, at now: Instant) {
+    private func receivePIM(_ ip: IPv4HeaderView, vlan: VLANID, on port: PortID, at now: Instant) -> Bool {
+        if queryGuardPorts.contains(port) {
+            counters.errors["guarded_query", default: 0] &+= 1
+            counters.drop(.queryGuard, on: port)
+            return false
+        }
         switch try? PIMMessage.parse(ip.payload) {
         case .hello(let holdtime)?:
             counters.received["pim_hello", default: 0] &+= 1
             let seconds = holdtime ?? 105
-            guard seconds > 0 else { return }   // holdtime 0: the router is leaving
-            routers.heard(.pimHello, on: port, in: vlan, until: now + .seconds(seconds))
+            if seconds == 0 {
+                routers.forget(port, in: vlan)      // holdtime 0: the router is leaving
+            } else {
+                routers.heard(.pimHello, on: port, in: vlan, until: now + .seconds(seconds))
+            }
         case .other?:
             counters.received["pim_other", default: 0] &+= 1
         case nil:
             counters.errors["bad_pim", default: 0] &+= 1
         }
+        return true
     }
 
     // MARK: - Time
@@ -299,31 +371,60 @@ public final class SnoopingSwitch {
     }
 
     private func sendDueQueries(at now: Instant) {
-        let timers = configuration.timers
-        let ours = configuration.querier
         for due in querier.takeDueQueries(at: now) {
-            let query: IGMPQuery
-            let vlan: VLANID
-            let destination: IPv4Address
             switch due {
-            case .general(let v):
-                vlan = v
-                destination = .allSystems
-                query = IGMPQuery(version: ours.version, maxResponseDeciseconds: Int(timers.queryResponseInterval.nanoseconds / 100_000_000),
-                                  robustness: timers.robustness, queryIntervalSeconds: Int(timers.queryInterval.nanoseconds / 1_000_000_000))
+            case .general(let vlan, let version):
+                send(IGMPQuery(version: version, maxResponseDeciseconds: deciseconds(configuration.timers.queryResponseInterval)),
+                     to: .allSystems, in: vlan)
                 counters.sent["general_query", default: 0] &+= 1
-            case .groupSpecific(let v, let group):
-                vlan = v
-                destination = group
-                query = IGMPQuery(version: ours.version, group: group,
-                                  maxResponseDeciseconds: Int(timers.lastMemberQueryInterval.nanoseconds / 100_000_000),
-                                  robustness: timers.robustness, queryIntervalSeconds: Int(timers.queryInterval.nanoseconds / 1_000_000_000))
+            case .groupSpecific(let vlan, let version, let group):
+                // 6.6.3.1: S set when some port's group timer still runs past the last member query time.
+                let suppress = memberships.groupTimerExceeds(now + configuration.timers.lastMemberQueryTime, of: group, in: vlan)
+                send(IGMPQuery(version: version, group: group, maxResponseDeciseconds: deciseconds(configuration.timers.lastMemberQueryInterval),
+                               suppressRouterProcessing: suppress), to: group, in: vlan)
                 counters.sent["group_query", default: 0] &+= 1
+            case .groupAndSourceSpecific(let vlan, let group, let sources):
+                // 6.6.3.2: one query for the sources whose timers run past LMQT (S set), one for the rest.
+                let deadline = now + configuration.timers.lastMemberQueryTime
+                let running = sources.filter { memberships.sourceTimerExceeds(deadline, source: $0, of: group, in: vlan) }
+                let lowered = sources.filter { !running.contains($0) }
+                for (list, suppress) in [(running, true), (lowered, false)] where !list.isEmpty {
+                    // At most 366 sources fit a 1500-byte frame.
+                    for start in stride(from: 0, to: list.count, by: 366) {
+                        send(IGMPQuery(version: .v3, group: group,
+                                       maxResponseDeciseconds: deciseconds(configuration.timers.lastMemberQueryInterval),
+                                       suppressRouterProcessing: suppress,
+                                       sources: Array(list[start..<min(start + 366, list.count)])), to: group, in: vlan)
+                        counters.sent["group_source_query", default: 0] &+= 1
+                    }
+                }
             }
-            let bytes = IGMPFrameBuilder.frame(.query(query), from: configuration.switchMAC,
-                                               source: ours.address, destination: destination)
+        }
+    }
+
+    private func deciseconds(_ duration: Duration) -> Int { Int(duration.nanoseconds / 100_000_000) }
+
+    private func send(_ query: IGMPQuery, to destination: IPv4Address, in vlan: VLANID) {
+        var query = query
+        query.robustness = configuration.timers.robustness
+        query.queryIntervalSeconds = Int(configuration.timers.queryInterval.nanoseconds / 1_000_000_000)
+        let source = querier.configuration(in: vlan)?.address ?? configuration.querier.address
+        let bytes = IGMPFrameBuilder.frame(.query(query), from: configuration.switchMAC, source: source, destination: destination)
+        let ports = activePorts(in: vlan)
+        if !ports.isEmpty { outbox.append(GeneratedFrame(vlan: vlan, ports: ports, bytes: bytes)) }
+    }
+
+    /// RFC 4286 section 5: a snooping switch solicits advertisements when it starts, so that it
+    /// learns the routers without waiting for their next one.
+    private func solicitRouters(in vlans: [VLANID]) {
+        for vlan in vlans {
             let ports = activePorts(in: vlan)
-            if !ports.isEmpty { outbox.append(GeneratedFrame(vlan: vlan, ports: ports, bytes: bytes)) }
+            guard !ports.isEmpty else { continue }
+            let source = querier.configuration(in: vlan)?.address ?? configuration.querier.address
+            outbox.append(GeneratedFrame(vlan: vlan, ports: ports,
+                                         bytes: IGMPFrameBuilder.frame(.mrdSolicitation, from: configuration.switchMAC,
+                                                                       source: source, destination: .allRouters)))
+            counters.sent["mrd_solicitation", default: 0] &+= 1
         }
     }
 
@@ -341,9 +442,11 @@ public final class SnoopingSwitch {
         if up {
             guard !linkUp.contains(port) else { return }
             linkUp.insert(port)
-            for vlan in configuration.ports[port.index].vlans.sorted() where querier.role(in: vlan, at: now) == .us {
+            let vlans = configuration.ports[port.index].vlans.sorted()
+            for vlan in vlans where querier.role(in: vlan, at: now) == .us {
                 querier.queryNow(in: vlan, at: now)
             }
+            solicitRouters(in: vlans)
             sendDueQueries(at: now)
         } else {
             linkUp.remove(port)

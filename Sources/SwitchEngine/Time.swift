@@ -1,6 +1,6 @@
 /// A point on the switch's monotonic clock. The engine never reads a clock: callers pass
 /// the time in, so tests drive it with a virtual one.
-public struct Instant: Comparable, Hashable, Sendable, CustomStringConvertible {
+public struct Instant: Comparable, Hashable, Sendable, BitwiseCopyable, CustomStringConvertible {
     public var nanoseconds: Int64
 
     public init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }

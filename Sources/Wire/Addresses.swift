@@ -1,6 +1,6 @@
 /// A 48-bit Ethernet address, held in the low bits of a UInt64 so that it hashes and
 /// compares as one integer.
-public struct MACAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct MACAddress: Hashable, Comparable, Sendable, BitwiseCopyable, CustomStringConvertible {
     public let rawValue: UInt64
 
     public init(rawValue: UInt64) { self.rawValue = rawValue & 0xffff_ffff_ffff }
@@ -57,7 +57,7 @@ public struct MACAddress: Hashable, Comparable, Sendable, CustomStringConvertibl
 }
 
 /// An IPv4 address in host order.
-public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct IPv4Address: Hashable, Comparable, Sendable, BitwiseCopyable, CustomStringConvertible {
     public let rawValue: UInt32
 
     public init(rawValue: UInt32) { self.rawValue = rawValue }
@@ -88,6 +88,8 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
     public static let allRouters = IPv4Address(224, 0, 0, 2)
     /// 224.0.0.13, the destination of PIM hellos.
     public static let allPIMRouters = IPv4Address(224, 0, 0, 13)
+    /// 224.0.0.106, the destination of multicast router discovery advertisements (RFC 4286).
+    public static let allSnoopers = IPv4Address(224, 0, 0, 106)
     /// 224.0.0.22, the destination of IGMPv3 reports.
     public static let igmpv3Routers = IPv4Address(224, 0, 0, 22)
 
@@ -108,7 +110,7 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
 }
 
 /// An IEEE 802.1Q VLAN identifier, 1 to 4094 (0 means "priority tag only", 4095 is reserved).
-public struct VLANID: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct VLANID: Hashable, Comparable, Sendable, BitwiseCopyable, CustomStringConvertible {
     public let rawValue: UInt16
 
     public init?(_ value: Int) {
@@ -134,4 +136,34 @@ public struct VLANTag: Hashable, Sendable {
     /// The 12-bit identifier as carried, 0 for a priority-only tag.
     public var vid: UInt16 { tci & 0x0fff }
     public var priority: UInt8 { UInt8(tci >> 13) }
+}
+
+/// An IPv4 prefix, such as the source-specific multicast range 232.0.0.0/8.
+public struct IPv4Prefix: Hashable, Sendable, CustomStringConvertible {
+    public let address: IPv4Address
+    public let length: Int
+
+    public init?(address: IPv4Address, length: Int) {
+        guard (0...32).contains(length) else { return nil }
+        self.length = length
+        self.address = IPv4Address(rawValue: address.rawValue & Self.mask(length))
+    }
+
+    /// "A.B.C.D/N".
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let address = IPv4Address(String(parts[0])), let length = Int(parts[1]) else { return nil }
+        self.init(address: address, length: length)
+    }
+
+    private static func mask(_ length: Int) -> UInt32 { length == 0 ? 0 : ~UInt32(0) << UInt32(32 - length) }
+
+    public func contains(_ other: IPv4Address) -> Bool {
+        other.rawValue & Self.mask(length) == address.rawValue
+    }
+
+    /// RFC 4607: 232.0.0.0/8.
+    public static let sourceSpecificMulticast = IPv4Prefix(address: IPv4Address(232, 0, 0, 0), length: 8)!
+
+    public var description: String { "\(address)/\(length)" }
 }

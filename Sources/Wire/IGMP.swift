@@ -79,6 +79,12 @@ public enum IGMPMessage: Equatable, Sendable {
     case leave(group: IPv4Address)
     /// A v3 membership report (0x22).
     case v3Report([IGMPGroupRecord])
+    /// A DVMRP message (0x13); code 1 is a probe, which a DVMRP router sends to its neighbors.
+    case dvmrp(code: UInt8)
+    /// Multicast router discovery (RFC 4286): advertisement (0x30), solicitation (0x31), termination (0x32).
+    case mrdAdvertisement(intervalSeconds: Int, queryIntervalSeconds: Int, robustness: Int)
+    case mrdSolicitation
+    case mrdTermination
 
     public enum MessageType {
         public static let query: UInt8 = 0x11
@@ -86,6 +92,18 @@ public enum IGMPMessage: Equatable, Sendable {
         public static let v2Report: UInt8 = 0x16
         public static let v2Leave: UInt8 = 0x17
         public static let v3Report: UInt8 = 0x22
+        public static let dvmrp: UInt8 = 0x13
+        public static let mrdAdvertisement: UInt8 = 0x30
+        public static let mrdSolicitation: UInt8 = 0x31
+        public static let mrdTermination: UInt8 = 0x32
+    }
+
+    /// Queries and router announcements: what says "a router (or querier) is behind this port".
+    public var announcesARouter: Bool {
+        switch self {
+        case .query, .dvmrp, .mrdAdvertisement, .mrdTermination: true
+        case .report, .leave, .v3Report, .mrdSolicitation: false
+        }
     }
 
     enum Field {
@@ -104,9 +122,16 @@ public enum IGMPMessage: Equatable, Sendable {
     /// Validates and lifts an IGMP message from the payload of its IPv4 datagram.
     /// `verifyChecksum` is false only when the kernel said the checksum is not finished yet.
     public static func parse(_ bytes: UnsafeRawBufferPointer, verifyChecksum: Bool = true) throws(WireError) -> IGMPMessage {
-        guard bytes.count >= 8 else { throw .truncated }
+        // MRD solicitations and terminations are 4 bytes (RFC 4286 sections 3, 4); the rest at least 8.
+        guard bytes.count >= 4 else { throw .truncated }
         if verifyChecksum, !InternetChecksum.verify(bytes) { throw .badChecksum }
         let type = bytes[Field.type]
+        switch type {
+        case MessageType.mrdSolicitation: return .mrdSolicitation
+        case MessageType.mrdTermination: return .mrdTermination
+        default: break
+        }
+        guard bytes.count >= 8 else { throw .truncated }
         let group = IPv4Address(bytes, at: Field.group)
         switch type {
         case MessageType.query:
@@ -119,6 +144,12 @@ public enum IGMPMessage: Equatable, Sendable {
             return .leave(group: group)
         case MessageType.v3Report:
             return .v3Report(try parseRecords(bytes))
+        case MessageType.dvmrp:
+            return .dvmrp(code: bytes[1])
+        case MessageType.mrdAdvertisement:
+            // type, advertisement interval (s), checksum, query interval (s), robustness
+            return .mrdAdvertisement(intervalSeconds: Int(bytes[1]), queryIntervalSeconds: Int(bytes.readUInt16(at: 4)),
+                                     robustness: Int(bytes.readUInt16(at: 6)))
         default:
             throw .unknownType
         }
@@ -191,6 +222,16 @@ public enum IGMPMessage: Equatable, Sendable {
             out = [version == .v1 ? MessageType.v1Report : MessageType.v2Report, 0, 0, 0] + Self.octets(group)
         case .leave(let group):
             out = [MessageType.v2Leave, 0, 0, 0] + Self.octets(group)
+        case .dvmrp(let code):
+            out = [MessageType.dvmrp, code, 0, 0, 0, 0, 0, 0]
+        case .mrdAdvertisement(let interval, let queryInterval, let robustness):
+            out = [MessageType.mrdAdvertisement, UInt8(clamping: interval), 0, 0,
+                   UInt8(clamping: queryInterval >> 8), UInt8(truncatingIfNeeded: queryInterval),
+                   UInt8(clamping: robustness >> 8), UInt8(truncatingIfNeeded: robustness)]
+        case .mrdSolicitation:
+            out = [MessageType.mrdSolicitation, 0, 0, 0]
+        case .mrdTermination:
+            out = [MessageType.mrdTermination, 0, 0, 0]
         case .v3Report(let records):
             out = [MessageType.v3Report, 0, 0, 0, 0, 0, UInt8(records.count >> 8), UInt8(truncatingIfNeeded: records.count)]
             for record in records {

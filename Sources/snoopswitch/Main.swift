@@ -45,7 +45,8 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the switch on the given ports.",
         discussion: """
-            SPEC = IFNAME[:pvid=N][:tagged=N,N,...][:router][:fast-leave]   (no pvid and no tagged: pvid=1)
+            SPEC = IFNAME[:pvid=N][:tagged=N,N,...][:router][:fast-leave][:query-guard]   (no pvid and no tagged: pvid=1)
+            VLAN = ID[:querier|:no-querier][:querier-address=A.B.C.D][:igmp-version=1|2|3][:no-snooping]
             Durations are seconds, fractions allowed (0.2). Defaults are RFC 3376's.
             """)
 
@@ -76,14 +77,43 @@ struct Run: ParsableCommand {
     @Option(help: "Robustness variable.")
     var robustness: Int = 2
 
+    @Option(name: .customLong("vlan"), help: ArgumentHelp(
+        "Settings of one VLAN, beside the defaults above (repeat for each VLAN).",
+        discussion: "ID[:querier|:no-querier][:querier-address=A.B.C.D][:igmp-version=1|2|3][:no-snooping]"))
+    var vlanSpecs: [String] = []
+
+    @Option(help: "The source-specific multicast range: INCLUDE-mode membership only (RFC 4604).")
+    var ssmRange: String = "232.0.0.0/8"
+
     @Flag(help: "Flood traffic of unregistered groups in its VLAN instead of sending it to router ports only.")
     var floodUnregistered = false
+
+    @Option(help: "Most MAC table entries.")
+    var maxMacs: Int = 65_536
+
+    @Option(help: "Most MAC table entries learned on one port.")
+    var maxMacsPerPort: Int = 8_192
+
+    @Option(help: "Most groups in one VLAN.")
+    var maxGroupsPerVlan: Int = 65_536
+
+    @Option(help: "Most groups one port may join.")
+    var maxGroupsPerPort: Int = 16_384
+
+    @Option(help: "Most sources one port may list for one group.")
+    var maxSourcesPerGroup: Int = 256
+
+    @Option(help: "IGMP messages per second a port may send before they are dropped.")
+    var igmpRate: Int = 1_000
 
     @Option(help: "MAC table aging time, seconds.")
     var fdbAging: String = "300"
 
     @Option(help: "Path of the control socket.")
     var control: String = ControlProtocol.defaultPath
+
+    @Option(help: "A group whose members may use the control socket too (mode 0660 instead of 0600).")
+    var controlGroup: String?
 
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
@@ -120,7 +150,31 @@ struct Run: ParsableCommand {
             throw Failure("--query-response-interval (\(queryResponseInterval)) must be below --query-interval (\(queryInterval))")
         }
         config.fdbAging = try seconds(fdbAging, "--fdb-aging", max: 1_000_000)
+        for (value, flag) in [(maxMacs, "--max-macs"), (maxMacsPerPort, "--max-macs-per-port"),
+                              (maxGroupsPerVlan, "--max-groups-per-vlan"), (maxGroupsPerPort, "--max-groups-per-port"),
+                              (maxSourcesPerGroup, "--max-sources-per-group"), (igmpRate, "--igmp-rate")] where value < 1 {
+            throw Failure("\(flag) must be at least 1, not \(value)")
+        }
+        config.macTableLimit = maxMacs
+        config.macsPerPortLimit = maxMacsPerPort
+        config.membershipLimits.groupsPerVLAN = maxGroupsPerVlan
+        config.membershipLimits.groupsPerPort = maxGroupsPerPort
+        config.membershipLimits.sourcesPerGroup = maxSourcesPerGroup
+        config.igmpRatePerPort = igmpRate
         config.floodUnregistered = floodUnregistered
+        guard let range = IPv4Prefix(ssmRange), range.address.isMulticast else {
+            throw Failure("--ssm-range '\(ssmRange)' is not a multicast prefix A.B.C.D/N")
+        }
+        config.ssmRange = range
+        for spec in vlanSpecs {
+            let (vlan, settings) = try VLANSpec.parse(spec)
+            guard config.vlans[vlan] == nil else { throw Failure("VLAN \(vlan) given twice") }
+            guard config.allVLANs.contains(vlan) else { throw Failure("bad VLAN spec '\(spec)': no port carries VLAN \(vlan)") }
+            if settings.igmpVersion == .v2, config.timers.queryResponseInterval > .milliseconds(25_500) {
+                throw Failure("bad VLAN spec '\(spec)': an IGMPv2 querier cannot send a query response interval above 25.5 s")
+            }
+            config.vlans[vlan] = settings
+        }
         return config
     }
 
@@ -146,7 +200,7 @@ struct Run: ParsableCommand {
         let logger = Logger(label: "snoopswitch")
         let daemon: SwitchDaemon
         do {
-            daemon = try SwitchDaemon(configuration: config, controlPath: control, logger: logger)
+            daemon = try SwitchDaemon(configuration: config, controlPath: control, controlGroup: controlGroup, logger: logger)
         } catch {
             throw Failure("\(error)")
         }
