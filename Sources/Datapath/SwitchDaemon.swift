@@ -20,6 +20,8 @@ public final class SwitchDaemon {
         var txFrames: UInt64 = 0
         var txDrops: UInt64 = 0
         var rxErrors: UInt64 = 0
+        /// When frames last arrived: proof of carrier while the kernel's report lags.
+        var lastReceive = Instant.zero
 
         init(name: String) { self.name = name }
     }
@@ -39,6 +41,8 @@ public final class SwitchDaemon {
     private let signals: SignalDescriptor
     private var control: ControlServer!
     private var running = true
+    /// When to look at the links again: some port is held up by its frames alone.
+    private var carrierCheck: Instant?
 
     /// Opens every port, then the control socket: once the socket exists, the switch forwards.
     /// Throws, with nothing left open, if any part cannot start.
@@ -92,7 +96,16 @@ public final class SwitchDaemon {
             engine.advance(to: now)
             sendGenerated()
             reportRefusals(at: now)
-            let wait = engine.nextDeadline(at: now).nanoseconds - now.nanoseconds
+            var deadline = engine.nextDeadline(at: now)
+            if let check = carrierCheck {
+                if check <= now {
+                    carrierCheck = nil
+                    refreshLinks(at: now)
+                } else {
+                    deadline = min(deadline, check)
+                }
+            }
+            let wait = deadline.nanoseconds - now.nanoseconds
             let timeout = Int32(clamping: max(0, min(60_000, (wait + 999_999) / 1_000_000)))
             for token in poller.wait(timeoutMilliseconds: timeout) {
                 now = Self.now()
@@ -130,8 +143,10 @@ public final class SwitchDaemon {
         let port = ports[index]
         guard let socket = port.socket else { return }
         let ingress = PortID(index)
-        // Frames on a port we hold down mean its link came up before the event reached us.
-        if !engine.linkUp.contains(ingress) { refreshLinks(at: Self.now()) }
+        // Frames on a port we hold down mean its link came up before the kernel says so (it
+        // reports carrier changes up to a second late): an interface that is up and receiving is up.
+        port.lastReceive = Self.now()
+        if !engine.linkUp.contains(ingress) { refreshLinks(at: port.lastReceive) }
         for _ in 0..<8 {
             let count: Int
             do {
@@ -229,7 +244,11 @@ public final class SwitchDaemon {
                     logger.warning("port \(port.name): \(error)")
                 }
             }
-            let up = port.socket != nil && (InterfaceState.read(port.name)?.isOperational ?? false)
+            let current = InterfaceState.read(port.name)
+            let recent = now - port.lastReceive < .seconds(1)
+            let carrier = current?.hasCarrier == true || recent
+            if current?.hasCarrier == false, recent { carrierCheck = now + .seconds(1) }
+            let up = port.socket != nil && current?.isUp == true && carrier
             let id = PortID(index)
             if up != engine.linkUp.contains(id) {
                 engine.setLink(id, up: up, at: now)
