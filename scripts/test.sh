@@ -25,5 +25,25 @@ swift test || { echo "test.sh: unit tests FAILED" >&2; status=1; }
 echo "== integration tests (pytest, tests/integration)"
 /usr/bin/python3 -m pytest -q tests/integration "$@" || { echo "test.sh: integration tests FAILED" >&2; status=1; }
 
+# With pytest arguments (a selection), stop here: the stages below are for the whole run.
+if (($# == 0)); then
+    echo "== fuzzing: parsers and engine, 20 s from the seed corpus (scripts/fuzz.sh)"
+    bash scripts/fuzz.sh 20 >.build/fuzz.log 2>&1 || { tail -n 40 .build/fuzz.log >&2; echo "test.sh: fuzzing FAILED" >&2; status=1; }
+    grep -E "^Done|stat::number_of_executed_units" .build/fuzz.log || true
+
+    # XCTest's own runtime leaks a few objects at exit: leak detection is off, every other check on.
+    echo "== unit tests under AddressSanitizer"
+    ASAN_OPTIONS=detect_leaks=0 swift test --sanitize=address --scratch-path .build-asan \
+        || { echo "test.sh: unit tests under ASan FAILED" >&2; status=1; }
+    echo "== unit tests under ThreadSanitizer"
+    swift test --sanitize=thread --scratch-path .build-tsan || { echo "test.sh: unit tests under TSan FAILED" >&2; status=1; }
+    echo "== hostile-input and multicast integration tests against a switch built with AddressSanitizer"
+    swift build --sanitize=address --scratch-path .build-asan
+    SNOOPSWITCH="$(swift build --sanitize=address --scratch-path .build-asan --show-bin-path)/snoopswitch" \
+        ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+        /usr/bin/python3 -m pytest -q tests/integration/test_hostile.py tests/integration/test_multicast.py \
+        || { echo "test.sh: integration tests with the ASan switch FAILED" >&2; status=1; }
+fi
+
 if ((status == 0)); then echo "== all tests passed"; fi
 exit "$status"
