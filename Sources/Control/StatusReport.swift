@@ -16,6 +16,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var rxFrames: UInt64
         public var txFrames: UInt64
         public var drops: UInt64
+        /// Times the link went down or came up since the start.
+        public var linkChanges: UInt64
 
         // Absent values are written as null, not left out: a reader sees every field.
         public func encode(to encoder: Encoder) throws {
@@ -31,6 +33,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
             try c.encode(rxFrames, forKey: .rxFrames)
             try c.encode(txFrames, forKey: .txFrames)
             try c.encode(drops, forKey: .drops)
+            try c.encode(linkChanges, forKey: .linkChanges)
         }
     }
 
@@ -58,6 +61,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var mode: String
         public var sources: [Source]
         public var excluded: [String]
+        /// Configured with `snoopswitch mdb add`: kept until deleted.
+        public var isStatic: Bool
     }
 
     public struct Group: Codable, Equatable, Sendable {
@@ -123,24 +128,26 @@ public struct PortRuntime: Sendable {
     public var interfaceIndex: Int?
     public var txFrames: UInt64
     public var txDrops: UInt64
+    public var linkChanges: UInt64
 
-    public init(interfaceIndex: Int?, txFrames: UInt64, txDrops: UInt64) {
+    public init(interfaceIndex: Int?, txFrames: UInt64, txDrops: UInt64, linkChanges: UInt64 = 0) {
         self.interfaceIndex = interfaceIndex
         self.txFrames = txFrames
         self.txDrops = txDrops
+        self.linkChanges = linkChanges
     }
 }
 
 extension StatusReport {
     /// Reads the engine's state at `now`, with the datapath's per-port figures.
     public init(engine: SnoopingSwitch, ports runtime: [PortRuntime], at now: Instant) {
-        let config = engine.configuration
-        func name(_ port: PortID) -> String { config.ports[port.index].name }
+        func name(_ port: PortID) -> String { engine.ports[port.index]?.name ?? "port\(port.index)" }
         func seconds(until t: Instant) -> Double { max(0, (t - now).secondsValue) }
         let learnedRouters = engine.routers.learnedPorts()
         let learnedRouterPorts = Set(learnedRouters.map(\.port))
 
-        ports = config.ports.enumerated().map { index, port in
+        ports = engine.ports.enumerated().compactMap { index, port in
+            guard let port else { return nil }
             let id = PortID(index)
             let run = index < runtime.count ? runtime[index] : PortRuntime(interfaceIndex: nil, txFrames: 0, txDrops: 0)
             return Port(
@@ -153,7 +160,8 @@ extension StatusReport {
                 queryGuard: port.queryGuard,
                 rxFrames: engine.counters.rxFrames[index],
                 txFrames: run.txFrames,
-                drops: engine.counters.drops[index] + run.txDrops)
+                drops: engine.counters.drops[index] + run.txDrops,
+                linkChanges: run.linkChanges)
         }
         macs = engine.macs.allEntries()
             .filter { now < $0.entry.lastSeen + engine.macs.aging }
@@ -167,17 +175,18 @@ extension StatusReport {
                              sources: member.sources.sorted { $0.key < $1.key }.map {
                                  Source(address: $0.key.description, expiresIn: seconds(until: $0.value))
                              },
-                             excluded: member.excluded.sorted().map(\.description))
+                             excluded: member.excluded.sorted().map(\.description), isStatic: member.isStatic)
                   })
         }
         var routerPorts: [RouterPort] = []
-        for (index, port) in config.ports.enumerated() where port.isStaticRouterPort {
+        for (index, port) in engine.ports.enumerated() where port?.isStaticRouterPort == true {
+            guard let port else { continue }
             for vlan in port.vlans.sorted() {
                 routerPorts.append(RouterPort(vlan: Int(vlan.rawValue), port: name(PortID(index)),
                                               kind: "static", reason: RouterPortReason.static.rawValue, expiresIn: nil))
             }
         }
-        for learned in learnedRouters where !config.ports[learned.port.index].isStaticRouterPort {
+        for learned in learnedRouters where engine.ports[learned.port.index]?.isStaticRouterPort == false {
             routerPorts.append(RouterPort(vlan: Int(learned.vlan.rawValue), port: name(learned.port), kind: "learned",
                                           reason: learned.learned.reason.rawValue,
                                           expiresIn: seconds(until: learned.learned.expires)))

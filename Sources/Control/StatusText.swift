@@ -18,9 +18,10 @@ extension StatusReport {
                 var filter = member.mode
                 if !member.sources.isEmpty { filter += " " + member.sources.map(\.address).joined(separator: ",") }
                 if !member.excluded.isEmpty { filter += " !" + member.excluded.joined(separator: ",!") }
-                let version = member.compatibility < member.version ? "v\(member.version) (v\(member.compatibility) mode)" : "v\(member.version)"
+                let version = member.isStatic ? "static"
+                    : member.compatibility < member.version ? "v\(member.version) (v\(member.compatibility) mode)" : "v\(member.version)"
                 groupRows.append([i == 0 ? String(group.vlan) : "", i == 0 ? group.group : "",
-                                  member.port, version, filter, Self.seconds(member.expiresIn)])
+                                  member.port, version, filter, member.isStatic ? "never" : Self.seconds(member.expiresIn)])
             }
         }
         out += table(title: "Groups", ["VLAN", "GROUP", "PORT", "VERSION", "FILTER", "EXPIRES"], groupRows, empty: "no groups")

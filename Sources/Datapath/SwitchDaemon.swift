@@ -20,6 +20,8 @@ public final class SwitchDaemon {
         var txFrames: UInt64 = 0
         var txDrops: UInt64 = 0
         var rxErrors: UInt64 = 0
+        /// Link changes seen (down and up), for the status.
+        var linkChanges: UInt64 = 0
         /// When frames last arrived: proof of carrier while the kernel's report lags.
         var lastReceive = Instant.zero
 
@@ -34,7 +36,8 @@ public final class SwitchDaemon {
 
     private let engine: SnoopingSwitch
     private let logger: Logger
-    private let ports: [PortIO]
+    /// By port index, as the engine numbers them; nil where a port was removed.
+    private var ports: [PortIO?]
     private let batch = ReceiveBatch(capacity: 32)
     private let poller: Poller
     private let links: LinkMonitor
@@ -43,6 +46,10 @@ public final class SwitchDaemon {
     private var running = true
     /// When to look at the links again: some port is held up by its frames alone.
     private var carrierCheck: Instant?
+    /// Ports with frames queued since the last flush.
+    private var pending: [PortIO] = []
+    /// Called on SIGHUP; returns a line for the log.
+    public var reload: ((SwitchDaemon) -> String)?
 
     /// Opens every port, then the control socket: once the socket exists, the switch forwards.
     /// Throws, with nothing left open, if any part cannot start.
@@ -60,12 +67,13 @@ public final class SwitchDaemon {
         signals = try SignalDescriptor()
         poller = try Poller()
         links = try LinkMonitor()
-        ports = configuration.ports.map { PortIO(name: $0.name) }
         let now = Self.now()
         engine = SnoopingSwitch(configuration: configuration, at: now)
+        ports = engine.ports.map { $0.map { PortIO(name: $0.name) } }
         try poller.add(signals.descriptor, token: Token.signals)
         try poller.add(links.descriptor, token: Token.linkMonitor)
         for (index, port) in ports.enumerated() {
+            guard let port else { continue }
             try? InterfaceState.bringUp(port.name)
             try open(port, index: index)
         }
@@ -90,7 +98,7 @@ public final class SwitchDaemon {
 
     /// Runs until SIGINT or SIGTERM; returns the exit status.
     public func run() -> Int32 {
-        logger.info("forwarding on \(ports.count) ports; control socket \(control.path)")
+        logger.info("forwarding on \(engine.activePortIDs.count) ports; control socket \(control.path)")
         while running {
             var now = Self.now()
             engine.advance(to: now)
@@ -131,7 +139,11 @@ public final class SwitchDaemon {
                 logger.info("signal \(signal): shutting down")
                 running = false
             default:
-                logger.notice("SIGHUP: nothing to re-read (no configuration file)")
+                if let reload {
+                    logger.notice("SIGHUP: \(reload(self))")
+                } else {
+                    logger.notice("SIGHUP: nothing to re-read (no configuration file)")
+                }
             }
         }
     }
@@ -140,8 +152,7 @@ public final class SwitchDaemon {
 
     /// Up to a few batches from one port, then the loop moves on so no port starves the others.
     private func receive(onPort index: Int) {
-        let port = ports[index]
-        guard let socket = port.socket else { return }
+        guard index < ports.count, let port = ports[index], let socket = port.socket else { return }
         let ingress = PortID(index)
         // Frames on a port we hold down mean its link came up before the kernel says so (it
         // reports carrier changes up to a second late): an interface that is up and receiving is up.
@@ -167,15 +178,16 @@ public final class SwitchDaemon {
                     IngressFrame(bytes: frame.bytes, tag: frame.tag, checksumPending: frame.header.checksumPending),
                     on: ingress, at: now)
                 for egress in decision.ports {
-                    let out = ports[egress.index]
+                    guard let out = ports[egress.index] else { continue }
                     if out.queue.isFull { flush(out) }
                     let tag = engine.egressTagged(egress, vlan: decision.vlan)
                         ? VLANTag(vlan: decision.vlan, priority: decision.priority) : nil
+                    if out.queue.count == 0 { pending.append(out) }
                     out.queue.append(frame.bytes, header: frame.header, tag: tag)
                 }
                 if !engine.outbox.isEmpty { queueGenerated() }
             }
-            for out in ports where out.queue.count > 0 { flush(out) }
+            flushPending()
             if count < batch.capacity { return }
         }
     }
@@ -191,12 +203,18 @@ public final class SwitchDaemon {
         port.txDrops &+= UInt64(failed)
     }
 
+    private func flushPending() {
+        for out in pending where out.queue.count > 0 { flush(out) }
+        pending.removeAll(keepingCapacity: true)
+    }
+
     private func queueGenerated() {
         for frame in engine.takeOutbox() {
             for egress in frame.ports {
-                let out = ports[egress.index]
+                guard let out = ports[egress.index] else { continue }
                 if out.queue.isFull { flush(out) }
                 let tag = engine.egressTagged(egress, vlan: frame.vlan) ? VLANTag(vlan: frame.vlan, priority: 6) : nil
+                if out.queue.count == 0 { pending.append(out) }
                 out.queue.append(owned: frame.bytes, tag: tag)
             }
         }
@@ -205,7 +223,7 @@ public final class SwitchDaemon {
     private func sendGenerated() {
         guard !engine.outbox.isEmpty else { return }
         queueGenerated()
-        for out in ports where out.queue.count > 0 { flush(out) }
+        flushPending()
     }
 
     // MARK: - Limits
@@ -230,6 +248,7 @@ public final class SwitchDaemon {
     /// same name gets a new socket.
     private func refreshLinks(at now: Instant) {
         for (index, port) in ports.enumerated() {
+            guard let port else { continue }
             let state = InterfaceState.read(port.name)
             if let socket = port.socket, state?.index != socket.interfaceIndex {
                 logger.warning("port \(port.name): interface \(state == nil ? "removed" : "re-created"); closing its socket")
@@ -252,30 +271,122 @@ public final class SwitchDaemon {
             let id = PortID(index)
             if up != engine.linkUp.contains(id) {
                 engine.setLink(id, up: up, at: now)
+                port.linkChanges &+= 1
                 logger.notice("port \(port.name): link \(up ? "up" : "down")\(up ? "" : "; its MAC entries and memberships flushed")")
             }
         }
         sendGenerated()
     }
 
+    // MARK: - Run-time changes
+
+    /// Adds a port while running; the interface must exist.
+    public func addPort(_ configuration: PortConfiguration) throws {
+        guard InterfaceState.read(configuration.name) != nil else {
+            throw ControlError("interface \(configuration.name) does not exist")
+        }
+        let now = Self.now()
+        let id = try engine.addPort(configuration, at: now)
+        let port = PortIO(name: configuration.name)
+        while ports.count <= id.index { ports.append(nil) }
+        ports[id.index] = port
+        do {
+            try? InterfaceState.bringUp(port.name)
+            try open(port, index: id.index)
+        } catch {
+            engine.removePort(id, at: now)
+            ports[id.index] = nil
+            throw error
+        }
+        refreshLinks(at: now)
+        logger.notice("port \(configuration.name) added")
+    }
+
+    public func removePort(named name: String) throws {
+        guard let id = engine.port(named: name), let port = ports[id.index] else {
+            throw ControlError("no port named \(name)")
+        }
+        closeSocket(of: port)
+        pending.removeAll { $0 === port }
+        engine.removePort(id, at: Self.now())
+        ports[id.index] = nil
+        logger.notice("port \(name) removed")
+    }
+
+    /// The ports as configured now.
+    public var portConfigurations: [PortConfiguration] { engine.ports.compactMap { $0 } }
+
     // MARK: - Control
 
     private func answer(_ request: String) -> String {
-        switch request {
-        case "status":
-            let runtime = ports.map { port in
-                PortRuntime(interfaceIndex: port.socket.map { Int($0.interfaceIndex) },
-                            txFrames: port.txFrames, txDrops: port.txDrops + port.rxErrors)
+        let words = request.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        do {
+            switch words.first ?? "" {
+            case "status": return try statusDocument()
+            case "ping": return "{\"pong\":true}"
+            case "port": try portCommand(Array(words.dropFirst()))
+            case "fdb": try fdbCommand(Array(words.dropFirst()))
+            case "mdb": try mdbCommand(Array(words.dropFirst()))
+            default: throw ControlError("unknown request '\(request.prefix(64))'")
             }
-            let report = StatusReport(engine: engine, ports: runtime, at: Self.now())
-            guard let data = try? ControlProtocol.encoder().encode(report) else {
-                return ControlProtocol.errorDocument("cannot encode the status")
-            }
-            return String(decoding: data, as: UTF8.self)
-        case "ping":
-            return "{\"pong\":true}"
-        default:
-            return ControlProtocol.errorDocument("unknown request '\(request.prefix(64))'")
+            return "{\"ok\":true}"
+        } catch {
+            return ControlProtocol.errorDocument("\(error)")
         }
+    }
+
+    private func statusDocument() throws -> String {
+        let runtime = ports.map { port in
+            PortRuntime(interfaceIndex: port?.socket.map { Int($0.interfaceIndex) },
+                        txFrames: port?.txFrames ?? 0, txDrops: (port?.txDrops ?? 0) + (port?.rxErrors ?? 0),
+                        linkChanges: port?.linkChanges ?? 0)
+        }
+        let report = StatusReport(engine: engine, ports: runtime, at: Self.now())
+        return String(decoding: try ControlProtocol.encoder().encode(report), as: UTF8.self)
+    }
+
+    private func portCommand(_ words: [String]) throws {
+        switch (words.first, words.count) {
+        case ("add", 2): try addPort(try PortSpec.parse(words[1]))
+        case ("del", 2): try removePort(named: words[1])
+        default: throw ControlError("usage: port add SPEC | port del NAME")
+        }
+    }
+
+    private func fdbCommand(_ words: [String]) throws {
+        guard words == ["flush"] else { throw ControlError("usage: fdb flush") }
+        engine.macs.removeAll()
+        logger.notice("MAC table flushed")
+    }
+
+    /// `mdb flush [VLAN]`, `mdb add PORT GROUP VLAN`, `mdb del PORT GROUP VLAN`.
+    private func mdbCommand(_ words: [String]) throws {
+        func vlan(_ text: String) throws -> VLANID {
+            guard let number = Int(text), let id = VLANID(number) else { throw ControlError("bad VLAN '\(text)'") }
+            return id
+        }
+        switch (words.first, words.count) {
+        case ("flush", 1):
+            engine.memberships.flush()
+        case ("flush", 2):
+            engine.memberships.flush(vlan: try vlan(words[1]))
+        case ("add", 4), ("del", 4):
+            guard let port = engine.port(named: words[1]) else { throw ControlError("no port named \(words[1])") }
+            guard let group = IPv4Address(words[2]), group.isMulticast, !group.isLocalNetworkControl else {
+                throw ControlError("'\(words[2])' is not a multicast group outside 224.0.0.0/24")
+            }
+            let id = try vlan(words[3])
+            guard engine.ports[port.index]?.vlans.contains(id) == true else {
+                throw ControlError("port \(words[1]) is not in VLAN \(id)")
+            }
+            if words[0] == "add" {
+                engine.memberships.addStatic(port, to: group, in: id, version: .v3)
+            } else if !engine.memberships.removeStatic(port, from: group, in: id) {
+                throw ControlError("no static entry for \(group) on \(words[1]) in VLAN \(id)")
+            }
+        default:
+            throw ControlError("usage: mdb flush [VLAN] | mdb add PORT GROUP VLAN | mdb del PORT GROUP VLAN")
+        }
+        logger.notice("mdb \(words.joined(separator: " "))")
     }
 }

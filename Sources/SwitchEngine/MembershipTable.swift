@@ -99,6 +99,8 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
         public var version: Version
         /// Older version host present timers (RFC 3376 7.3.2).
         public var olderHostsUntil: [Version: Instant] = [:]
+        /// Configured by the operator: all sources, never expires, reports do not change it.
+        public var isStatic = false
         /// The earliest deadline with an entry in the timer queue.
         var scheduled: Instant?
 
@@ -211,6 +213,7 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
         let key = Key(vlan: vlan, group: group)
         var entry = groups[key] ?? GroupEntry()
         var member = entry.members[port] ?? Member(version: version)
+        if member.isStatic { return QueriesOwed() }
         if entry.members[port] == nil && (record == .block || (record == .toInclude || record == .isInclude) && list.isEmpty) {
             return QueriesOwed()          // nothing to leave or block
         }
@@ -304,9 +307,39 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
         return true
     }
 
-    /// Forgets every membership of a port (its link went down).
+    /// Forgets every learned membership of a port (its link went down); static ones stay.
     public func removeAll(on port: PortID) {
-        for key in Array(groups.keys) { remove(port, from: key.group, in: key.vlan) }
+        for (key, entry) in groups where entry.members[port]?.isStatic == false { remove(port, from: key.group, in: key.vlan) }
+    }
+
+    /// Forgets every learned membership, in one VLAN or all; static ones stay.
+    public func flush(vlan: VLANID? = nil) {
+        for (key, entry) in groups where vlan == nil || key.vlan == vlan {
+            for (port, member) in entry.members where !member.isStatic { remove(port, from: key.group, in: key.vlan) }
+        }
+    }
+
+    /// A membership the operator configured: the port gets the group from every source until
+    /// it is deleted.
+    public func addStatic(_ port: PortID, to group: Address, in vlan: VLANID, version: Version) {
+        let key = Key(vlan: vlan, group: group)
+        var entry = groups[key] ?? GroupEntry()
+        var member = Member(version: version)
+        member.mode = .exclude
+        member.groupTimer = .distantFuture
+        member.isStatic = true
+        store(member, port: port, key: key, entry: &entry)
+    }
+
+    @discardableResult
+    public func removeStatic(_ port: PortID, from group: Address, in vlan: VLANID) -> Bool {
+        guard member(port, of: group, in: vlan)?.isStatic == true else { return false }
+        return remove(port, from: group, in: vlan)
+    }
+
+    /// Removes the static memberships of a port (the port itself is removed).
+    public func removeStatic(on port: PortID) {
+        for (key, entry) in groups where entry.members[port]?.isStatic == true { remove(port, from: key.group, in: key.vlan) }
     }
 
     public func removeAll() {

@@ -163,6 +163,12 @@ public struct QuerierElection {
         return next
     }
 
+    /// A VLAN some new port carries: it gets a querier state, starting as at switch start.
+    public mutating func addVLAN(_ vlan: VLANID, configuration: QuerierConfiguration, at now: Instant) {
+        guard vlans[vlan] == nil else { return }
+        vlans[vlan] = VLANState(configuration: configuration, startupQueriesLeft: timers.startupQueryCount, nextGeneralQuery: now)
+    }
+
     /// Brings the next general query forward to `now` (a link came up behind which hosts may
     /// have joined while we could not hear them).
     public mutating func queryNow(in vlan: VLANID, at now: Instant) {

@@ -32,6 +32,15 @@ public struct RouterPortTracker {
 
     public func isStatic(_ port: PortID) -> Bool { staticPorts.contains(port) }
 
+    /// A port becomes (or stops being) a static router port.
+    public mutating func setStatic(_ port: PortID, _ isStatic: Bool) {
+        guard staticPorts.contains(port) != isStatic else { return }
+        if isStatic { staticPorts.insert(port) } else { staticPorts.remove(port) }
+        for vid in 1...4094 {
+            if isStatic { cache[vid].insert(port) } else if learned[VLANID(vid)!]?[port] == nil { cache[vid].remove(port) }
+        }
+    }
+
     /// A router announced itself on `port`: it stays a router port until `expires`, unless a later
     /// announcement extends it.
     public mutating func heard(_ reason: RouterPortReason, on port: PortID, in vlan: VLANID, until expires: Instant) {

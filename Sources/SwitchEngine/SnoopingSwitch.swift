@@ -64,37 +64,83 @@ public final class SnoopingSwitch {
     public init(configuration: SwitchConfiguration, at now: Instant) {
         precondition(configuration.ports.count <= PortSet.capacity, "too many ports")
         self.configuration = configuration
+        let capacity = PortSet.capacity
         macs = MacTable(limit: configuration.macTableLimit, perPortLimit: configuration.macsPerPortLimit,
-                        portCount: configuration.ports.count, aging: configuration.fdbAging)
+                        portCount: capacity, aging: configuration.fdbAging)
         memberships = MembershipTable(limits: configuration.membershipLimits)
-        igmpBuckets = Array(repeating: TokenBucket(rate: configuration.igmpRatePerPort, at: now), count: configuration.ports.count)
-        counters = SwitchCounters(portCount: configuration.ports.count)
-        pvids = configuration.ports.map(\.pvid)
-        var allVLANs = Set<VLANID>()
-        var staticRouters = PortSet()
-        var all = PortSet()
-        for (index, port) in configuration.ports.enumerated() {
-            let id = PortID(index)
-            all.insert(id)
-            for vlan in port.vlans {
-                vlanPorts[Int(vlan.rawValue)].insert(id)
-                allVLANs.insert(vlan)
-            }
-            if port.isStaticRouterPort { staticRouters.insert(id) }
-            if port.fastLeave { fastLeavePorts.insert(id) }
-            if port.queryGuard { queryGuardPorts.insert(id) }
-        }
-        linkUp = all
-        routers = RouterPortTracker(staticPorts: staticRouters)
+        igmpBuckets = Array(repeating: TokenBucket(rate: configuration.igmpRatePerPort, at: now), count: capacity)
+        counters = SwitchCounters(portCount: capacity)
+        pvids = Array(repeating: nil, count: capacity)
+        ports = []
+        linkUp = PortSet()
+        routers = RouterPortTracker(staticPorts: PortSet())
         querier = QuerierElection(configuration: configuration, at: now)
-        for vlan in allVLANs { snoops[Int(vlan.rawValue)] = configuration.snoops(vlan) }
         nextMacSweep = now + Self.macSweepPeriod(configuration.fdbAging)
-        solicitRouters(in: allVLANs.sorted())
+        for port in configuration.ports { _ = try? addPort(port, at: now, linkUp: true) }
+        solicitRouters(in: configuration.allVLANs.sorted())
+    }
+
+    // MARK: - Ports
+
+    public enum PortError: Error, CustomStringConvertible, Equatable {
+        case duplicate(String), full, unknown(String)
+        public var description: String {
+            switch self {
+            case .duplicate(let name): "port \(name) exists already"
+            case .full: "no room for another port (at most \(PortSet.capacity))"
+            case .unknown(let name): "no port named \(name)"
+            }
+        }
+    }
+
+    /// The ports by index; a removed port leaves its index empty for the next one added.
+    public private(set) var ports: [PortConfiguration?]
+
+    public func port(named name: String) -> PortID? {
+        ports.firstIndex { $0?.name == name }.map(PortID.init)
+    }
+
+    public var activePortIDs: [PortID] { ports.indices.filter { ports[$0] != nil }.map(PortID.init) }
+
+    /// Adds a port at run time (or at start). Its link is down until the caller says otherwise.
+    @discardableResult
+    public func addPort(_ port: PortConfiguration, at now: Instant, linkUp up: Bool = false) throws(PortError) -> PortID {
+        guard self.port(named: port.name) == nil else { throw .duplicate(port.name) }
+        let index = ports.firstIndex { $0 == nil } ?? ports.count
+        guard index < PortSet.capacity else { throw .full }
+        let id = PortID(index)
+        if index == ports.count { ports.append(port) } else { ports[index] = port }
+        pvids[index] = port.pvid
+        counters.rxFrames[index] = 0
+        counters.drops[index] = 0
+        igmpBuckets[index] = TokenBucket(rate: configuration.igmpRatePerPort, at: now)
+        for vlan in port.vlans {
+            vlanPorts[Int(vlan.rawValue)].insert(id)
+            snoops[Int(vlan.rawValue)] = configuration.snoops(vlan)
+            querier.addVLAN(vlan, configuration: configuration.querier(in: vlan), at: now)
+        }
+        if port.fastLeave { fastLeavePorts.insert(id) }
+        if port.queryGuard { queryGuardPorts.insert(id) }
+        if port.isStaticRouterPort { routers.setStatic(id, true) }
+        if up { linkUp.insert(id) }
+        return id
+    }
+
+    /// Removes a port at run time: what was learned on it goes with it.
+    public func removePort(_ id: PortID, at now: Instant) {
+        guard id.index < ports.count, let port = ports[id.index] else { return }
+        setLink(id, up: false, at: now)
+        memberships.removeStatic(on: id)
+        for vlan in port.vlans { vlanPorts[Int(vlan.rawValue)].remove(id) }
+        fastLeavePorts.remove(id)
+        queryGuardPorts.remove(id)
+        routers.setStatic(id, false)
+        pvids[id.index] = nil
+        ports[id.index] = nil
     }
 
     private static func macSweepPeriod(_ aging: Duration) -> Duration { max(.seconds(1), aging / 4) }
 
-    public var portCount: Int { configuration.ports.count }
 
     /// Whether frames in `vlan` leave `port` with a tag: all but the port's pvid.
     @inline(__always)
@@ -446,9 +492,9 @@ public final class SnoopingSwitch {
     /// hosts behind it for their memberships at once if we are the querier.
     public func setLink(_ port: PortID, up: Bool, at now: Instant) {
         if up {
-            guard !linkUp.contains(port) else { return }
+            guard !linkUp.contains(port), port.index < ports.count, ports[port.index] != nil else { return }
             linkUp.insert(port)
-            let vlans = configuration.ports[port.index].vlans.sorted()
+            let vlans = ports[port.index]?.vlans.sorted() ?? []
             for vlan in vlans where querier.role(in: vlan, at: now) == .us {
                 querier.queryNow(in: vlan, at: now)
             }

@@ -32,7 +32,7 @@ struct SnoopSwitch: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "snoopswitch",
         abstract: "A user-space IGMP snooping Ethernet switch.",
-        subcommands: [Run.self, Status.self])
+        subcommands: [Run.self, Status.self, PortCommand.self, FdbCommand.self, MdbCommand.self])
 }
 
 /// A failure that ends the command: printed as one line.
@@ -218,16 +218,7 @@ struct Status: ParsableCommand {
     var json = false
 
     func run() throws {
-        let answer: String
-        do {
-            answer = try ControlClient.request("status", path: control)
-        } catch {
-            throw Failure("\(error)")
-        }
-        if let data = answer.data(using: .utf8),
-           let failure = try? JSONDecoder().decode([String: String].self, from: data), let message = failure["error"] {
-            throw Failure("the switch answered: \(message)")
-        }
+        let answer = try ask("status", control: control)
         if json {
             print(answer)
             return
@@ -238,5 +229,90 @@ struct Status: ParsableCommand {
         } catch {
             throw Failure("unreadable answer from the switch: \(error)")
         }
+    }
+}
+
+/// Sends one request to the running switch; its error, if any, becomes ours.
+func ask(_ request: String, control: String) throws -> String {
+    let answer: String
+    do {
+        answer = try ControlClient.request(request, path: control)
+    } catch {
+        throw Failure("\(error)")
+    }
+    if let data = answer.data(using: .utf8),
+       let failure = try? JSONDecoder().decode([String: String].self, from: data), let message = failure["error"] {
+        throw Failure(message)
+    }
+    return answer
+}
+
+struct ControlOption: ParsableArguments {
+    @Option(help: "Path of the control socket.")
+    var control: String = ControlProtocol.defaultPath
+}
+
+struct PortCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "port", abstract: "Add or remove a port of the running switch.",
+        subcommands: [Add.self, Del.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a port: IFNAME[:pvid=N][:tagged=N,...][:router][:fast-leave][:query-guard].")
+        @Argument var spec: String
+        @OptionGroup var options: ControlOption
+        func run() throws {
+            _ = try PortSpec.parse(spec)        // a bad SPEC is said here, before asking
+            _ = try ask("port add \(spec)", control: options.control)
+        }
+    }
+
+    struct Del: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a port; what was learned on it goes with it.")
+        @Argument var name: String
+        @OptionGroup var options: ControlOption
+        func run() throws { _ = try ask("port del \(name)", control: options.control) }
+    }
+}
+
+struct FdbCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fdb", abstract: "The MAC table of the running switch.", subcommands: [Flush.self])
+
+    struct Flush: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Forget every learned MAC address.")
+        @OptionGroup var options: ControlOption
+        func run() throws { _ = try ask("fdb flush", control: options.control) }
+    }
+}
+
+struct MdbCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mdb", abstract: "The group membership table of the running switch.",
+        subcommands: [Flush.self, Add.self, Del.self])
+
+    struct Flush: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Forget learned memberships (static ones stay).")
+        @Option(help: "Only in this VLAN.") var vlan: Int?
+        @OptionGroup var options: ControlOption
+        func run() throws { _ = try ask("mdb flush" + (vlan.map { " \($0)" } ?? ""), control: options.control) }
+    }
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A static membership: PORT gets GROUP until it is deleted.")
+        @Argument var port: String
+        @Argument var group: String
+        @Option(help: "The VLAN (default 1).") var vlan: Int = 1
+        @OptionGroup var options: ControlOption
+        func run() throws { _ = try ask("mdb add \(port) \(group) \(vlan)", control: options.control) }
+    }
+
+    struct Del: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a static membership.")
+        @Argument var port: String
+        @Argument var group: String
+        @Option(help: "The VLAN (default 1).") var vlan: Int = 1
+        @OptionGroup var options: ControlOption
+        func run() throws { _ = try ask("mdb del \(port) \(group) \(vlan)", control: options.control) }
     }
 }
