@@ -1,7 +1,9 @@
 import SwitchEngine
 import Wire
 
-/// A port as written on the command line: `IFNAME[:pvid=N][:tagged=N,N,...][:router][:fast-leave][:query-guard]`.
+/// A port as written on the command line:
+/// `IFNAME[:pvid=N][:tagged=N,N,...][:router][:fast-leave][:query-guard][:tap]`.
+/// With `:tap` the switch creates a TAP device of that name instead of opening an existing interface.
 /// No pvid and no tagged VLANs means pvid 1 (an access port of the default VLAN); tagged
 /// VLANs only make a trunk; both make a hybrid port.
 public enum PortSpec {
@@ -21,6 +23,7 @@ public enum PortSpec {
         var tagged: Set<VLANID> = []
         var sawTagged = false
         var router = false, fastLeave = false, queryGuard = false
+        var attachment = PortConfiguration.Attachment.packetSocket
         for option in parts.dropFirst() {
             let pair = option.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             switch (pair.first ?? "", pair.count) {
@@ -36,15 +39,16 @@ public enum PortSpec {
             case ("router", 1): router = true
             case ("fast-leave", 1): fastLeave = true
             case ("query-guard", 1): queryGuard = true
+            case ("tap", 1): attachment = .tap
             default:
-                throw fail("unknown option '\(option)' (expected pvid=N, tagged=N,N,..., router, fast-leave or query-guard)")
+                throw fail("unknown option '\(option)' (expected pvid=N, tagged=N,N,..., router, fast-leave, query-guard or tap)")
             }
         }
         if router && queryGuard { throw fail("a router port cannot be query-guarded") }
         if let pvid, tagged.contains(pvid) { throw fail("VLAN \(pvid) cannot be both the pvid and tagged") }
         if pvid == nil && !sawTagged { pvid = .default }
         return PortConfiguration(name: name, pvid: pvid, tagged: tagged, isStaticRouterPort: router, fastLeave: fastLeave,
-                                 queryGuard: queryGuard)
+                                 queryGuard: queryGuard, attachment: attachment)
     }
 
     private static func vlan(_ text: String, _ fail: (String) -> PortSpec.Error) throws(PortSpec.Error) -> VLANID {

@@ -13,9 +13,23 @@ import Wire
 /// engine, queue it on the egress ports, send each port's queue with one call.
 public final class SwitchDaemon {
     /// One switch port's I/O side.
+    /// What a port reads and writes frames through.
+    enum Device {
+        case packet(PacketSocket)
+        case tap(TapDevice)
+
+        var descriptor: Int32 {
+            switch self {
+            case .packet(let socket): socket.descriptor
+            case .tap(let tap): tap.descriptor
+            }
+        }
+    }
+
     final class PortIO {
         let name: String
-        var socket: PacketSocket?
+        let attachment: PortConfiguration.Attachment
+        var device: Device?
         let queue = TransmitQueue(capacity: 64)
         var txFrames: UInt64 = 0
         var txDrops: UInt64 = 0
@@ -25,7 +39,15 @@ public final class SwitchDaemon {
         /// When frames last arrived: proof of carrier while the kernel's report lags.
         var lastReceive = Instant.zero
 
-        init(name: String) { self.name = name }
+        init(_ configuration: PortConfiguration) {
+            name = configuration.name
+            attachment = configuration.attachment
+        }
+
+        var interfaceIndex: Int32? {
+            if case .packet(let socket) = device { return socket.interfaceIndex }
+            return nil
+        }
     }
 
     private enum Token {
@@ -55,7 +77,7 @@ public final class SwitchDaemon {
     /// Throws, with nothing left open, if any part cannot start.
     public init(configuration: SwitchConfiguration, controlPath: String, controlGroup: String? = nil, logger: Logger) throws {
         self.logger = logger
-        for port in configuration.ports where InterfaceState.read(port.name) == nil {
+        for port in configuration.ports where port.attachment == .packetSocket && InterfaceState.read(port.name) == nil {
             throw ControlError("interface \(port.name) does not exist")
         }
         let directory = (controlPath as NSString).deletingLastPathComponent
@@ -69,12 +91,11 @@ public final class SwitchDaemon {
         links = try LinkMonitor()
         let now = Self.now()
         engine = SnoopingSwitch(configuration: configuration, at: now)
-        ports = engine.ports.map { $0.map { PortIO(name: $0.name) } }
+        ports = engine.ports.map { $0.map(PortIO.init) }
         try poller.add(signals.descriptor, token: Token.signals)
         try poller.add(links.descriptor, token: Token.linkMonitor)
         for (index, port) in ports.enumerated() {
             guard let port else { continue }
-            try? InterfaceState.bringUp(port.name)
             try open(port, index: index)
         }
         refreshLinks(at: now)
@@ -84,16 +105,25 @@ public final class SwitchDaemon {
 
     private static func now() -> Instant { Instant(nanoseconds: monotonicNanoseconds()) }
 
+    /// Opens a port's device: a packet socket on its interface (brought up), or a new TAP device.
     private func open(_ port: PortIO, index: Int) throws(SystemError) {
-        let socket = try PacketSocket(interface: port.name)
-        try poller.add(socket.descriptor, token: UInt64(index))
-        port.socket = socket
+        let device: Device
+        switch port.attachment {
+        case .packetSocket:
+            try? InterfaceState.bringUp(port.name)
+            device = .packet(try PacketSocket(interface: port.name))
+        case .tap:
+            device = .tap(try TapDevice(name: port.name))
+            try? InterfaceState.bringUp(port.name)
+        }
+        try poller.add(device.descriptor, token: UInt64(index))
+        port.device = device
     }
 
-    private func closeSocket(of port: PortIO) {
-        if let socket = port.socket { poller.remove(socket.descriptor) }
+    private func closeDevice(of port: PortIO) {
+        if let device = port.device { poller.remove(device.descriptor) }
         port.queue.discard()
-        port.socket = nil
+        port.device = nil
     }
 
     /// Runs until SIGINT or SIGTERM; returns the exit status.
@@ -152,7 +182,7 @@ public final class SwitchDaemon {
 
     /// Up to a few batches from one port, then the loop moves on so no port starves the others.
     private func receive(onPort index: Int) {
-        guard index < ports.count, let port = ports[index], let socket = port.socket else { return }
+        guard index < ports.count, let port = ports[index], let device = port.device else { return }
         let ingress = PortID(index)
         // Frames on a port we hold down mean its link came up before the kernel says so (it
         // reports carrier changes up to a second late): an interface that is up and receiving is up.
@@ -161,7 +191,10 @@ public final class SwitchDaemon {
         for _ in 0..<8 {
             let count: Int
             do {
-                count = try batch.receive(from: socket)
+                switch device {
+                case .packet(let socket): count = try batch.receive(from: socket)
+                case .tap(let tap): count = try batch.receive(from: tap)
+                }
             } catch {
                 logger.warning("port \(port.name): \(error); rechecking the link")
                 refreshLinks(at: Self.now())
@@ -193,12 +226,15 @@ public final class SwitchDaemon {
     }
 
     private func flush(_ port: PortIO) {
-        guard let socket = port.socket else {
+        let sent: Int, failed: Int
+        switch port.device {
+        case .packet(let socket)?: (sent, failed) = port.queue.flush(to: socket)
+        case .tap(let tap)?: (sent, failed) = port.queue.flush(to: tap)
+        case nil:
             port.txDrops &+= UInt64(port.queue.count)
             port.queue.discard()
             return
         }
-        let (sent, failed) = port.queue.flush(to: socket)
         port.txFrames &+= UInt64(sent)
         port.txDrops &+= UInt64(failed)
     }
@@ -249,14 +285,20 @@ public final class SwitchDaemon {
     private func refreshLinks(at now: Instant) {
         for (index, port) in ports.enumerated() {
             guard let port else { continue }
-            let state = InterfaceState.read(port.name)
-            if let socket = port.socket, state?.index != socket.interfaceIndex {
-                logger.warning("port \(port.name): interface \(state == nil ? "removed" : "re-created"); closing its socket")
-                closeSocket(of: port)
+            let id = PortID(index)
+            if port.attachment == .tap {
+                // The TAP's kernel side may live in another namespace, out of our sight: the port
+                // is up while our end is open.
+                if port.device != nil, !engine.linkUp.contains(id) { engine.setLink(id, up: true, at: now) }
+                continue
             }
-            if port.socket == nil, state != nil {
+            let state = InterfaceState.read(port.name)
+            if let index = port.interfaceIndex, state?.index != index {
+                logger.warning("port \(port.name): interface \(state == nil ? "removed" : "re-created"); closing its socket")
+                closeDevice(of: port)
+            }
+            if port.device == nil, state != nil {
                 do {
-                    try? InterfaceState.bringUp(port.name)
                     try open(port, index: index)
                     logger.notice("port \(port.name): interface back, socket reopened")
                 } catch {
@@ -267,8 +309,7 @@ public final class SwitchDaemon {
             let recent = now - port.lastReceive < .seconds(1)
             let carrier = current?.hasCarrier == true || recent
             if current?.hasCarrier == false, recent { carrierCheck = now + .seconds(1) }
-            let up = port.socket != nil && current?.isUp == true && carrier
-            let id = PortID(index)
+            let up = port.device != nil && current?.isUp == true && carrier
             if up != engine.linkUp.contains(id) {
                 engine.setLink(id, up: up, at: now)
                 port.linkChanges &+= 1
@@ -282,16 +323,15 @@ public final class SwitchDaemon {
 
     /// Adds a port while running; the interface must exist.
     public func addPort(_ configuration: PortConfiguration) throws {
-        guard InterfaceState.read(configuration.name) != nil else {
+        guard configuration.attachment == .tap || InterfaceState.read(configuration.name) != nil else {
             throw ControlError("interface \(configuration.name) does not exist")
         }
         let now = Self.now()
         let id = try engine.addPort(configuration, at: now)
-        let port = PortIO(name: configuration.name)
+        let port = PortIO(configuration)
         while ports.count <= id.index { ports.append(nil) }
         ports[id.index] = port
         do {
-            try? InterfaceState.bringUp(port.name)
             try open(port, index: id.index)
         } catch {
             engine.removePort(id, at: now)
@@ -306,7 +346,7 @@ public final class SwitchDaemon {
         guard let id = engine.port(named: name), let port = ports[id.index] else {
             throw ControlError("no port named \(name)")
         }
-        closeSocket(of: port)
+        closeDevice(of: port)
         pending.removeAll { $0 === port }
         engine.removePort(id, at: Self.now())
         ports[id.index] = nil
@@ -337,7 +377,7 @@ public final class SwitchDaemon {
 
     private func statusDocument() throws -> String {
         let runtime = ports.map { port in
-            PortRuntime(interfaceIndex: port?.socket.map { Int($0.interfaceIndex) },
+            PortRuntime(interfaceIndex: port?.interfaceIndex.map(Int.init),
                         txFrames: port?.txFrames ?? 0, txDrops: (port?.txDrops ?? 0) + (port?.rxErrors ?? 0),
                         linkChanges: port?.linkChanges ?? 0)
         }

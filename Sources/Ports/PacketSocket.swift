@@ -129,6 +129,24 @@ public final class ReceiveBatch {
         }
     }
 
+    /// Reads what is waiting on a TAP device, one frame per read, up to the capacity.
+    public func receive(from tap: TapDevice) throws(SystemError) -> Int {
+        count = 0
+        while count < capacity {
+            let n = read(tap.descriptor, storage + count * Self.bufferSize, Self.bufferSize)
+            if n < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { break }
+                throw SystemError("read", "TAP \(tap.interfaceName)")
+            }
+            var header = msghdr()
+            header.msg_controllen = 0           // no auxdata: tags stay in the frame
+            messages[count] = clinux_mmsghdr(msg_hdr: header, msg_len: UInt32(n))
+            count += 1
+        }
+        return count
+    }
+
     /// The i-th frame of the last batch, with the tag recovered from auxdata or from the bytes
     /// (an inline tag is taken out by moving the MAC addresses over it). Nil for a runt or a
     /// frame cut short.
@@ -241,6 +259,23 @@ public final class TransmitQueue {
             } else {
                 failed += 1           // this frame was refused (too big, link gone): skip it
                 i += 1
+            }
+        }
+        count = 0
+        owned.removeAll(keepingCapacity: true)
+        return (sent, failed)
+    }
+
+    /// Writes what is queued to a TAP device, one frame per writev.
+    public func flush(to tap: TapDevice) -> (sent: Int, failed: Int) {
+        var sent = 0, failed = 0
+        for i in 0..<count {
+            let message = messages[i].msg_hdr
+            while true {
+                let n = writev(tap.descriptor, message.msg_iov, Int32(message.msg_iovlen))
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 { failed += 1 } else { sent += 1 }
+                break
             }
         }
         count = 0

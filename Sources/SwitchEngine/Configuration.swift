@@ -39,9 +39,19 @@ public struct PortConfiguration: Equatable, Sendable {
     /// Queries and router announcements heard on this port are refused: a host behind it can
     /// neither win the querier election nor make itself a router port.
     public var queryGuard: Bool
+    /// How frames reach the port: a packet socket on an existing interface, or a TAP device the
+    /// switch creates (the engine does not care; the datapath does).
+    public var attachment: Attachment
+
+    public enum Attachment: String, Sendable {
+        case packetSocket = "packet"
+        case tap
+    }
 
     public init(name: String, pvid: VLANID? = .default, tagged: Set<VLANID> = [],
-                isStaticRouterPort: Bool = false, fastLeave: Bool = false, queryGuard: Bool = false) {
+                isStaticRouterPort: Bool = false, fastLeave: Bool = false, queryGuard: Bool = false,
+                attachment: Attachment = .packetSocket) {
+        self.attachment = attachment
         self.name = name
         self.pvid = pvid
         self.tagged = tagged

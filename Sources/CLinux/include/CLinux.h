@@ -35,6 +35,31 @@ static const unsigned long clinux_SIOCGIFHWADDR = SIOCGIFHWADDR;
 static const int clinux_IFF_UP = IFF_UP;
 static const int clinux_IFF_RUNNING = IFF_RUNNING;
 
+static const unsigned long clinux_TUNSETIFF = TUNSETIFF;
+static const unsigned long clinux_TUNSETOFFLOAD = TUNSETOFFLOAD;
+static const unsigned long clinux_TUNSETVNETHDRSZ = TUNSETVNETHDRSZ;
+static const int clinux_IFF_TAP = IFF_TAP;
+static const int clinux_IFF_NO_PI = IFF_NO_PI;
+static const int clinux_IFF_VNET_HDR = IFF_VNET_HDR;
+static const unsigned clinux_TUN_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN;
+
+/// Creates (or attaches to) the TAP device `name` on an open /dev/net/tun descriptor.
+static inline int clinux_tun_set_iff(int fd, const char *name, short flags) {
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+    ifr.ifr_flags = flags;
+    return ioctl(fd, TUNSETIFF, &ifr);
+}
+
+static inline int clinux_ioctl_int(int fd, unsigned long request, int value) {
+    return ioctl(fd, request, value);
+}
+
+static inline int clinux_ioctl_intp(int fd, unsigned long request, int *value) {
+    return ioctl(fd, request, value);
+}
+
 /// The auxiliary data of a received packet (the VLAN tag the kernel stripped, checksum state).
 static inline int clinux_read_auxdata(struct msghdr *msg, struct tpacket_auxdata *out) {
     for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
