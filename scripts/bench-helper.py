@@ -345,7 +345,7 @@ def cmd_table(args):
     rows = []
     for key, label, unit, better, target in FIGURES:
         row = [label] + [fmt(values.get((c, key)), unit) for c, _n in COLUMNS]
-        row += [ratio(key, "bridge"), ratio(key, "ovs"), target]
+        row += ["", "", target] if better == "info" else [ratio(key, "bridge"), ratio(key, "ovs"), target]
         row.append(verdict(key, values.get(("snoopswitch", key)), values.get(("bridge", key))) or "")
         rows.append(row)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]

@@ -136,6 +136,16 @@ unspawn() {             # unspawn PGID: stop one spawned group (INT first: trafg
     PGROUPS=("${keep[@]+"${keep[@]}"}")
 }
 
+# Runs a command to its end like a foreground one, but as a spawned group that the script
+# waits for: a TERM or ^C then acts at once (bash defers traps until a foreground command
+# ends), and cleanup stops it. Output goes to LOGFILE; sets WAITED to the exit status.
+run_waited() {          # run_waited LOGFILE CMD...
+    spawn "$@"
+    WAITED=0
+    wait "$SPAWNED" || WAITED=$?
+    unspawn "$SPAWNED"
+}
+
 record() { echo "val|$1|$2|$3" >> "$RESULTS"; }        # record COLUMN KEY VALUE
 note() { echo "note|$*" >> "$RESULTS"; log "note: $*"; }
 
@@ -240,8 +250,10 @@ $prefix {
 EOF
 }
 
-# Starts trafgen in the generator namespace: one worker, pinned to CPU 1 by trafgen itself
-# (its workers pin themselves; the config gives the frame to the CPU 1 worker only).
+# Starts trafgen in the generator namespace: one worker, pinned to CPU 1 by trafgen itself.
+# trafgen pins worker i to CPU i whatever taskset says (`taskset -c 1 trafgen --cpus 1` runs
+# on CPU 0), so it starts two workers and the config gives the frame to the CPU 1 one only;
+# the other has nothing to send and exits.
 start_trafgen() {       # start_trafgen CONFIG LOG [extra trafgen args]: sets SPAWNED
     spawn "$2" ip netns exec "$(ns gen)" trafgen --cpus 2 --no-sock-mem --notouch-irq --no-cpu-stats \
         --dev eth0 --conf "$1" "${@:3}"
@@ -399,8 +411,9 @@ measure_tcp() {
     spawn "$TMP/$kind-iperf3-server.log" ip netns exec "$(ns r1)" iperf3 -s -1 -p 5201
     pg=$SPAWNED
     sleep 0.5
-    ip netns exec "$(ns gen)" timeout $((DURATION + 20)) iperf3 -c "${IP[r1]}" -p 5201 -t "$DURATION" \
-        --connect-timeout 3000 -J > "$out" 2>/dev/null || rc=$?
+    run_waited "$out" ip netns exec "$(ns gen)" timeout $((DURATION + 20)) iperf3 -c "${IP[r1]}" -p 5201 \
+        -t "$DURATION" --connect-timeout 3000 -J
+    rc=$WAITED
     unspawn "$pg"
     local bps error
     error=$("$PY" -c '
@@ -435,10 +448,11 @@ measure_latency() {
         --notouch-irq --no-cpu-stats --dev eth0 --conf "$cfg" --gap 100us
     pg=$SPAWNED
     sleep 0.5
-    json=$(ip netns exec "$(ns r1)" "$PY" "$HELPER" latency eth0 "$group" --trials "$TRIALS" 2>"$TMP/$kind-latency.err" || true)
+    run_waited "$TMP/$kind-latency.out" ip netns exec "$(ns r1)" "$PY" "$HELPER" latency eth0 "$group" --trials "$TRIALS"
+    json=$(grep '^{' "$TMP/$kind-latency.out" || true)
     unspawn "$pg"
     if [[ -z "$json" ]]; then
-        note "$kind: latency helper failed: $(tail -2 "$TMP/$kind-latency.err" | tr '\n' ' ')"
+        note "$kind: latency helper failed: $(tail -2 "$TMP/$kind-latency.out" | tr '\n' ' ')"
         record "$kind" join_ms n/a; record "$kind" leave_ms n/a
         return
     fi
@@ -463,7 +477,7 @@ measure_memory() {      # snoopswitch only: RSS with 100,000 groups learned
     local count=100000 n=0 round before i rss=""
     before=$(rss_mib "$SWITCH_PID")
     for round in 1 2 3; do
-        ip netns exec "$(ns r3)" "$PY" "$HELPER" reports eth0 "$count" 239.100.0.0 "${IP[r3]}" >/dev/null
+        run_waited "$TMP/reports.log" ip netns exec "$(ns r3)" "$PY" "$HELPER" reports eth0 "$count" 239.100.0.0 "${IP[r3]}"
         sleep 1
         for i in $(seq 1 20); do
             rss=$(rss_mib "$SWITCH_PID")
@@ -540,15 +554,17 @@ measure_ceiling() {     # the generator alone into a veth whose other end nobody
 install_packages
 if wants snoopswitch; then build_snoopswitch; fi
 
-note "machine: $(nproc) cores, Linux $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); command: $ARGS_TEXT; $DURATION s per rate figure, $TRIALS latency trials"
+note "machine: $(nproc) cores, Linux $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); command: $ARGS_TEXT; $DURATION s per rate figure, $TRIALS latency trials; load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 note "the generator (trafgen, 64-byte frames, one worker pinned to CPU 1) shares the machine's 2 cores with the switch under test, the receivers' kernels and, for the kernel bridge, the forwarding itself (softirq on the sending CPU): rates are comparable within this run, not absolute"
 note "rates count rx_packets at the receivers' eth0 over $DURATION s of steady sending; unicast counts the addressed receiver only, multicast sums the 3 members"
-note "latency: sender: trafgen --gap 100us (one frame every 100-150 us, so about 0.1 ms of resolution), kernel timestamps of the member's outgoing report/leave and incoming group frames on its own eth0; bridge: mcast_flood off on every port and fastleave on r1; OVS: mcast-snooping-disable-flood-unregistered, prunes on any leave (no fast-leave option)"
+note "latency: sender: trafgen --gap 100us (one frame every 100-150 us, so about 0.1 ms of resolution), kernel timestamps of the member's outgoing report/leave and incoming group frames on its own eth0; bridge: mcast_flood off on every port and fastleave on r1; OVS: mcast-snooping-disable-flood-unregistered, prunes on any leave (no fast-leave option); a leave figure of 0 means no group frame arrived after the leave left the member"
 note "memory and CPU are the switch process's (snoopswitch, ovs-vswitchd); the kernel bridge has no process: n/a"
 measure_ceiling
 for kind in snoopswitch bridge ovs; do
     if wants "$kind"; then run_switch "$kind"; fi
 done
+
+note "load average (1, 5, 15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg): other work on the machine during the run lowers every figure"
 
 TITLE="## snoopswitch benchmark ($(date -u +%Y-%m-%d), $(nproc) cores, Linux $(uname -r))"
 echo
