@@ -9,6 +9,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "snoopswitch", targets: ["snoopswitch"]),
+        // The pure engine and the wire views, for Benchmarks/ (a package of its own).
+        .library(name: "SnoopSwitchEngine", targets: ["SwitchEngine", "Wire"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
