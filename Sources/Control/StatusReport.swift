@@ -129,8 +129,11 @@ public struct PortRuntime: Sendable {
     public var txFrames: UInt64
     public var txDrops: UInt64
     public var linkChanges: UInt64
+    /// Frames the kernel dropped before the switch read them (its socket buffer was full).
+    public var socketOverruns: UInt64 = 0
 
-    public init(interfaceIndex: Int?, txFrames: UInt64, txDrops: UInt64, linkChanges: UInt64 = 0) {
+    public init(interfaceIndex: Int?, txFrames: UInt64, txDrops: UInt64, linkChanges: UInt64 = 0, socketOverruns: UInt64 = 0) {
+        self.socketOverruns = socketOverruns
         self.interfaceIndex = interfaceIndex
         self.txFrames = txFrames
         self.txDrops = txDrops
@@ -203,5 +206,7 @@ extension StatusReport {
         igmp = IGMPCounters(received: engine.counters.received, sent: engine.counters.sent, errors: errors)
         dropsByReason = Dictionary(uniqueKeysWithValues: engine.counters.dropsByReason.map { ($0.key.rawValue, $0.value) })
         if engine.counters.macTableFull > 0 { dropsByReason["mac_table_full"] = engine.counters.macTableFull }
+        let overruns = runtime.reduce(0) { $0 + $1.socketOverruns }
+        if overruns > 0 { dropsByReason["socket_overrun"] = overruns }
     }
 }

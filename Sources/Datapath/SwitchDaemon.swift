@@ -34,6 +34,8 @@ public final class SwitchDaemon {
         var txFrames: UInt64 = 0
         var txDrops: UInt64 = 0
         var rxErrors: UInt64 = 0
+        /// Frames the kernel dropped before we could read them (socket buffer full).
+        var kernelDrops: UInt64 = 0
         /// Link changes seen (down and up), for the status.
         var linkChanges: UInt64 = 0
         /// When frames last arrived: proof of carrier while the kernel's report lags.
@@ -376,10 +378,14 @@ public final class SwitchDaemon {
     }
 
     private func statusDocument() throws -> String {
+        for port in ports {
+            if case .packet(let socket)? = port?.device { port?.kernelDrops &+= socket.takeKernelDrops() }
+        }
         let runtime = ports.map { port in
             PortRuntime(interfaceIndex: port?.interfaceIndex.map(Int.init),
-                        txFrames: port?.txFrames ?? 0, txDrops: (port?.txDrops ?? 0) + (port?.rxErrors ?? 0),
-                        linkChanges: port?.linkChanges ?? 0)
+                        txFrames: port?.txFrames ?? 0,
+                        txDrops: (port?.txDrops ?? 0) + (port?.rxErrors ?? 0) + (port?.kernelDrops ?? 0),
+                        linkChanges: port?.linkChanges ?? 0, socketOverruns: port?.kernelDrops ?? 0)
         }
         let report = StatusReport(engine: engine, ports: runtime, at: Self.now())
         return String(decoding: try ControlProtocol.encoder().encode(report), as: UTF8.self)
