@@ -8,7 +8,7 @@ public struct ControlError: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
 
-    static func system(_ what: String, _ path: String) -> ControlError {
+    public static func system(_ what: String, _ path: String) -> ControlError {
         ControlError("\(path): \(what): \(String(cString: strerror(errno)))")
     }
 }

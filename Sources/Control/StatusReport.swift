@@ -15,6 +15,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var queryGuard: Bool
         public var rxFrames: UInt64
         public var txFrames: UInt64
+        public var rxBytes: UInt64
+        public var txBytes: UInt64
         public var drops: UInt64
         /// Times the link went down or came up since the start.
         public var linkChanges: UInt64
@@ -32,6 +34,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
             try c.encode(queryGuard, forKey: .queryGuard)
             try c.encode(rxFrames, forKey: .rxFrames)
             try c.encode(txFrames, forKey: .txFrames)
+            try c.encode(rxBytes, forKey: .rxBytes)
+            try c.encode(txBytes, forKey: .txBytes)
             try c.encode(drops, forKey: .drops)
             try c.encode(linkChanges, forKey: .linkChanges)
         }
@@ -127,12 +131,15 @@ public struct StatusReport: Codable, Equatable, Sendable {
 public struct PortRuntime: Sendable {
     public var interfaceIndex: Int?
     public var txFrames: UInt64
+    public var txBytes: UInt64
     public var txDrops: UInt64
     public var linkChanges: UInt64
     /// Frames the kernel dropped before the switch read them (its socket buffer was full).
     public var socketOverruns: UInt64 = 0
 
-    public init(interfaceIndex: Int?, txFrames: UInt64, txDrops: UInt64, linkChanges: UInt64 = 0, socketOverruns: UInt64 = 0) {
+    public init(interfaceIndex: Int?, txFrames: UInt64, txBytes: UInt64 = 0, txDrops: UInt64, linkChanges: UInt64 = 0,
+                socketOverruns: UInt64 = 0) {
+        self.txBytes = txBytes
         self.socketOverruns = socketOverruns
         self.interfaceIndex = interfaceIndex
         self.txFrames = txFrames
@@ -163,6 +170,8 @@ extension StatusReport {
                 queryGuard: port.queryGuard,
                 rxFrames: engine.counters.rxFrames[index],
                 txFrames: run.txFrames,
+                rxBytes: engine.counters.rxBytes[index],
+                txBytes: run.txBytes,
                 drops: engine.counters.drops[index] + run.txDrops,
                 linkChanges: run.linkChanges)
         }

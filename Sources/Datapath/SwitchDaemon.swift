@@ -32,6 +32,7 @@ public final class SwitchDaemon {
         var device: Device?
         let queue = TransmitQueue(capacity: 64)
         var txFrames: UInt64 = 0
+        var txBytes: UInt64 = 0
         var txDrops: UInt64 = 0
         var rxErrors: UInt64 = 0
         /// Frames the kernel dropped before we could read them (socket buffer full).
@@ -56,6 +57,7 @@ public final class SwitchDaemon {
         static let linkMonitor: UInt64 = 1 << 32
         static let signals: UInt64 = 1 << 32 + 1
         static let control: UInt64 = 1 << 32 + 2
+        static let metrics: UInt64 = 1 << 32 + 3
     }
 
     private let engine: SnoopingSwitch
@@ -67,6 +69,7 @@ public final class SwitchDaemon {
     private let links: LinkMonitor
     private let signals: SignalDescriptor
     private var control: ControlServer!
+    private var metrics: MetricsServer?
     private var running = true
     /// When to look at the links again: some port is held up by its frames alone.
     private var carrierCheck: Instant?
@@ -77,7 +80,8 @@ public final class SwitchDaemon {
 
     /// Opens every port, then the control socket: once the socket exists, the switch forwards.
     /// Throws, with nothing left open, if any part cannot start.
-    public init(configuration: SwitchConfiguration, controlPath: String, controlGroup: String? = nil, logger: Logger) throws {
+    public init(configuration: SwitchConfiguration, controlPath: String, controlGroup: String? = nil,
+                metricsAddress: String? = nil, logger: Logger) throws {
         self.logger = logger
         for port in configuration.ports where port.attachment == .packetSocket && InterfaceState.read(port.name) == nil {
             throw ControlError("interface \(port.name) does not exist")
@@ -101,6 +105,11 @@ public final class SwitchDaemon {
             try open(port, index: index)
         }
         refreshLinks(at: now)
+        if let metricsAddress {
+            let metrics = try MetricsServer(listen: metricsAddress)
+            try poller.add(metrics.descriptor, token: Token.metrics)
+            self.metrics = metrics
+        }
         control = try ControlServer(path: controlPath, group: controlGroup)
         try poller.add(control.descriptor, token: Token.control)
     }
@@ -155,6 +164,7 @@ public final class SwitchDaemon {
                     links.drain()
                     refreshLinks(at: now)
                 case Token.control: control.serve(answer)
+                case Token.metrics: metrics?.serve { statusReport().prometheusText() }
                 default: receive(onPort: Int(token))
                 }
             }
@@ -228,16 +238,17 @@ public final class SwitchDaemon {
     }
 
     private func flush(_ port: PortIO) {
-        let sent: Int, failed: Int
+        let sent: Int, failed: Int, bytes: Int
         switch port.device {
-        case .packet(let socket)?: (sent, failed) = port.queue.flush(to: socket)
-        case .tap(let tap)?: (sent, failed) = port.queue.flush(to: tap)
+        case .packet(let socket)?: (sent, failed, bytes) = port.queue.flush(to: socket)
+        case .tap(let tap)?: (sent, failed, bytes) = port.queue.flush(to: tap)
         case nil:
             port.txDrops &+= UInt64(port.queue.count)
             port.queue.discard()
             return
         }
         port.txFrames &+= UInt64(sent)
+        port.txBytes &+= UInt64(bytes)
         port.txDrops &+= UInt64(failed)
     }
 
@@ -378,17 +389,20 @@ public final class SwitchDaemon {
     }
 
     private func statusDocument() throws -> String {
+        String(decoding: try ControlProtocol.encoder().encode(statusReport()), as: UTF8.self)
+    }
+
+    private func statusReport() -> StatusReport {
         for port in ports {
             if case .packet(let socket)? = port?.device { port?.kernelDrops &+= socket.takeKernelDrops() }
         }
         let runtime = ports.map { port in
             PortRuntime(interfaceIndex: port?.interfaceIndex.map(Int.init),
-                        txFrames: port?.txFrames ?? 0,
+                        txFrames: port?.txFrames ?? 0, txBytes: port?.txBytes ?? 0,
                         txDrops: (port?.txDrops ?? 0) + (port?.rxErrors ?? 0) + (port?.kernelDrops ?? 0),
                         linkChanges: port?.linkChanges ?? 0, socketOverruns: port?.kernelDrops ?? 0)
         }
-        let report = StatusReport(engine: engine, ports: runtime, at: Self.now())
-        return String(decoding: try ControlProtocol.encoder().encode(report), as: UTF8.self)
+        return StatusReport(engine: engine, ports: runtime, at: Self.now())
     }
 
     private func portCommand(_ words: [String]) throws {

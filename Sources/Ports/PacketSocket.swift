@@ -255,11 +255,12 @@ public final class TransmitQueue {
     }
 
     /// Sends what is queued. Returns how many frames left and how many the kernel refused.
-    public func flush(to socket: PacketSocket) -> (sent: Int, failed: Int) {
-        var sent = 0, failed = 0, i = 0
+    public func flush(to socket: PacketSocket) -> (sent: Int, failed: Int, bytes: Int) {
+        var sent = 0, failed = 0, bytes = 0, i = 0
         while i < count {
             let n = clinux_sendmmsg(socket.descriptor, messages + i, UInt32(count - i), Int32(MSG_DONTWAIT))
             if n > 0 {
+                for k in i..<i + Int(n) { bytes += Int(messages[k].msg_len) - VirtioNetHeader.length }
                 sent += Int(n)
                 i += Int(n)
             } else if n < 0 && errno == EINTR {
@@ -274,24 +275,29 @@ public final class TransmitQueue {
         }
         count = 0
         owned.removeAll(keepingCapacity: true)
-        return (sent, failed)
+        return (sent, failed, bytes)
     }
 
     /// Writes what is queued to a TAP device, one frame per writev.
-    public func flush(to tap: TapDevice) -> (sent: Int, failed: Int) {
-        var sent = 0, failed = 0
+    public func flush(to tap: TapDevice) -> (sent: Int, failed: Int, bytes: Int) {
+        var sent = 0, failed = 0, bytes = 0
         for i in 0..<count {
             let message = messages[i].msg_hdr
             while true {
                 let n = writev(tap.descriptor, message.msg_iov, Int32(message.msg_iovlen))
                 if n < 0 && errno == EINTR { continue }
-                if n < 0 { failed += 1 } else { sent += 1 }
+                if n < 0 {
+                    failed += 1
+                } else {
+                    sent += 1
+                    bytes += n - VirtioNetHeader.length
+                }
                 break
             }
         }
         count = 0
         owned.removeAll(keepingCapacity: true)
-        return (sent, failed)
+        return (sent, failed, bytes)
     }
 
     /// Drops what is queued without sending (the port went away).

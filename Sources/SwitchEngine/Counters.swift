@@ -21,6 +21,7 @@ public enum DropReason: String, CaseIterable, Sendable {
 /// What the engine counts. Plain integers: the control plane reads them.
 public struct SwitchCounters: Sendable {
     public var rxFrames: [UInt64]
+    public var rxBytes: [UInt64]
     public var drops: [UInt64]
     public var dropsByReason: [DropReason: UInt64] = [:]
     /// IGMP and PIM messages by kind (v2_report, query_v3, pim_hello, ...).
@@ -34,6 +35,7 @@ public struct SwitchCounters: Sendable {
 
     init(portCount: Int) {
         rxFrames = Array(repeating: 0, count: portCount)
+        rxBytes = Array(repeating: 0, count: portCount)
         drops = Array(repeating: 0, count: portCount)
     }
 

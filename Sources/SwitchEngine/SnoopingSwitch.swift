@@ -112,6 +112,7 @@ public final class SnoopingSwitch {
         if index == ports.count { ports.append(port) } else { ports[index] = port }
         pvids[index] = port.pvid
         counters.rxFrames[index] = 0
+        counters.rxBytes[index] = 0
         counters.drops[index] = 0
         igmpBuckets[index] = TokenBucket(rate: configuration.igmpRatePerPort, at: now)
         for vlan in port.vlans {
@@ -154,6 +155,7 @@ public final class SnoopingSwitch {
 
     public func receive(_ frame: IngressFrame, on port: PortID, at now: Instant) -> ForwardingDecision {
         counters.rxFrames[port.index] &+= 1
+        counters.rxBytes[port.index] &+= UInt64(frame.bytes.count)
         guard linkUp.contains(port) else { return drop(.portDown, on: port) }
         guard let ethernet = try? EthernetFrameView(checking: frame.bytes) else { return drop(.malformed, on: port) }
 

@@ -112,6 +112,9 @@ struct Run: ParsableCommand {
     @Option(help: "Path of the control socket.")
     var control: String = ControlProtocol.defaultPath
 
+    @Option(help: "Serve Prometheus metrics on ADDRESS:PORT (GET /metrics).")
+    var metrics: String?
+
     @Option(help: "A group whose members may use the control socket too (mode 0660 instead of 0600).")
     var controlGroup: String?
 
@@ -200,7 +203,8 @@ struct Run: ParsableCommand {
         let logger = Logger(label: "snoopswitch")
         let daemon: SwitchDaemon
         do {
-            daemon = try SwitchDaemon(configuration: config, controlPath: control, controlGroup: controlGroup, logger: logger)
+            daemon = try SwitchDaemon(configuration: config, controlPath: control, controlGroup: controlGroup,
+                                      metricsAddress: metrics, logger: logger)
         } catch {
             throw Failure("\(error)")
         }
