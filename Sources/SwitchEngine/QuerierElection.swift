@@ -31,7 +31,7 @@ public struct QuerierElection {
         var pendingSourceQueries: [IPv4Address: (sources: [IPv4Address: Int], next: Instant)] = [:]
     }
 
-    public let timers: SnoopingTimers
+    public private(set) var timers: SnoopingTimers
     private var vlans: [VLANID: VLANState] = [:]
 
     public init(configuration: SwitchConfiguration, at now: Instant) {
@@ -161,6 +161,20 @@ public struct QuerierElection {
             }
         }
         return next
+    }
+
+    /// New settings while running: each VLAN's querier settings and the timers change, the
+    /// election's state (other queriers heard, queries pending) stays.
+    public mutating func reconfigure(_ configuration: SwitchConfiguration, at now: Instant) {
+        timers = configuration.timers
+        for vlan in vlans.keys {
+            let wasEnabled = vlans[vlan]!.configuration.enabled
+            vlans[vlan]!.configuration = configuration.querier(in: vlan)
+            if !wasEnabled, vlans[vlan]!.configuration.enabled {
+                vlans[vlan]!.startupQueriesLeft = timers.startupQueryCount
+                vlans[vlan]!.nextGeneralQuery = now
+            }
+        }
     }
 
     /// A VLAN some new port carries: it gets a querier state, starting as at switch start.

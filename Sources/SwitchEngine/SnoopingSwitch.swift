@@ -40,7 +40,8 @@ public struct GeneratedFrame: Equatable, Sendable {
 /// The engine runs on one thread, the datapath's: its state carries `@exclusivity(unchecked)`,
 /// which spares each frame the runtime's access checks (about 40 ns a frame, measured).
 public final class SnoopingSwitch {
-    public let configuration: SwitchConfiguration
+    /// The switch's settings; the ports it has now are `ports`.
+    public private(set) var configuration: SwitchConfiguration
     public let macs: MacTable
     public let memberships: MembershipTable<IPv4Address, IGMPVersion>
     /// Each port's allowance of IGMP messages.
@@ -78,6 +79,40 @@ public final class SnoopingSwitch {
         nextMacSweep = now + Self.macSweepPeriod(configuration.fdbAging)
         for port in configuration.ports { _ = try? addPort(port, at: now, linkUp: true) }
         solicitRouters(in: configuration.allVLANs.sorted())
+    }
+
+    /// Settings that can change while running (timers, querier, per-VLAN settings, flooding, the
+    /// SSM range, the IGMP rate); the table sizes and the aging time are fixed at start. Returns
+    /// the names of the settings that were not applied.
+    @discardableResult
+    public func reconfigure(_ new: SwitchConfiguration, at now: Instant) -> [String] {
+        var kept: [String] = []
+        var applied = new
+        if new.macTableLimit != configuration.macTableLimit || new.macsPerPortLimit != configuration.macsPerPortLimit {
+            kept.append("MAC table limits")
+            applied.macTableLimit = configuration.macTableLimit
+            applied.macsPerPortLimit = configuration.macsPerPortLimit
+        }
+        if new.membershipLimits != configuration.membershipLimits {
+            kept.append("membership limits")
+            applied.membershipLimits = configuration.membershipLimits
+        }
+        if new.fdbAging != configuration.fdbAging {
+            kept.append("fdb aging")
+            applied.fdbAging = configuration.fdbAging
+        }
+        applied.switchMAC = configuration.switchMAC
+        let rateChanged = applied.igmpRatePerPort != configuration.igmpRatePerPort
+        configuration = applied
+        querier.reconfigure(applied, at: now)
+        for port in ports.compactMap({ $0 }) {
+            for vlan in port.vlans { snoops[Int(vlan.rawValue)] = applied.snoops(vlan) }
+        }
+        if rateChanged {
+            for i in igmpBuckets.indices { igmpBuckets[i] = TokenBucket(rate: applied.igmpRatePerPort, at: now) }
+        }
+        sendDueQueries(at: now)
+        return kept
     }
 
     // MARK: - Ports

@@ -50,6 +50,9 @@ struct Run: ParsableCommand {
             Durations are seconds, fractions allowed (0.2). Defaults are RFC 3376's.
             """)
 
+    @Option(help: "A configuration file: the flags below, one a line, without their dashes. Flags given here override it; SIGHUP re-reads it.")
+    var config: String?
+
     @Option(name: .customLong("port"), help: "A switch port (repeat for each port).")
     var ports: [String] = []
 
@@ -190,7 +193,57 @@ struct Run: ParsableCommand {
         return .nanoseconds(Int64((value * 1e9).rounded()))
     }
 
+    /// The command line's own arguments after `run`, to lay over the file's.
+    static var commandLineArguments: [String] {
+        let all = Array(CommandLine.arguments.dropFirst())
+        guard let run = all.firstIndex(of: "run") else { return all }
+        return Array(all[(run + 1)...])
+    }
+
+    /// The settings in force: the configuration file's, with the command line's on top.
+    static func effective(file path: String, commandLine: [String]) throws -> Run {
+        let lines: [ConfigFile.Line]
+        do {
+            lines = try ConfigFile.read(path)
+        } catch {
+            throw Failure("\(error)")
+        }
+        for line in lines {
+            do {
+                _ = try Run.parse(line.arguments)
+            } catch {
+                let message = Run.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+                throw Failure("\(path):\(line.number): \(message)")
+            }
+        }
+        let merged = ConfigFile.merge(lines, commandLine: commandLine.filter { $0 != "--config" && $0 != path && !$0.hasPrefix("--config=") })
+        let run: Run
+        do {
+            run = try Run.parse(merged)
+        } catch {
+            throw Failure("\(path): \(Run.message(for: error).split(separator: "\n").first ?? "")")
+        }
+        do {
+            _ = try run.switchConfiguration()
+        } catch {
+            // Name the line that set the flag the message is about, when the file set it.
+            let message = "\(error)"
+            let flag = message.split(separator: " ").first { $0.hasPrefix("--") }.map(String.init)
+            if let flag, let line = lines.last(where: { $0.arguments.first == flag }),
+               !commandLine.contains(flag) {
+                throw Failure("\(path):\(line.number): \(message)")
+            }
+            throw Failure("\(path): \(message)")
+        }
+        return run
+    }
+
     func run() throws {
+        let settings = try config.map { try Run.effective(file: $0, commandLine: Run.commandLineArguments) } ?? self
+        try settings.start(configFile: config)
+    }
+
+    private func start(configFile: String?) throws {
         let config = try switchConfiguration()
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw Failure("--log-level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
@@ -207,6 +260,17 @@ struct Run: ParsableCommand {
                                       metricsAddress: metrics, logger: logger)
         } catch {
             throw Failure("\(error)")
+        }
+        if let configFile {
+            let commandLine = Run.commandLineArguments
+            daemon.reload = { daemon in
+                do {
+                    let settings = try Run.effective(file: configFile, commandLine: commandLine)
+                    return daemon.apply(try settings.switchConfiguration())
+                } catch {
+                    return "\(error); the running configuration is unchanged"
+                }
+            }
         }
         throw ExitCode(daemon.run())
     }
