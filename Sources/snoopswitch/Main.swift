@@ -233,6 +233,9 @@ struct Run: ParsableCommand {
                !commandLine.contains(flag) {
                 throw Failure("\(path):\(line.number): \(message)")
             }
+            if let line = lines.last(where: { $0.arguments.dropFirst().contains { message.contains("'\($0)'") } }) {
+                throw Failure("\(path):\(line.number): \(message)")
+            }
             throw Failure("\(path): \(message)")
         }
         return run
