@@ -24,10 +24,15 @@ let package = Package(
             pkgConfig: "libnl-route-3.0",
             providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
         ),
+        .systemLibrary(
+            name: "CPcap",
+            pkgConfig: "libpcap",
+            providers: [.apt(["libpcap-dev"])]
+        ),
         .target(name: "Wire"),
         .target(name: "SwitchEngine", dependencies: ["Wire"]),
         .target(name: "Ports", dependencies: ["CLinux", "CNetlink", "Wire"]),
-        .target(name: "Control", dependencies: ["SwitchEngine", "Wire"]),
+        .target(name: "Control", dependencies: ["SwitchEngine", "Wire", "CPcap"]),
         .target(
             name: "Datapath",
             dependencies: ["SwitchEngine", "Ports", "Control", "Wire", .product(name: "Logging", package: "swift-log")]

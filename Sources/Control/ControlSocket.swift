@@ -107,8 +107,9 @@ public final class ControlServer {
         self.descriptor = fd
     }
 
-    /// Serves every waiting client: reads its request line and writes `handler`'s answer.
-    public func serve(_ handler: (String) -> String) {
+    /// Serves every waiting client: reads its request line and writes `handler`'s answer. A
+    /// handler that returns nil has taken the client's descriptor over (a capture stream).
+    public func serve(_ handler: (String, Int32) -> String?) {
         while true {
             let client = accept(descriptor, nil, nil)   // blocking: Linux does not pass O_NONBLOCK on
             guard client >= 0 else { return }
@@ -118,7 +119,9 @@ public final class ControlServer {
             setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
             let answer: String
             switch readRequest(client) {
-            case .success(let request): answer = handler(request)
+            case .success(let request):
+                guard let reply = handler(request, client) else { continue }
+                answer = reply
             case .failure(let error): answer = ControlProtocol.errorDocument(error.description)
             }
             writeAll(client, Array((answer + "\n").utf8))
@@ -150,7 +153,7 @@ public final class ControlServer {
     }
 }
 
-private func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+public func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
     var offset = 0
     while offset < bytes.count {
         let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
@@ -162,6 +165,20 @@ private func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
 
 /// The asking end, in `snoopswitch status`.
 public enum ControlClient {
+    /// Connects and sends one request; the caller reads the answer (a capture stream).
+    public static func open(_ line: String, path: String) throws(ControlError) -> Int32 {
+        var address = try unixAddress(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .system("socket", path) }
+        guard withSocketAddress(&address, { connect(fd, $0, $1) }) == 0 else {
+            let error = ControlError.system("cannot reach snoopswitch (is it running?)", path)
+            close(fd)
+            throw error
+        }
+        writeAll(fd, Array((line + "\n").utf8))
+        return fd
+    }
+
     public static func request(_ line: String, path: String) throws(ControlError) -> String {
         var address = try unixAddress(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)

@@ -75,6 +75,8 @@ public final class SwitchDaemon {
     private var carrierCheck: Instant?
     /// Ports with frames queued since the last flush.
     private var pending: [PortIO] = []
+    /// Clients of `snoopswitch capture`.
+    private var captures: [CaptureStream] = []
     /// Called on SIGHUP; returns a line for the log.
     public var reload: ((SwitchDaemon) -> String)?
 
@@ -163,7 +165,7 @@ public final class SwitchDaemon {
                 case Token.linkMonitor:
                     links.drain()
                     refreshLinks(at: now)
-                case Token.control: control.serve(answer)
+                case Token.control: control.serve(answer(_:client:))
                 case Token.metrics: metrics?.serve { statusReport().prometheusText() }
                 default: receive(onPort: Int(token))
                 }
@@ -214,11 +216,13 @@ public final class SwitchDaemon {
             }
             guard count > 0 else { return }
             let now = Self.now()
+            let wallClock = captures.isEmpty ? 0 : realtimeNanoseconds()
             for i in 0..<count {
                 guard let frame = batch.frame(i) else {
                     port.rxErrors &+= 1
                     continue
                 }
+                if !captures.isEmpty { capture(frame.bytes, tag: frame.tag, port: index, outbound: false, at: wallClock) }
                 let decision = engine.receive(
                     IngressFrame(bytes: frame.bytes, tag: frame.tag, checksumPending: frame.header.checksumPending),
                     on: ingress, at: now)
@@ -229,6 +233,7 @@ public final class SwitchDaemon {
                         ? VLANTag(vlan: decision.vlan, priority: decision.priority) : nil
                     if out.queue.count == 0 { pending.append(out) }
                     out.queue.append(frame.bytes, header: frame.header, tag: tag)
+                    if !captures.isEmpty { capture(frame.bytes, tag: tag, port: egress.index, outbound: true, at: wallClock) }
                 }
                 if !engine.outbox.isEmpty { queueGenerated() }
             }
@@ -265,6 +270,11 @@ public final class SwitchDaemon {
                 let tag = engine.egressTagged(egress, vlan: frame.vlan) ? VLANTag(vlan: frame.vlan, priority: 6) : nil
                 if out.queue.count == 0 { pending.append(out) }
                 out.queue.append(owned: frame.bytes, tag: tag)
+                if !captures.isEmpty {
+                    frame.bytes.withUnsafeBytes {
+                        capture($0, tag: tag, port: egress.index, outbound: true, at: realtimeNanoseconds())
+                    }
+                }
             }
         }
     }
@@ -273,6 +283,18 @@ public final class SwitchDaemon {
         guard !engine.outbox.isEmpty else { return }
         queueGenerated()
         flushPending()
+    }
+
+    private func capture(_ frame: UnsafeRawBufferPointer, tag: VLANTag?, port: Int, outbound: Bool, at time: Int64) {
+        var anyClosed = false
+        for stream in captures where stream.wants(port: port) {
+            stream.offer(frame, tag: tag, outbound: outbound, at: time)
+            anyClosed = anyClosed || stream.closed
+        }
+        if anyClosed {
+            captures.removeAll { $0.closed }
+            logger.info("a capture client left")
+        }
     }
 
     // MARK: - Limits
@@ -394,10 +416,13 @@ public final class SwitchDaemon {
 
     // MARK: - Control
 
-    private func answer(_ request: String) -> String {
+    private func answer(_ request: String, client: Int32) -> String? {
         let words = request.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         do {
             switch words.first ?? "" {
+            case "capture":
+                try startCapture(Array(words.dropFirst()), client: client)
+                return nil
             case "status": return try statusDocument()
             case "ping": return "{\"pong\":true}"
             case "port": try portCommand(Array(words.dropFirst()))
@@ -426,6 +451,21 @@ public final class SwitchDaemon {
                         linkChanges: port?.linkChanges ?? 0, socketOverruns: port?.kernelDrops ?? 0)
         }
         return StatusReport(engine: engine, ports: runtime, at: Self.now())
+    }
+
+    /// `capture PORT|* all|control`: the client's socket becomes a capture stream.
+    private func startCapture(_ words: [String], client: Int32) throws {
+        guard words.count == 2, words[1] == "all" || words[1] == "control" else {
+            throw ControlError("usage: capture PORT|* all|control")
+        }
+        var port: Int?
+        if words[0] != "*" {
+            guard let id = engine.port(named: words[0]) else { throw ControlError("no port named \(words[0])") }
+            port = id.index
+        }
+        writeAll(client, Array("{\"ok\":true}\n".utf8))
+        captures.append(CaptureStream(descriptor: client, port: port, controlOnly: words[1] == "control"))
+        logger.info("capture started (\(words[0] == "*" ? "every port" : words[0]), \(words[1]) frames)")
     }
 
     private func portCommand(_ words: [String]) throws {

@@ -32,7 +32,7 @@ struct SnoopSwitch: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "snoopswitch",
         abstract: "A user-space IGMP snooping Ethernet switch.",
-        subcommands: [Run.self, Status.self, PortCommand.self, FdbCommand.self, MdbCommand.self])
+        subcommands: [Run.self, Status.self, PortCommand.self, FdbCommand.self, MdbCommand.self, Capture.self])
 }
 
 /// A failure that ends the command: printed as one line.
@@ -385,5 +385,101 @@ struct MdbCommand: ParsableCommand {
         @Option(help: "The VLAN (default 1).") var vlan: Int = 1
         @OptionGroup var options: ControlOption
         func run() throws { _ = try ask("mdb del \(port) \(group) \(vlan)", control: options.control) }
+    }
+}
+
+nonisolated(unsafe) private var captureStop = false
+
+struct Capture: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write what the switch receives and sends to a pcap file (until ^C).")
+
+    @Argument(help: "The pcap file to write.") var file: String
+    @Option(help: "Only this port's frames (default: every port).") var port: String?
+    @Flag(help: "Only IGMP, PIM and multicast router discovery frames.") var controlOnly = false
+    @Option(help: "Stop after this many frames.") var count: Int?
+    @Option(help: "Stop after this many seconds.") var duration: Double?
+    @OptionGroup var options: ControlOption
+
+    func run() throws {
+        let writer: PcapWriter
+        do { writer = try PcapWriter(path: file) } catch { throw Failure("\(error)") }
+        let fd: Int32
+        do {
+            fd = try ControlClient.open("capture \(port ?? "*") \(controlOnly ? "control" : "all")", path: options.control)
+        } catch {
+            throw Failure("\(error)")
+        }
+        defer { close(fd) }
+        signal(SIGINT) { _ in captureStop = true }
+        signal(SIGTERM) { _ in captureStop = true }
+        let reader = StreamReader(fd)
+        guard let first = reader.line() else { throw Failure("the switch closed the connection") }
+        if let data = first.data(using: .utf8),
+           let answer = try? JSONDecoder().decode([String: String].self, from: data), let message = answer["error"] {
+            throw Failure(message)
+        }
+        let deadline = duration.map { Date().addingTimeInterval($0) }
+        while !captureStop, count.map({ writer.frames < $0 }) ?? true, deadline.map({ Date() < $0 }) ?? true {
+            guard reader.wait(milliseconds: 200) else { continue }
+            guard let header = reader.bytes(CaptureRecord.headerLength) else { break }
+            let length = Int(UInt32(header[0]) << 24 | UInt32(header[1]) << 16 | UInt32(header[2]) << 8 | UInt32(header[3]))
+            var time: Int64 = 0
+            for byte in header[5..<13] { time = time << 8 | Int64(byte) }
+            guard length <= CaptureRecord.maximumFrame, let frame = reader.bytes(length) else { break }
+            frame.withUnsafeBytes { writer.write($0, nanoseconds: time) }
+            if writer.frames % 64 == 0 { writer.flush() }
+        }
+        writer.flush()
+        FileHandle.standardError.write(Data("snoopswitch: \(writer.frames) frames written to \(file)\n".utf8))
+    }
+}
+
+/// Buffered reads from the capture stream.
+final class StreamReader {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+    private var start = 0
+
+    init(_ fd: Int32) { self.fd = fd }
+
+    private var available: Int { buffer.count - start }
+
+    private func fill() -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 262_144)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { if captureStop { return false } else { continue } }
+            guard n > 0 else { return false }
+            if start > 0 {
+                buffer.removeFirst(start)
+                start = 0
+            }
+            buffer += chunk[0..<n]
+            return true
+        }
+    }
+
+    /// Whether data is there within the time (or already buffered).
+    func wait(milliseconds: Int32) -> Bool {
+        if available > 0 { return true }
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&entry, 1, milliseconds) > 0
+    }
+
+    func bytes(_ count: Int) -> [UInt8]? {
+        while available < count { guard fill() else { return nil } }
+        defer { start += count }
+        return Array(buffer[start..<start + count])
+    }
+
+    func line() -> String? {
+        while true {
+            if let end = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                defer { start = end + 1 }
+                return String(decoding: buffer[start..<end], as: UTF8.self)
+            }
+            guard fill() else { return nil }
+        }
     }
 }
