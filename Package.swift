@@ -31,7 +31,7 @@ let package = Package(
         ),
         .target(name: "Wire"),
         .target(name: "SwitchEngine", dependencies: ["Wire"]),
-        .target(name: "Ports", dependencies: ["CLinux", "CNetlink", "Wire"]),
+        .target(name: "Ports", dependencies: ["CLinux", "CNetlink", "CPcap", "Wire"]),
         .target(name: "Control", dependencies: ["SwitchEngine", "Wire", "CPcap"]),
         .target(
             name: "Datapath",

@@ -2,8 +2,9 @@ import SwitchEngine
 import Wire
 
 /// A port as written on the command line:
-/// `IFNAME[:pvid=N][:tagged=N,N,...][:router][:fast-leave][:query-guard][:tap]`.
-/// With `:tap` the switch creates a TAP device of that name instead of opening an existing interface.
+/// `IFNAME[:pvid=N][:tagged=N,N,...][:router][:fast-leave][:query-guard][:tap|:pcap]`.
+/// With `:tap` the switch creates a TAP device of that name instead of opening an existing
+/// interface; with `:pcap` it opens the interface through libpcap instead of a packet socket.
 /// No pvid and no tagged VLANs means pvid 1 (an access port of the default VLAN); tagged
 /// VLANs only make a trunk; both make a hybrid port.
 public enum PortSpec {
@@ -40,10 +41,12 @@ public enum PortSpec {
             case ("fast-leave", 1): fastLeave = true
             case ("query-guard", 1): queryGuard = true
             case ("tap", 1): attachment = .tap
+            case ("pcap", 1): attachment = .pcap
             default:
-                throw fail("unknown option '\(option)' (expected pvid=N, tagged=N,N,..., router, fast-leave, query-guard or tap)")
+                throw fail("unknown option '\(option)' (expected pvid=N, tagged=N,N,..., router, fast-leave, query-guard, tap or pcap)")
             }
         }
+        if parts.dropFirst().contains("tap") && parts.dropFirst().contains("pcap") { throw fail("a port is either tap or pcap") }
         if router && queryGuard { throw fail("a router port cannot be query-guarded") }
         if let pvid, tagged.contains(pvid) { throw fail("VLAN \(pvid) cannot be both the pvid and tagged") }
         if pvid == nil && !sawTagged { pvid = .default }

@@ -17,11 +17,13 @@ public final class SwitchDaemon {
     enum Device {
         case packet(PacketSocket)
         case tap(TapDevice)
+        case pcap(PcapPort)
 
         var descriptor: Int32 {
             switch self {
             case .packet(let socket): socket.descriptor
             case .tap(let tap): tap.descriptor
+            case .pcap(let pcap): pcap.descriptor
             }
         }
     }
@@ -47,10 +49,8 @@ public final class SwitchDaemon {
             attachment = configuration.attachment
         }
 
-        var interfaceIndex: Int32? {
-            if case .packet(let socket) = device { return socket.interfaceIndex }
-            return nil
-        }
+        /// The index of the interface the port opened (TAP ports have none we can see).
+        var interfaceIndex: Int32?
     }
 
     private enum Token {
@@ -85,7 +85,7 @@ public final class SwitchDaemon {
     public init(configuration: SwitchConfiguration, controlPath: String, controlGroup: String? = nil,
                 metricsAddress: String? = nil, logger: Logger) throws {
         self.logger = logger
-        for port in configuration.ports where port.attachment == .packetSocket && InterfaceState.read(port.name) == nil {
+        for port in configuration.ports where port.attachment != .tap && InterfaceState.read(port.name) == nil {
             throw ControlError("interface \(port.name) does not exist")
         }
         let directory = (controlPath as NSString).deletingLastPathComponent
@@ -125,10 +125,14 @@ public final class SwitchDaemon {
         case .packetSocket:
             try? InterfaceState.bringUp(port.name)
             device = .packet(try PacketSocket(interface: port.name))
+        case .pcap:
+            try? InterfaceState.bringUp(port.name)
+            device = .pcap(try PcapPort(interface: port.name))
         case .tap:
             device = .tap(try TapDevice(name: port.name))
             try? InterfaceState.bringUp(port.name)
         }
+        port.interfaceIndex = port.attachment == .tap ? nil : InterfaceState.read(port.name)?.index
         try poller.add(device.descriptor, token: UInt64(index))
         port.device = device
     }
@@ -137,6 +141,7 @@ public final class SwitchDaemon {
         if let device = port.device { poller.remove(device.descriptor) }
         port.queue.discard()
         port.device = nil
+        port.interfaceIndex = nil
     }
 
     /// Runs until SIGINT or SIGTERM; returns the exit status.
@@ -208,6 +213,7 @@ public final class SwitchDaemon {
                 switch device {
                 case .packet(let socket): count = try batch.receive(from: socket)
                 case .tap(let tap): count = try batch.receive(from: tap)
+                case .pcap(let pcap): count = pcap.receive(into: batch)
                 }
             } catch {
                 logger.warning("port \(port.name): \(error); rechecking the link")
@@ -247,6 +253,7 @@ public final class SwitchDaemon {
         switch port.device {
         case .packet(let socket)?: (sent, failed, bytes) = port.queue.flush(to: socket)
         case .tap(let tap)?: (sent, failed, bytes) = port.queue.flush(to: tap)
+        case .pcap(let pcap)?: (sent, failed, bytes) = pcap.flush(port.queue)
         case nil:
             port.txDrops &+= UInt64(port.queue.count)
             port.queue.discard()

@@ -158,6 +158,22 @@ public final class ReceiveBatch {
         return count
     }
 
+    /// Starts a batch filled by the caller (libpcap's callback), one `store` per frame.
+    public func beginFilling() { count = 0 }
+
+    /// Stores one frame with the virtio-net header the caller made up for it; false when full.
+    public func store(_ frame: UnsafeRawBufferPointer, header: VirtioNetHeader) -> Bool {
+        guard count < capacity, frame.count + VirtioNetHeader.length <= Self.bufferSize else { return false }
+        let base = storage + count * Self.bufferSize
+        header.write(to: base)
+        (base + VirtioNetHeader.length).copyMemory(from: frame.baseAddress!, byteCount: frame.count)
+        var message = msghdr()
+        message.msg_controllen = 0
+        messages[count] = clinux_mmsghdr(msg_hdr: message, msg_len: UInt32(frame.count + VirtioNetHeader.length))
+        count += 1
+        return true
+    }
+
     /// The i-th frame of the last batch, with the tag recovered from auxdata or from the bytes
     /// (an inline tag is taken out by moving the MAC addresses over it). Nil for a runt or a
     /// frame cut short.
@@ -294,6 +310,26 @@ public final class TransmitQueue {
                 }
                 break
             }
+        }
+        count = 0
+        owned.removeAll(keepingCapacity: true)
+        return (sent, failed, bytes)
+    }
+
+    /// Hands each queued frame, whole, to `body` (a backend without virtio-net headers), then empties.
+    public func drain(_ body: (VirtioNetHeader, UnsafeRawBufferPointer) -> Bool) -> (sent: Int, failed: Int, bytes: Int) {
+        var sent = 0, failed = 0, bytes = 0
+        var frame = [UInt8]()
+        for i in 0..<count {
+            let message = messages[i].msg_hdr
+            let vectors = UnsafeBufferPointer(start: message.msg_iov, count: Int(message.msg_iovlen))
+            let header = VirtioNetHeader(vectors[0].iov_base!)
+            frame.removeAll(keepingCapacity: true)
+            for vector in vectors.dropFirst() {
+                frame.append(contentsOf: UnsafeRawBufferPointer(start: vector.iov_base, count: vector.iov_len))
+            }
+            let ok = frame.withUnsafeBytes { body(header, $0) }
+            if ok { sent += 1; bytes += frame.count } else { failed += 1 }
         }
         count = 0
         owned.removeAll(keepingCapacity: true)

@@ -46,6 +46,8 @@ public struct PortConfiguration: Equatable, Sendable {
     public enum Attachment: String, Sendable {
         case packetSocket = "packet"
         case tap
+        /// Through libpcap, for where AF_PACKET does not serve.
+        case pcap
     }
 
     public init(name: String, pvid: VLANID? = .default, tagged: Set<VLANID> = [],

@@ -66,3 +66,11 @@ public enum WireError: Error, Equatable, Sendable {
         }
     }
 }
+
+extension UnsafeMutableRawBufferPointer {
+    @inline(__always)
+    public func readUInt16(at offset: Int) -> UInt16 { UnsafeRawBufferPointer(self).readUInt16(at: offset) }
+
+    @inline(__always)
+    public func readUInt32(at offset: Int) -> UInt32 { UnsafeRawBufferPointer(self).readUInt32(at: offset) }
+}

@@ -1,0 +1,212 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CPcap
+import Wire
+
+/// A port through libpcap (`NAME:pcap`): immediate mode, inbound only (PCAP_D_IN, so our own
+/// transmissions are not read back), `pcap_inject` to send. libpcap puts VLAN tags back in the
+/// frame. It has no virtio-net header, so this backend does in software what the kernel would:
+/// on receive it completes checksums the sender's offload left unfinished and marks frames larger
+/// than the MTU as TCP segmentation work for the other ports' kernels; on send it completes
+/// partial checksums and cuts GSO frames into MTU-sized TCP segments.
+public final class PcapPort {
+    public let interfaceName: String
+    public let descriptor: Int32
+    private let handle: OpaquePointer
+    private let mtu: Int
+    public private(set) var refused: UInt64 = 0
+
+    public init(interface name: String) throws(SystemError) {
+        var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
+        guard let handle = pcap_create(name, &errorBuffer) else {
+            throw SystemError("pcap_create: \(String(cString: errorBuffer))", "interface \(name)", errno: ENODEV)
+        }
+        func fail(_ call: String) -> SystemError {
+            let message = String(cString: pcap_geterr(handle))
+            pcap_close(handle)
+            return SystemError("\(call): \(message)", "interface \(name)", errno: EINVAL)
+        }
+        pcap_set_snaplen(handle, Int32(ReceiveBatch.bufferSize - VirtioNetHeader.length))
+        pcap_set_promisc(handle, 1)
+        pcap_set_immediate_mode(handle, 1)
+        pcap_set_timeout(handle, 1)          // ms: how long a ring block may wait before we are woken
+        pcap_set_buffer_size(handle, 16 << 20)
+        guard pcap_activate(handle) >= 0 else { throw fail("pcap_activate") }
+        guard pcap_setdirection(handle, PCAP_D_IN) == 0 else { throw fail("pcap_setdirection") }
+        guard pcap_setnonblock(handle, 1, &errorBuffer) == 0 else { throw fail("pcap_setnonblock") }
+        let fd = pcap_get_selectable_fd(handle)
+        guard fd >= 0 else { throw fail("pcap_get_selectable_fd") }
+        self.handle = handle
+        self.descriptor = fd
+        self.interfaceName = name
+        self.mtu = InterfaceState.read(name)?.mtu ?? 1500
+        self.receiving = Receiving(mtu: mtu)
+    }
+
+    deinit { pcap_close(handle) }
+
+    /// Reads what libpcap has, up to the batch's capacity.
+    public func receive(into batch: ReceiveBatch) -> Int {
+        batch.beginFilling()
+        receiving.batch = batch
+        defer { receiving.batch = nil }
+        let context = Unmanaged.passUnretained(receiving)
+        _ = pcap_dispatch(handle, Int32(batch.capacity), { user, header, bytes in
+            guard let user, let header, let bytes else { return }
+            let receiving = Unmanaged<Receiving>.fromOpaque(UnsafeRawPointer(user)).takeUnretainedValue()
+            guard let batch = receiving.batch else { return }
+            let frame = UnsafeMutableRawBufferPointer(start: UnsafeMutableRawPointer(mutating: bytes), count: Int(header.pointee.caplen))
+            let vnet = SoftwareOffload.prepareReceived(frame, mtu: receiving.mtu)
+            _ = batch.store(UnsafeRawBufferPointer(frame), header: vnet)
+        }, UnsafeMutablePointer(OpaquePointer(context.toOpaque())))
+        return batch.count
+    }
+
+    /// What libpcap's callback needs, kept alive by the port.
+    private final class Receiving {
+        var batch: ReceiveBatch?
+        let mtu: Int
+        init(mtu: Int) { self.mtu = mtu }
+    }
+    private let receiving: Receiving
+
+    /// Sends what the queue holds, finishing checksums and segmenting as needed.
+    public func flush(_ queue: TransmitQueue) -> (sent: Int, failed: Int, bytes: Int) {
+        queue.drain { header, frame in
+            var ok = true
+            SoftwareOffload.finish(frame, header: header, mtu: mtu) { piece in
+                if pcap_inject(handle, piece.baseAddress, piece.count) < 0 { ok = false }
+            }
+            return ok
+        }
+    }
+}
+
+/// What a NIC's offloads or the kernel would do to a frame, done in user space for a backend
+/// without virtio-net headers.
+public enum SoftwareOffload {
+    /// Where a frame's IPv4 header starts, after at most one 802.1Q tag; nil if not IPv4.
+    static func ipv4Offset(_ frame: UnsafeRawBufferPointer) -> Int? {
+        guard frame.count >= 14 + 20 else { return nil }
+        var offset = 12
+        var type = frame.readUInt16(at: offset)
+        if type == EtherType.vlan, frame.count >= 18 + 20 {
+            offset += 4
+            type = frame.readUInt16(at: offset)
+        }
+        guard type == EtherType.ipv4, frame[offset + 2] >> 4 == 4 else { return nil }
+        return offset + 2
+    }
+
+    /// A received frame: TCP or UDP checksums are completed (a sender with checksum offload left
+    /// them partial, and nothing here says which), and a frame larger than the MTU (a GSO frame,
+    /// so its checksum is partial) is described as TCP segmentation work.
+    static func prepareReceived(_ frame: UnsafeMutableRawBufferPointer, mtu: Int) -> VirtioNetHeader {
+        var header = VirtioNetHeader()
+        guard let ip = ipv4Offset(UnsafeRawBufferPointer(frame)) else { return header }
+        let ihl = Int(frame[ip] & 0x0f) * 4
+        let total = Int(frame.readUInt16(at: ip + 2))
+        let proto = frame[ip + 9]
+        let l4 = ip + ihl
+        guard ihl >= 20, total >= ihl, ip + total <= frame.count, frame.readUInt16(at: ip + 6) & 0x3fff == 0 else { return header }
+        let checksumField = proto == IPv4HeaderView.ProtocolNumber.tcp ? 16 : proto == IPv4HeaderView.ProtocolNumber.udp ? 6 : -1
+        guard checksumField >= 0, l4 + checksumField + 2 <= frame.count else { return header }
+        if total > mtu, proto == IPv4HeaderView.ProtocolNumber.tcp, l4 + 20 <= frame.count {
+            let tcpHeader = Int(frame[l4 + 12] >> 4) * 4
+            header.flags = VirtioNetHeader.needsChecksum
+            header.checksumStart = UInt16(l4)
+            header.checksumOffset = 16
+            header.gsoType = 1                                  // VIRTIO_NET_HDR_GSO_TCPV4
+            header.gsoSize = UInt16(mtu - ihl - tcpHeader)
+            header.headerLength = UInt16(l4 + tcpHeader)
+            return header
+        }
+        if proto == IPv4HeaderView.ProtocolNumber.udp, frame.readUInt16(at: l4 + 6) == 0 { return header }   // no UDP checksum
+        fillChecksum(frame, ip: ip, l4: l4, length: total - ihl, field: checksumField)
+        return header
+    }
+
+    /// The TCP/UDP checksum over the pseudo-header and the segment, written into its field.
+    static func fillChecksum(_ frame: UnsafeMutableRawBufferPointer, ip: Int, l4: Int, length: Int, field: Int) {
+        frame.writeUInt16(0, at: l4 + field)
+        var sum: UInt32 = 0
+        for offset in stride(from: ip + 12, to: ip + 20, by: 2) { sum &+= UInt32(frame.readUInt16(at: offset)) }
+        sum &+= UInt32(frame[ip + 9]) &+ UInt32(length)
+        var i = l4
+        while i + 1 < l4 + length {
+            sum &+= UInt32(frame[i]) << 8 | UInt32(frame[i + 1])
+            i += 2
+        }
+        if i < l4 + length { sum &+= UInt32(frame[i]) << 8 }
+        while sum >> 16 != 0 { sum = (sum & 0xffff) &+ (sum >> 16) }
+        var result = ~UInt16(sum)
+        if result == 0 && frame[ip + 9] == IPv4HeaderView.ProtocolNumber.udp { result = 0xffff }
+        frame.writeUInt16(result, at: l4 + field)
+    }
+
+    /// A frame to send without a virtio-net header: its partial checksum finished, a TCP GSO frame
+    /// cut into segments of `gsoSize` bytes. Each finished frame goes to `emit`.
+    static func finish(_ frame: UnsafeRawBufferPointer, header: VirtioNetHeader, mtu: Int,
+                       _ emit: (UnsafeRawBufferPointer) -> Void) {
+        if header.gsoType == 0 && !header.checksumPending { return emit(frame) }
+        var copy = [UInt8](frame)
+        copy.withUnsafeMutableBytes { out in
+            guard let ip = ipv4Offset(UnsafeRawBufferPointer(out)) else { return emit(UnsafeRawBufferPointer(out)) }
+            let ihl = Int(out[ip] & 0x0f) * 4
+            let l4 = ip + ihl
+            let proto = out[ip + 9]
+            if header.gsoType == 0 || proto != IPv4HeaderView.ProtocolNumber.tcp {
+                let total = Int(out.readUInt16(at: ip + 2))
+                let field = proto == IPv4HeaderView.ProtocolNumber.tcp ? 16 : 6
+                if ip + total <= out.count, l4 + field + 2 <= out.count, proto == 6 || proto == 17 {
+                    fillChecksum(out, ip: ip, l4: l4, length: total - ihl, field: field)
+                }
+                return emit(UnsafeRawBufferPointer(out))
+            }
+            segment(out, ip: ip, l4: l4, mss: Int(header.gsoSize), emit)
+        }
+    }
+
+    /// TCP segmentation (what TSO does): the headers repeated, the payload cut in `mss` pieces,
+    /// sequence numbers, IP ids, lengths, flags and checksums set for each.
+    static func segment(_ frame: UnsafeMutableRawBufferPointer, ip: Int, l4: Int, mss: Int,
+                        _ emit: (UnsafeRawBufferPointer) -> Void) {
+        let tcpHeader = Int(frame[l4 + 12] >> 4) * 4
+        let payloadStart = l4 + tcpHeader
+        let total = Int(frame.readUInt16(at: ip + 2))
+        let end = min(frame.count, ip + total)
+        guard mss > 0, payloadStart <= end else { return }
+        let sequence = frame.readUInt32(at: l4 + 4)
+        let ipID = frame.readUInt16(at: ip + 4)
+        let flags = frame[l4 + 13]
+        var piece = [UInt8](repeating: 0, count: payloadStart + mss)
+        var offset = payloadStart
+        var index: UInt16 = 0
+        while offset < end {
+            let length = min(mss, end - offset)
+            let last = offset + length >= end
+            piece.removeAll(keepingCapacity: true)
+            piece.append(contentsOf: UnsafeRawBufferPointer(rebasing: frame[0..<payloadStart]))
+            piece.append(contentsOf: UnsafeRawBufferPointer(rebasing: frame[offset..<offset + length]))
+            piece.withUnsafeMutableBytes { out in
+                out.writeUInt16(UInt16(ihlTotal(ip: ip, l4: l4, tcpHeader: tcpHeader, payload: length)), at: ip + 2)
+                out.writeUInt16(ipID &+ index, at: ip + 4)
+                out.writeUInt16(0, at: ip + 10)
+                out.writeUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(rebasing: out[ip..<l4])), at: ip + 10)
+                out.writeUInt32(sequence &+ UInt32(offset - payloadStart), at: l4 + 4)
+                // FIN and PSH only on the last segment, CWR only on the first.
+                var segmentFlags = flags
+                if !last { segmentFlags &= ~0x09 }
+                if index > 0 { segmentFlags &= ~0x80 }
+                out[l4 + 13] = segmentFlags
+                fillChecksum(out, ip: ip, l4: l4, length: tcpHeader + length, field: 16)
+                emit(UnsafeRawBufferPointer(out))
+            }
+            offset += length
+            index &+= 1
+        }
+    }
+
+    private static func ihlTotal(ip: Int, l4: Int, tcpHeader: Int, payload: Int) -> Int { l4 - ip + tcpHeader + payload }
+}
