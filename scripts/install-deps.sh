@@ -8,6 +8,7 @@ PACKAGES=(
     libpcap-dev libnl-3-dev libnl-route-3-dev pkg-config
     iproute2 iputils-ping tcpdump procps iperf3
     python3 python3-scapy python3-pytest
+    frr  # zebra + pimd: a real multicast router for tests/integration/test_rfc_router.py
 )
 
 missing=()

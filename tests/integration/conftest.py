@@ -111,3 +111,42 @@ def mrouter(_mrouter_lab, request):
     """topologies/mrouter.topo: h1..h3 and a multicast router host on a static :router port."""
     yield _mrouter_lab
     _after_test(_mrouter_lab, request)
+
+
+@pytest.fixture(scope="module")
+def _frr_lab(snoopswitch):
+    with open_lab("frr-router.topo") as lab:
+        yield lab
+
+
+@pytest.fixture
+def frr_lab(_frr_lab, request):
+    """topologies/frr-router.topo: h1..h3 and `router` (for FRR's pimd) on ordinary ports."""
+    yield _frr_lab
+    _after_test(_frr_lab, request)
+
+
+@pytest.fixture(scope="module")
+def _mixed_lab(snoopswitch):
+    with open_lab("mixed-versions.topo") as lab:
+        yield lab
+
+
+@pytest.fixture
+def mixed(_mixed_lab, request):
+    """topologies/mixed-versions.topo: hv1, hv2, hv3 (the tests force their IGMP version) and src."""
+    yield _mixed_lab
+    _after_test(_mixed_lab, request)
+
+
+@pytest.fixture(scope="module")
+def _sources_lab(snoopswitch):
+    with open_lab("source-filtering.topo") as lab:
+        yield lab
+
+
+@pytest.fixture
+def sources(_sources_lab, request):
+    """topologies/source-filtering.topo: senders s1, s2 and receivers r1, r2."""
+    yield _sources_lab
+    _after_test(_sources_lab, request)

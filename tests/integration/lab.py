@@ -1252,3 +1252,254 @@ def error_total(status: dict) -> int:
 
 def random_marker(tag: str = "m") -> bytes:
     return f"{tag}-{random.getrandbits(48):012x}".encode()
+
+
+# ---- source-specific sockets (RFC 3678 on Linux) ------------------------------------
+IP_UNBLOCK_SOURCE = 37
+IP_BLOCK_SOURCE = 38
+IP_ADD_SOURCE_MEMBERSHIP = 39
+IP_DROP_SOURCE_MEMBERSHIP = 40
+
+
+def mreq_source(group: str, iface_addr: str, source: str) -> bytes:
+    """struct ip_mreq_source as Linux lays it out: imr_multiaddr, imr_interface, imr_sourceaddr."""
+    return struct.pack("4s4s4s", socket.inet_aton(group), socket.inet_aton(iface_addr), socket.inet_aton(source))
+
+
+class SourceReceiver(Receiver):
+    """A UDP socket in a host's namespace joined to (source, group) for each of `sources`
+    with IP_ADD_SOURCE_MEMBERSHIP on the interface with address iface_addr: the host's
+    kernel is in INCLUDE mode for the group and sends IGMPv3 ALLOW/TO_IN records."""
+
+    def __init__(self, ns: str, group: str, port: int, sources: Iterable[str], iface_addr: str, ifname: str = "eth0"):
+        self.sources = list(sources)
+        self.iface_addr = iface_addr
+        super().__init__(ns, group, port, ifname)
+
+    def _open(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.setsockopt(socket.IPPROTO_IP, IP_MULTICAST_ALL, 0)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        s.bind((self.group, self.port))
+        for src in self.sources:
+            s.setsockopt(socket.IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP, mreq_source(self.group, self.iface_addr, src))
+        s.settimeout(0.05)
+        return s, socket.if_nametoindex(self.ifname)
+
+    def leave(self):
+        """IP_DROP_SOURCE_MEMBERSHIP of every source: the kernel sends BLOCK / TO_IN({})."""
+        if self.joined:
+            for src in self.sources:
+                self.sock.setsockopt(socket.IPPROTO_IP, IP_DROP_SOURCE_MEMBERSHIP,
+                                     mreq_source(self.group, self.iface_addr, src))
+            self.joined = False
+
+    def join(self):
+        if not self.joined:
+            for src in self.sources:
+                self.sock.setsockopt(socket.IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP,
+                                     mreq_source(self.group, self.iface_addr, src))
+            self.joined = True
+
+    def drop_source(self, source: str) -> None:
+        """IP_DROP_SOURCE_MEMBERSHIP of one source: the kernel sends BLOCK({source})."""
+        self.sock.setsockopt(socket.IPPROTO_IP, IP_DROP_SOURCE_MEMBERSHIP,
+                             mreq_source(self.group, self.iface_addr, source))
+        self.sources.remove(source)
+
+
+def block_source(rx: Receiver, source: str, iface_addr: str = "0.0.0.0") -> None:
+    """IP_BLOCK_SOURCE on an any-source (EXCLUDE mode) receiver: its host's kernel adds
+    source to the group's exclude list and sends a BLOCK (or TO_EX) record."""
+    rx.sock.setsockopt(socket.IPPROTO_IP, IP_BLOCK_SOURCE, mreq_source(rx.group, iface_addr, source))
+
+
+def unblock_source(rx: Receiver, source: str, iface_addr: str = "0.0.0.0") -> None:
+    rx.sock.setsockopt(socket.IPPROTO_IP, IP_UNBLOCK_SOURCE, mreq_source(rx.group, iface_addr, source))
+
+
+def source_receiver(host: "Host", group: str, port: int, sources: Iterable[str]) -> SourceReceiver:
+    """A socket of host joined to (S, group) for each S in sources (closed with the test)."""
+    r = SourceReceiver(host.ns, group, port, sources, host.addr or "0.0.0.0")
+    host.lab._closables.append(r)
+    host.lab._joined_hosts.add(host.name)
+    return r
+
+
+def member_entry(status: dict, group: str, port: str, vlan: int = 1) -> Optional[dict]:
+    """The status entry of port's membership of group in vlan (mode, sources, version...), or None."""
+    for g in status.get("groups", []):
+        if g.get("group") == group and g.get("vlan") == vlan:
+            for m in g.get("members", []):
+                if m.get("port") == port:
+                    return m
+    return None
+
+
+def member_sources(entry: Optional[dict]) -> set[str]:
+    """Addresses of the (forwarded) source records of a member entry."""
+    return {s["address"] if isinstance(s, dict) else s for s in (entry or {}).get("sources") or []}
+
+
+def member_excluded(entry: Optional[dict]) -> set[str]:
+    """Addresses of the excluded source records of a member entry."""
+    return {s["address"] if isinstance(s, dict) else s for s in (entry or {}).get("excluded") or []}
+
+
+def udp_from(cap: Capture, src: str, group: str) -> list[Frame]:
+    """Incoming IPv4 UDP frames from src to group on a capture."""
+    return cap.incoming(lambda f: (ip := f.ip) is not None and ip.proto == 17 and ip.src == src and ip.dst == group)
+
+
+# ---- FRR (a real multicast router: zebra + pimd in a namespace) ----------------------
+FRR_DAEMONS = Path("/usr/lib/frr")
+
+
+def frr_missing() -> Optional[str]:
+    """Why FRR cannot run here (None if zebra, pimd and vtysh are installed)."""
+    for p in (FRR_DAEMONS / "zebra", FRR_DAEMONS / "pimd"):
+        if not os.access(p, os.X_OK):
+            return f"{p} not found (Debian package frr)"
+    if shutil.which("vtysh") is None:
+        return "vtysh not found (Debian package frr)"
+    return None
+
+
+class FrrRouter:
+    """zebra and pimd of FRR running in a host's namespace, with private config, pid, log,
+    zserv and vty files in a temp dir of their own (-N NAME --vty_socket DIR), so several
+    can run at once and none touches /etc/frr's daemons. `pimd_config` is the text of
+    pimd's configuration (e.g. an `interface eth0` block with `ip pim` and `ip igmp`).
+
+    The daemons run in the foreground as children of this process (their pids are ours to
+    kill); they drop to the frr user as packaged, keeping the capabilities they need.
+    close() stops both and removes every file; the lab also does at the end of the test."""
+
+    def __init__(self, host: "Host", pimd_config: str):
+        self.host = host
+        self.name = f"{host.ns}-frr"
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-frr-"))
+        self.dir.chmod(0o755)
+        shutil.chown(self.dir, "frr", "frr")
+        self.procs: dict[str, subprocess.Popen] = {}
+        self._logs: list = []
+        (self.dir / "zebra.conf").write_text("hostname router\n")
+        (self.dir / "pimd.conf").write_text("hostname router\n" + pimd_config)
+        host.lab._closables.append(self)
+        # pimd's sockets join 224.0.0.13/.22/.2: the host's kernel leaves them when pimd
+        # stops, repeating its reports for a second; the host gets a fresh link afterwards.
+        host.lab._joined_hosts.add(host.name)
+
+    def _start(self, daemon: str) -> subprocess.Popen:
+        log = open(self.dir / f"{daemon}.stdout", "wb")
+        self._logs.append(log)
+        cmd = [str(FRR_DAEMONS / daemon), "-N", self.name, "--vty_socket", str(self.dir),
+               "-f", str(self.dir / f"{daemon}.conf"), "-i", str(self.dir / f"{daemon}.pid"),
+               "-z", str(self.dir / "zserv.api"), "--log", f"file:{self.dir / (daemon + '.log')}"]
+        p = subprocess.Popen(["ip", "netns", "exec", self.host.ns, *cmd], stdin=subprocess.DEVNULL,
+                             stdout=log, stderr=subprocess.STDOUT)
+        self.procs[daemon] = p
+        return p
+
+    def _wait_socket(self, path: Path, daemon: str, timeout: float) -> None:
+        def ready():
+            p = self.procs[daemon]
+            if p.poll() is not None:
+                raise RuntimeError(f"{daemon} exited with {p.returncode}; log:\n{self.log(daemon)}")
+            return path.exists()
+
+        try:
+            wait_until(ready, timeout=timeout, what=f"{daemon}'s socket {path}")
+        except AssertionError as exc:
+            raise RuntimeError(f"{exc}\nlog:\n{self.log(daemon)}") from None
+
+    def start(self, timeout: float = 10.0) -> "FrrRouter":
+        """Start zebra, wait for its zserv and vty sockets, start pimd, wait for its vty
+        socket and for `show ip pim interface` to answer."""
+        try:
+            self._start("zebra")
+            self._wait_socket(self.dir / "zserv.api", "zebra", timeout)
+            self._wait_socket(self.dir / "zebra.vty", "zebra", timeout)
+            self._start("pimd")
+            self._wait_socket(self.dir / "pimd.vty", "pimd", timeout)
+            wait_until(lambda: "eth0" in self.vtysh("show ip pim interface", check=False), timeout=timeout,
+                       what="pimd to list eth0 as a PIM interface")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def vtysh(self, *commands: str, check: bool = True) -> str:
+        args = ["vtysh", "--vty_socket", str(self.dir)]
+        for c in commands:
+            args += ["-c", c]
+        return sh(*args, check=check, timeout=10).stdout
+
+    def vtysh_json(self, command: str) -> object:
+        out = self.vtysh(command)
+        return json.loads(out) if out.strip() else {}
+
+    def log(self, daemon: str = "pimd", tail: int = 3000) -> str:
+        text = ""
+        for name in (f"{daemon}.stdout", f"{daemon}.log"):
+            try:
+                text += f"--- {name}\n" + (self.dir / name).read_bytes()[-tail:].decode(errors="replace")
+            except OSError:
+                pass
+        return text
+
+    def alive(self) -> bool:
+        return bool(self.procs) and all(p.poll() is None for p in self.procs.values())
+
+    def close(self) -> None:
+        for daemon in ("pimd", "zebra"):
+            p = self.procs.get(daemon)
+            if p is None or p.poll() is not None:
+                continue
+            p.terminate()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+        self.procs.clear()
+        while self._logs:
+            self._logs.pop().close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        # -N NAME makes the daemons create /var/run/frr/NAME (empty when -i, -z and
+        # --vty_socket point elsewhere): remove it, and only it.
+        shutil.rmtree(Path("/var/run/frr") / self.name, ignore_errors=True)
+
+    stop = close
+
+
+class StubNetwork:
+    """A network behind a lab host: a namespace <lab>-<name> joined to the host's namespace
+    by a veth pair (`host_ifname` on the host's side, eth0 on the stub's), both ends
+    addressed, the stub routing everything through the host (e.g. a source behind a
+    multicast router). close() (also at the end of the test) deletes the namespace and,
+    with it, the pair."""
+
+    def __init__(self, host: "Host", name: str, host_ifname: str, host_cidr: str, stub_cidr: str):
+        self.host, self.host_ifname = host, host_ifname
+        self.ns = f"{host.lab.name}-{name}"
+        self.addr = stub_cidr.split("/")[0]
+        self.gateway = host_cidr.split("/")[0]
+        sh("ip", "netns", "add", self.ns)
+        host.lab._closables.append(self)
+        sh("ip", "-n", self.ns, "link", "set", "lo", "up")
+        sh("ip", "-n", host.ns, "link", "add", host_ifname, "type", "veth", "peer", "name", "eth0", "netns", self.ns)
+        sh("ip", "-n", host.ns, "addr", "add", host_cidr, "dev", host_ifname)
+        sh("ip", "-n", host.ns, "link", "set", host_ifname, "up")
+        sh("ip", "-n", self.ns, "addr", "add", stub_cidr, "dev", "eth0")
+        sh("ip", "-n", self.ns, "link", "set", "eth0", "up")
+        sh("ip", "-n", self.ns, "route", "add", "default", "via", self.gateway)
+
+    def send_udp(self, dst: str, port: int, count: int = 20, marker: bytes = b"snoop", ttl: int = 8, **kw) -> list[bytes]:
+        """Datagrams from the stub's address (TTL 8 by default, so that a router forwards them)."""
+        return send_udp(self.ns, dst, port, count=count, marker=marker, src_addr=self.addr, ttl=ttl, **kw)
+
+    def close(self) -> None:
+        if self.ns in netns_list():
+            delete_netns(self.ns)
