@@ -107,47 +107,99 @@ public final class ControlServer {
         self.descriptor = fd
     }
 
-    /// Serves every waiting client: reads its request line and writes `handler`'s answer. A
-    /// handler that returns nil has taken the client's descriptor over (a capture stream).
-    public func serve(_ handler: (String, Int32) -> String?) {
+    /// A client whose request line is still arriving. Clients are read without blocking, so
+    /// idle or slow ones never hold up the datapath.
+    struct PendingClient {
+        var data: [UInt8] = []
+        var since: Int64
+    }
+    private var clients: [Int32: PendingClient] = [:]
+    public static let maximumClients = 64
+    /// A client that has not sent its request line by then is answered with an error and closed.
+    public static let requestTimeoutNanoseconds: Int64 = 2_000_000_000
+
+    /// Accepts every waiting client; `register` puts each on the event loop.
+    public func accept(at now: Int64, register: (Int32) -> Void) {
         while true {
-            let client = accept(descriptor, nil, nil)   // blocking: Linux does not pass O_NONBLOCK on
+            let client = Glibc.accept(descriptor, nil, nil)
             guard client >= 0 else { return }
-            var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
-            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            var sendTimeout = timeval(tv_sec: 2, tv_usec: 0)
-            setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
-            let answer: String
-            switch readRequest(client) {
-            case .success(let request):
-                guard let reply = handler(request, client) else { continue }
-                answer = reply
-            case .failure(let error): answer = ControlProtocol.errorDocument(error.description)
+            _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
+            guard clients.count < Self.maximumClients else {
+                writeAll(client, Array((ControlProtocol.errorDocument("too many control connections") + "\n").utf8))
+                close(client)
+                continue
             }
-            writeAll(client, Array((answer + "\n").utf8))
-            close(client)
+            clients[client] = PendingClient(since: now)
+            register(client)
         }
     }
 
-    private func readRequest(_ fd: Int32) -> Result<String, ControlError> {
-        var data: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1024)
-        while data.count <= ControlProtocol.maximumRequestBytes {
+    public func isClient(_ fd: Int32) -> Bool { clients[fd] != nil }
+
+    /// Reads what a client sent. Once its request line is complete (or too long, or the client
+    /// left), `handler` answers it and the connection closes, unless the handler took the
+    /// descriptor over (it returns nil: a capture stream). `unregister` takes it off the loop.
+    public func readable(_ fd: Int32, unregister: (Int32) -> Void, _ handler: (String, Int32) -> String?) {
+        guard var client = clients[fd] else { return }
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        var ended = false
+        while client.data.count <= ControlProtocol.maximumRequestBytes {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            data += chunk[0..<n]
-            if data.contains(UInt8(ascii: "\n")) { break }
+            if n < 0 { break }                       // EAGAIN: the rest later
+            if n == 0 { ended = true; break }
+            client.data += chunk[0..<n]
+            if chunk[0..<n].contains(UInt8(ascii: "\n")) { break }
         }
-        guard data.count <= ControlProtocol.maximumRequestBytes else { return .failure(ControlError("request too long")) }
-        guard let line = String(bytes: data.prefix { $0 != UInt8(ascii: "\n") }, encoding: .utf8), !line.isEmpty else {
-            return .failure(ControlError("empty or unreadable request"))
+        let complete = client.data.contains(UInt8(ascii: "\n"))
+        guard complete || ended || client.data.count > ControlProtocol.maximumRequestBytes else {
+            clients[fd] = client
+            return
         }
-        return .success(line.trimmingCharacters(in: .whitespaces))
+        clients[fd] = nil
+        unregister(fd)
+        finish(fd, data: client.data, handler)
+    }
+
+    /// Answers and closes clients that sent no complete request in time.
+    public func expireClients(at now: Int64, unregister: (Int32) -> Void) {
+        for (fd, client) in clients where now - client.since > Self.requestTimeoutNanoseconds {
+            clients[fd] = nil
+            unregister(fd)
+            answer(fd, ControlProtocol.errorDocument("no request line within 2 s"))
+        }
+    }
+
+    /// When the oldest waiting client times out, if any.
+    public var nextClientDeadline: Int64? { clients.values.map(\.since).min().map { $0 + Self.requestTimeoutNanoseconds } }
+
+    private func finish(_ fd: Int32, data: [UInt8], _ handler: (String, Int32) -> String?) {
+        guard data.count <= ControlProtocol.maximumRequestBytes else {
+            return answer(fd, ControlProtocol.errorDocument("request too long (over \(ControlProtocol.maximumRequestBytes) bytes)"))
+        }
+        guard let line = String(bytes: data.prefix { $0 != UInt8(ascii: "\n") }, encoding: .utf8),
+              !line.trimmingCharacters(in: .whitespaces).isEmpty else {
+            return answer(fd, ControlProtocol.errorDocument("empty or unreadable request"))
+        }
+        guard let reply = handler(line.trimmingCharacters(in: .whitespaces), fd) else { return }
+        answer(fd, reply)
+    }
+
+    /// Writes an answer and closes. The socket goes back to blocking with a send timeout: a
+    /// client that asks and then does not read cannot hold the loop for more than that.
+    private func answer(_ fd: Int32, _ text: String) {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        var sendTimeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
+        writeAll(fd, Array((text + "\n").utf8))
+        close(fd)
     }
 
     /// Removes the socket file (on exit).
     public func shutdown() {
+        for fd in clients.keys { close(fd) }
+        clients.removeAll()
         close(descriptor)
         unlink(path)
     }

@@ -58,6 +58,8 @@ public final class SwitchDaemon {
         static let signals: UInt64 = 1 << 32 + 1
         static let control: UInt64 = 1 << 32 + 2
         static let metrics: UInt64 = 1 << 32 + 3
+        /// Control clients: this plus their descriptor.
+        static let controlClient: UInt64 = 1 << 33
     }
 
     private let engine: SnoopingSwitch
@@ -153,6 +155,10 @@ public final class SwitchDaemon {
             sendGenerated()
             reportRefusals(at: now)
             var deadline = engine.nextDeadline(at: now)
+            control.expireClients(at: now.nanoseconds) { poller.remove($0) }
+            if let clientDeadline = control.nextClientDeadline {
+                deadline = min(deadline, Instant(nanoseconds: clientDeadline))
+            }
             if let check = carrierCheck {
                 if check <= now {
                     carrierCheck = nil
@@ -170,7 +176,10 @@ public final class SwitchDaemon {
                 case Token.linkMonitor:
                     links.drain()
                     refreshLinks(at: now)
-                case Token.control: control.serve(answer(_:client:))
+                case Token.control:
+                    control.accept(at: now.nanoseconds) { try? poller.add($0, token: Token.controlClient + UInt64($0)) }
+                case let token where token >= Token.controlClient:
+                    control.readable(Int32(token - Token.controlClient), unregister: { poller.remove($0) }, answer(_:client:))
                 case Token.metrics: metrics?.serve { statusReport().prometheusText() }
                 default: receive(onPort: Int(token))
                 }
