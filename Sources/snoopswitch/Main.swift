@@ -115,6 +115,9 @@ struct Run: ParsableCommand {
     @Option(help: "Path of the control socket.")
     var control: String = ControlProtocol.defaultPath
 
+    @Flag(help: "Spin on the ports instead of sleeping until frames arrive: a core for lower latency and higher rates.")
+    var busyPoll = false
+
     @Option(help: "Serve Prometheus metrics on ADDRESS:PORT (GET /metrics).")
     var metrics: String?
 
@@ -264,6 +267,7 @@ struct Run: ParsableCommand {
         } catch {
             throw Failure("\(error)")
         }
+        daemon.busyPoll = busyPoll
         if let configFile {
             let commandLine = Run.commandLineArguments
             daemon.reload = { daemon in
