@@ -9,6 +9,7 @@ PACKAGES=(
     iproute2 iputils-ping tcpdump procps iperf3
     python3 python3-scapy python3-pytest
     frr  # zebra + pimd: a real multicast router for tests/integration/test_rfc_router.py
+    tshark python3-prometheus-client curl  # tests/integration/test_capture_metrics.py: pcap decoding, metrics parsing
 )
 
 missing=()

@@ -68,6 +68,12 @@ def binary_path() -> Path:
     return Path(env).resolve() if env else REPO / ".build" / "debug" / "snoopswitch"
 
 
+def default_port_suffix() -> str:
+    """Appended to every port spec the lab builds: $SNOOPSWITCH_PORT_SUFFIX (e.g. ":pcap"
+    to run the suite through libpcap ports), else nothing."""
+    return os.environ.get("SNOOPSWITCH_PORT_SUFFIX", "")
+
+
 # ---- running things in namespaces ---------------------------------------------------
 def in_netns(ns: str, fn: Callable, *args, **kwargs):
     """Run fn(*args, **kwargs) in a fresh thread that has joined network namespace ns.
@@ -1027,6 +1033,15 @@ class Switch:
         except AssertionError as exc:
             raise AssertionError(f"{exc}\nlast status: {json.dumps(last, indent=1)[:3000]}") from None
 
+    def command(self, *args: str, timeout: float = 10) -> subprocess.CompletedProcess:
+        """Run `snoopswitch ARGS --control <this switch's socket>` (e.g. "port", "add", "h5")
+        and return the finished process (not checked: tests look at the exit code)."""
+        return subprocess.run([str(binary_path()), *args, "--control", self.control],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def send_signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 5.0) -> Optional[int]:
         """Signal the switch and wait; SIGKILL if it lingers. Returns its exit code."""
         if self.proc.poll() is None:
@@ -1174,21 +1189,26 @@ class Lab:
         self._link_host(h)
 
     # the switch
-    def port_specs(self, suffixes: Optional[dict[str, str]] = None, only: Optional[Iterable[str]] = None) -> list[str]:
+    def port_specs(self, suffixes: Optional[dict[str, str]] = None, only: Optional[Iterable[str]] = None,
+                   port_suffix: Optional[str] = None) -> list[str]:
+        """`--port SPEC` for each host (or each of `only`); SPEC = name + the host's suffix
+        (or suffixes[name]) + port_suffix (default: $SNOOPSWITCH_PORT_SUFFIX, e.g. ":pcap")."""
         suffixes = suffixes or {}
+        extra = default_port_suffix() if port_suffix is None else port_suffix
         names = list(only) if only is not None else list(self.hosts)
         out = []
         for n in names:
-            out += ["--port", n + suffixes.get(n, self.hosts[n].suffix)]
+            out += ["--port", n + suffixes.get(n, self.hosts[n].suffix) + extra]
         return out
 
     def start_switch(self, *flags: str, default_flags: bool = False, suffixes: Optional[dict[str, str]] = None,
-                     only: Optional[Iterable[str]] = None, wait: bool = True) -> Switch:
+                     only: Optional[Iterable[str]] = None, wait: bool = True, port_suffix: Optional[str] = None) -> Switch:
         """Start `snoopswitch run` with a port per host (spec = name + suffix, override
-        per host with suffixes={name: ":router"}) and `flags` (plus the topology file's
-        switch flags if default_flags). Waits for the control socket."""
+        per host with suffixes={name: ":router"}; port_suffix, e.g. ":pcap", is appended to
+        every spec, by default $SNOOPSWITCH_PORT_SUFFIX or nothing) and `flags` (plus the
+        topology file's switch flags if default_flags). Waits for the control socket."""
         self.stop_switch()
-        args = self.port_specs(suffixes, only) + (self.topology.switch_flags if default_flags else []) + list(flags)
+        args = self.port_specs(suffixes, only, port_suffix) + (self.topology.switch_flags if default_flags else []) + list(flags)
         sw = Switch(self, args)
         self.switch = sw
         self.switch_history.append(sw)
@@ -1204,6 +1224,141 @@ class Lab:
 
     def set_switch_port_link(self, host: str, up: bool) -> None:
         sh("ip", "-n", self.sw_ns, "link", "set", host, "up" if up else "down")
+
+    def delete_host_link(self, host: str) -> None:
+        """Delete host's veth pair (both ends go: the switch port's interface vanishes).
+        Call link_host() again before the test ends (the per-test reset expects it)."""
+        sh("ip", "-n", self.sw_ns, "link", "del", host)
+
+    def link_host(self, host: str) -> None:
+        """Create host's veth pair again under the same names, with its MAC, address and
+        multicast route, both ends up (after delete_host_link: a VM restarted)."""
+        self._link_host(self.hosts[host])
+
+    def has_switch_interface(self, name: str) -> bool:
+        return sh("ip", "-n", self.sw_ns, "link", "show", name, check=False).returncode == 0
+
+    def namespace(self, name: str) -> str:
+        """A bare namespace <lab>-<name> (lo up, IPv6 off) for this test only: it is deleted,
+        with whatever was moved into it, when the test's sockets are closed."""
+        ns = f"{self.name}-{name}"
+        self._make_ns(ns)
+        self._closables.append(_NamespaceCloser(self, ns))
+        return ns
+
+
+class _NamespaceCloser:
+    def __init__(self, lab: "Lab", ns: str):
+        self.lab, self.ns = lab, ns
+
+    def close(self) -> None:
+        delete_netns(self.ns)
+        if self.ns in self.lab._created:
+            self.lab._created.remove(self.ns)
+
+
+# ---- TCP and HTTP through namespaces --------------------------------------------------
+@dataclass
+class TcpResult:
+    sent: int
+    received: Optional[int]
+    intact: bool
+    seconds: float
+    error: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.received == self.sent and self.intact
+
+    def __str__(self) -> str:
+        rate = self.sent * 8 / self.seconds / 1e6 if self.seconds > 0 else 0
+        return (f"{self.received} of {self.sent} bytes in {self.seconds:.2f}s ({rate:.0f} Mbit/s), "
+                f"{'intact' if self.intact else 'CORRUPTED or incomplete'}" + (f", error: {self.error}" if self.error else ""))
+
+
+def tcp_transfer(server_ns: str, server_addr: str, client_ns: str, nbytes: int = 4 << 20, port: int = 5201,
+                 timeout: float = 20.0) -> TcpResult:
+    """Send nbytes over one TCP connection from a socket in client_ns to a listener on
+    server_addr:port in server_ns (both with the namespaces' default offloads) and
+    check length and SHA-256 of what arrived."""
+    import hashlib
+
+    def listen():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((server_addr, port))
+        s.listen(1)
+        s.settimeout(timeout)
+        return s
+
+    def connect():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect((server_addr, port))
+        return s
+
+    block = bytes(range(256)) * 4096  # 1 MiB
+    chunks = [block] * (nbytes // len(block)) + ([block[: nbytes % len(block)]] if nbytes % len(block) else [])
+    expected = hashlib.sha256(b"".join(chunks)).hexdigest()
+    srv = in_netns(server_ns, listen)
+    result: dict = {}
+
+    def serve():
+        try:
+            conn, _ = srv.accept()
+            conn.settimeout(timeout)
+            digest, n = hashlib.sha256(), 0
+            try:
+                while True:
+                    chunk = conn.recv(1 << 20)
+                    if not chunk:
+                        break
+                    digest.update(chunk)
+                    n += len(chunk)
+            finally:
+                result["bytes"], result["sha"] = n, digest.hexdigest()
+                conn.close()
+        except Exception as exc:
+            result["error"] = f"receiver: {exc!r}"
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    start = time.monotonic()
+    cli = None
+    try:
+        cli = in_netns(client_ns, connect)
+        for c in chunks:
+            cli.sendall(c)
+        cli.shutdown(socket.SHUT_WR)
+        t.join(timeout=timeout)
+    except Exception as exc:
+        result.setdefault("error", f"sender: {exc!r}")
+        t.join(timeout=timeout)
+    finally:
+        if cli is not None:
+            cli.close()
+        srv.close()
+    elapsed = time.monotonic() - start
+    return TcpResult(sent=nbytes, received=result.get("bytes"), intact=result.get("sha") == expected,
+                     seconds=elapsed, error=result.get("error"))
+
+
+def http_get(ns: str, url: str, timeout: float = 5.0) -> tuple[int, dict, bytes]:
+    """GET url with urllib from inside namespace ns: (status code, headers, body);
+    an HTTP error status is returned, not raised."""
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+
+    def get():
+        try:
+            with opener.open(url, timeout=timeout) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers or {}), exc.read()
+
+    return in_netns(ns, get)
 
 
 # ---- status JSON helpers ------------------------------------------------------------
