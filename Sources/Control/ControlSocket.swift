@@ -186,20 +186,64 @@ public final class ControlServer {
         answer(fd, reply)
     }
 
-    /// Writes an answer and closes. The socket goes back to blocking with a send timeout: a
-    /// client that asks and then does not read cannot hold the loop for more than that.
+    /// An answer still being written to a client that reads it slowly.
+    struct Outgoing {
+        var data: [UInt8]
+        var offset: Int
+        var since: Int64
+    }
+    private var outgoing: [Int32: Outgoing] = [:]
+
+    /// Writes an answer without blocking; what does not fit now is sent later by `sendPending`.
+    /// A client that closed early costs nothing (no SIGPIPE: MSG_NOSIGNAL).
     private func answer(_ fd: Int32, _ text: String) {
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
-        var sendTimeout = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &sendTimeout, socklen_t(MemoryLayout<timeval>.size))
-        writeAll(fd, Array((text + "\n").utf8))
-        close(fd)
+        var pending = Outgoing(data: Array((text + "\n").utf8), offset: 0, since: monotonicNow())
+        var size: Int32 = 4 << 20
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        if send(fd, &pending) { close(fd) } else { outgoing[fd] = pending }
+    }
+
+    /// True when the answer is all sent or the client is gone.
+    private func send(_ fd: Int32, _ pending: inout Outgoing) -> Bool {
+        while pending.offset < pending.data.count {
+            let n = pending.data[pending.offset...].withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+            }
+            if n > 0 { pending.offset += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        }
+        return true
+    }
+
+    /// Goes on with answers that did not fit at once; gives up on a client after 2 s.
+    public func sendPending(at now: Int64) {
+        for fd in Array(outgoing.keys) {
+            guard var pending = outgoing[fd] else { continue }
+            if send(fd, &pending) || now - pending.since > Self.requestTimeoutNanoseconds {
+                outgoing[fd] = nil
+                close(fd)
+            } else {
+                outgoing[fd] = pending
+            }
+        }
+    }
+
+    /// Whether answers wait to be sent (the loop then wakes soon to go on).
+    public var hasPendingAnswers: Bool { !outgoing.isEmpty }
+
+    private func monotonicNow() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
     }
 
     /// Removes the socket file (on exit).
     public func shutdown() {
         for fd in clients.keys { close(fd) }
         clients.removeAll()
+        for fd in outgoing.keys { close(fd) }
+        outgoing.removeAll()
         close(descriptor)
         unlink(path)
     }
@@ -208,7 +252,7 @@ public final class ControlServer {
 public func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
     var offset = 0
     while offset < bytes.count {
-        let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         if n < 0 && errno == EINTR { continue }
         guard n > 0 else { return }
         offset += n

@@ -99,6 +99,8 @@ public final class SwitchDaemon {
               isDirectory.boolValue else {
             throw ControlError("\(controlPath): directory \(directory) does not exist")
         }
+        // A client that leaves before reading its answer must not end the switch.
+        signal(SIGPIPE, SIG_IGN)
         signals = try SignalDescriptor()
         poller = try Poller()
         links = try LinkMonitor()
@@ -159,6 +161,8 @@ public final class SwitchDaemon {
             reportRefusals(at: now)
             var deadline = engine.nextDeadline(at: now)
             control.expireClients(at: now.nanoseconds) { poller.remove($0) }
+            control.sendPending(at: now.nanoseconds)
+            if control.hasPendingAnswers { deadline = min(deadline, now + .milliseconds(5)) }
             if let clientDeadline = control.nextClientDeadline {
                 deadline = min(deadline, Instant(nanoseconds: clientDeadline))
             }

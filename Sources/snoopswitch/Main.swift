@@ -211,12 +211,22 @@ struct Run: ParsableCommand {
         } catch {
             throw Failure("\(error)")
         }
+        var seen = Set<String>()
         for line in lines {
             do {
                 _ = try Run.parse(line.arguments)
             } catch {
-                let message = Run.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+                // The file writes settings without dashes: so does the message.
+                let message = (Run.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)")
+                    .replacingOccurrences(of: "'--", with: "'")
                 throw Failure("\(path):\(line.number): \(message)")
+            }
+            if line.arguments.count == 2, line.arguments[0] == "--port" || line.arguments[0] == "--vlan" {
+                let name = String(line.arguments[1].split(separator: ":").first ?? "")
+                let kind = line.arguments[0].dropFirst(2)
+                guard seen.insert("\(kind) \(name)").inserted else {
+                    throw Failure("\(path):\(line.number): \(kind) \(name) given twice")
+                }
             }
         }
         let merged = ConfigFile.merge(lines, commandLine: commandLine.filter { $0 != "--config" && $0 != path && !$0.hasPrefix("--config=") })
