@@ -51,6 +51,8 @@ public final class SwitchDaemon {
 
         /// The index of the interface the port opened (TAP ports have none we can see).
         var interfaceIndex: Int32?
+        /// The interface's MTU when last looked at.
+        var mtu: Int?
     }
 
     private enum Token {
@@ -364,6 +366,17 @@ public final class SwitchDaemon {
                 }
             }
             let current = InterfaceState.read(port.name)
+            if let mtu = current?.mtu, let old = port.mtu, mtu != old, port.device != nil {
+                // Packet sockets carry any size; a libpcap port cuts GSO frames to the MTU it
+                // read when it opened, so it opens again.
+                logger.notice("port \(port.name): MTU \(old) -> \(mtu)")
+                port.linkChanges &+= 1
+                if port.attachment == .pcap {
+                    closeDevice(of: port)
+                    try? open(port, index: index)
+                }
+            }
+            port.mtu = current?.mtu ?? port.mtu
             let recent = now - port.lastReceive < .seconds(1)
             let carrier = current?.hasCarrier == true || recent
             if current?.hasCarrier == false, recent { carrierCheck = now + .seconds(1) }
