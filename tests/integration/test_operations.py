@@ -156,6 +156,25 @@ def test_port_interface_deleted_and_recreated_serves_again(four):
     assert len(rx2.collect(20, timeout=3, marker=marker)) == 20, "h2 stopped receiving"
 
 
+def test_mtu_change_is_followed_and_counted(four):
+    """Raise the MTU of h1's switch-side interface and of the host side: the switch logs and
+    counts the change (link_changes rises), the port stays up, and frames larger than the
+    old MTU cross it (a 4000-byte ping, unfragmented)."""
+    sw = four.start_switch()
+    h1, h4 = four["h1"], four["h4"]
+    assert h1.ping(h4.addr)
+    before = port_entry(sw.status(), "h1")["link_changes"]
+    for ns, dev in ((four.sw_ns, "h1"), (four.sw_ns, "h4"), (h1.ns, "eth0"), (h4.ns, "eth0")):
+        sh("ip", "-n", ns, "link", "set", dev, "mtu", "9000")
+    st = sw.wait_status(lambda s: s if port_entry(s, "h1")["link_changes"] > before else None,
+                        timeout=3, what="h1's MTU change counted")
+    assert port_entry(st, "h1")["link"] == "up"
+    out = sh("ip", "netns", "exec", h1.ns, "ping", "-c", "2", "-W", "2", "-M", "do", "-s", "4000", h4.addr, check=False)
+    assert out.returncode == 0, f"a 4000-byte unfragmented ping did not cross after the MTU change: {out.stdout}{out.stderr}"
+    assert sw.alive()
+    assert "MTU 1500 -> 9000" in sw.log()
+
+
 # ---- ports added and removed at run time -------------------------------------------------
 def test_port_add_then_del_at_run_time(four):
     """`port add h4` on a switch started with h1..h3: status lists h4 (up), h4 pings h1 and
