@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "Wire"),
         .target(name: "SwitchEngine", dependencies: ["Wire"]),
         .target(name: "Ports", dependencies: ["CLinux", "CNetlink", "CPcap", "Wire"]),
-        .target(name: "Control", dependencies: ["SwitchEngine", "Wire", "CPcap"]),
+        .target(name: "Control", dependencies: ["SwitchEngine", "Wire", "CPcap", "CLinux"]),
         .target(
             name: "Datapath",
             dependencies: ["SwitchEngine", "Ports", "Control", "Wire", .product(name: "Logging", package: "swift-log")]

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CPcap
+import CLinux
 import Foundation
 import Wire
 
@@ -70,7 +71,7 @@ public final class CaptureStream {
             out.baseAddress!.advanced(by: offset).copyMemory(from: frame.baseAddress! + 12, byteCount: frame.count - 12)
         }
         let total = CaptureRecord.headerLength + length
-        let sent = record.withUnsafeBytes { send(descriptor, $0.baseAddress, total, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+        let sent = record.withUnsafeBytes { send(descriptor, $0.baseAddress, total, clinux_MSG_DONTWAIT | clinux_MSG_NOSIGNAL) }
         if sent == total { return }
         if sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
             dropped += 1

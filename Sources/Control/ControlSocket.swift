@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinux
 import Foundation
 
 /// A failure of the control socket, said in one line.
@@ -207,7 +208,7 @@ public final class ControlServer {
     private func send(_ fd: Int32, _ pending: inout Outgoing) -> Bool {
         while pending.offset < pending.data.count {
             let n = pending.data[pending.offset...].withUnsafeBytes {
-                Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+                Glibc.send(fd, $0.baseAddress, $0.count, clinux_MSG_DONTWAIT | clinux_MSG_NOSIGNAL)
             }
             if n > 0 { pending.offset += n; continue }
             if n < 0 && errno == EINTR { continue }
@@ -252,7 +253,7 @@ public final class ControlServer {
 public func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
     var offset = 0
     while offset < bytes.count {
-        let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, clinux_MSG_NOSIGNAL) }
         if n < 0 && errno == EINTR { continue }
         guard n > 0 else { return }
         offset += n

@@ -20,7 +20,7 @@ public final class PcapPort {
     public init(interface name: String) throws(SystemError) {
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
         guard let handle = pcap_create(name, &errorBuffer) else {
-            throw SystemError("pcap_create: \(String(cString: errorBuffer))", "interface \(name)", errno: ENODEV)
+            throw SystemError("pcap_create: \(String(decoding: errorBuffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))", "interface \(name)", errno: ENODEV)
         }
         func fail(_ call: String) -> SystemError {
             let message = String(cString: pcap_geterr(handle))
