@@ -6,11 +6,11 @@ import Wire
 public struct StatusReport: Codable, Equatable, Sendable {
     public struct Port: Codable, Equatable, Sendable {
         public var name: String
-        public var ifindex: Int?
+        @NullWhenAbsent public var ifindex: Int?
         public var link: String
-        public var pvid: Int?
+        @NullWhenAbsent public var pvid: Int?
         public var tagged: [Int]
-        public var router: String?
+        @NullWhenAbsent public var router: String?
         public var fastLeave: Bool
         public var queryGuard: Bool
         public var rxFrames: UInt64
@@ -20,25 +20,6 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var drops: UInt64
         /// Times the link went down or came up since the start.
         public var linkChanges: UInt64
-
-        // Absent values are written as null, not left out: a reader sees every field.
-        public func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(name, forKey: .name)
-            try c.encode(ifindex, forKey: .ifindex)
-            try c.encode(link, forKey: .link)
-            try c.encode(pvid, forKey: .pvid)
-            try c.encode(tagged, forKey: .tagged)
-            try c.encode(router, forKey: .router)
-            try c.encode(fastLeave, forKey: .fastLeave)
-            try c.encode(queryGuard, forKey: .queryGuard)
-            try c.encode(rxFrames, forKey: .rxFrames)
-            try c.encode(txFrames, forKey: .txFrames)
-            try c.encode(rxBytes, forKey: .rxBytes)
-            try c.encode(txBytes, forKey: .txBytes)
-            try c.encode(drops, forKey: .drops)
-            try c.encode(linkChanges, forKey: .linkChanges)
-        }
     }
 
     public struct MacEntry: Codable, Equatable, Sendable {
@@ -80,36 +61,17 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var port: String
         public var kind: String
         public var reason: String
-        public var expiresIn: Double?
-
-        public func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(vlan, forKey: .vlan)
-            try c.encode(port, forKey: .port)
-            try c.encode(kind, forKey: .kind)
-            try c.encode(reason, forKey: .reason)
-            try c.encode(expiresIn, forKey: .expiresIn)
-        }
+        @NullWhenAbsent public var expiresIn: Double?
     }
 
     public struct Querier: Codable, Equatable, Sendable {
         public var vlan: Int
         public var role: String
-        public var address: String?
+        @NullWhenAbsent public var address: String?
         /// The IGMP version our queries use (lowered while an older querier is present).
         public var version: Int
-        public var nextQueryIn: Double?
-        public var otherQuerierExpiresIn: Double?
-
-        public func encode(to encoder: Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(vlan, forKey: .vlan)
-            try c.encode(role, forKey: .role)
-            try c.encode(address, forKey: .address)
-            try c.encode(version, forKey: .version)
-            try c.encode(nextQueryIn, forKey: .nextQueryIn)
-            try c.encode(otherQuerierExpiresIn, forKey: .otherQuerierExpiresIn)
-        }
+        @NullWhenAbsent public var nextQueryIn: Double?
+        @NullWhenAbsent public var otherQuerierExpiresIn: Double?
     }
 
     public struct IGMPCounters: Codable, Equatable, Sendable {
@@ -125,6 +87,25 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var queriers: [Querier]
     public var igmp: IGMPCounters
     public var dropsByReason: [String: UInt64]
+}
+
+/// An optional field written as `null` when absent rather than left out, so that a reader of the
+/// JSON sees every field of the document.
+@propertyWrapper
+public struct NullWhenAbsent<Value: Codable & Equatable & Sendable>: Codable, Equatable, Sendable {
+    public var wrappedValue: Value?
+
+    public init(wrappedValue: Value?) { self.wrappedValue = wrappedValue }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        wrappedValue = container.decodeNil() ? nil : try container.decode(Value.self)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let wrappedValue { try container.encode(wrappedValue) } else { try container.encodeNil() }
+    }
 }
 
 /// What the datapath knows of a port that the engine does not.
