@@ -10,6 +10,7 @@ PACKAGES=(
     python3 python3-scapy python3-pytest
     frr  # zebra + pimd: a real multicast router for tests/integration/test_rfc_router.py
     tshark python3-prometheus-client curl  # tests/integration/test_capture_metrics.py: pcap decoding, metrics parsing
+    qemu-system-x86 busybox-static gcc libc6-dev  # tests/integration/test_vm.py: a VM (TCG) on the switch, its initramfs
 )
 
 missing=()

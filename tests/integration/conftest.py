@@ -22,6 +22,8 @@ from lab import HostSpec, Lab, binary_path, cleanup_stale  # noqa: E402
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "vm: boots a VM (qemu under TCG, Debian's kernel) attached to the switch; "
+                            "select with -m vm, leave out with -m 'not vm'")
     if os.geteuid() != 0:
         raise pytest.UsageError("the integration tests need root (network namespaces, AF_PACKET)")
 

@@ -1658,3 +1658,111 @@ class StubNetwork:
     def close(self) -> None:
         if self.ns in netns_list():
             delete_netns(self.ns)
+
+
+# ---- a VM on a tap (qemu) -------------------------------------------------------------
+QEMU = "qemu-system-x86_64"
+
+
+class QemuVm:
+    """A qemu-system-x86_64 VM started in namespace `ns` (`ip netns exec`), its virtio NIC
+    (MAC `mac`) on a tap that qemu creates there as `ifname`
+    (`-netdev tap,ifname=IFNAME,script=no,downscript=no,vhost=off`): attach that tap to
+    the switch as a port. It boots `kernel` and `initrd` with `append` (the serial console,
+    ttyS0, goes to `console_path`: read it with console() / wait_console()), without
+    firmware ROMs or default devices, under TCG unless `accel` says otherwise
+    ($SNOOPSWITCH_VM_ACCEL, e.g. "kvm", overrides the default). -no-reboot: a guest that
+    powers off, reboots or panics (with panic=-1) ends qemu. close() kills it."""
+
+    def __init__(self, ns: str, ifname: str, mac: str, kernel: Path, initrd: Path, append: str,
+                 console_path: Path, memory_mb: int = 256, accel: Optional[str] = None):
+        self.ns, self.ifname, self.mac = ns, ifname, mac
+        self.console_path = Path(console_path)
+        self.output_path = self.console_path.with_name(self.console_path.name + ".qemu")
+        self.accel = accel or os.environ.get("SNOOPSWITCH_VM_ACCEL", "tcg")
+        self.cmd = [
+            QEMU, "-nodefaults", "-no-user-config", "-machine", f"pc,accel={self.accel}", "-m", str(memory_mb),
+            "-smp", "1", "-display", "none", "-monitor", "none", "-serial", f"file:{self.console_path}",
+            "-no-reboot", "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
+            "-netdev", f"tap,id=n0,ifname={ifname},script=no,downscript=no,vhost=off",
+            "-device", f"virtio-net-pci,netdev=n0,mac={mac},romfile=",
+        ]
+        self._out = open(self.output_path, "wb")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, *self.cmd], stdin=subprocess.DEVNULL,
+                                     stdout=self._out, stderr=subprocess.STDOUT)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def console(self) -> str:
+        try:
+            return self.console_path.read_bytes().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def qemu_output(self) -> str:
+        try:
+            return self.output_path.read_bytes()[-3000:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def describe(self, tail: int = 4000) -> str:
+        """qemu's state, its own output and the tail of the console, for failure messages."""
+        state = "running" if self.alive() else f"exited with {self.proc.returncode}"
+        return (f"qemu {state} after {time.monotonic() - self.started:.1f}s\ncommand: {' '.join(self.cmd)}\n"
+                f"--- qemu output\n{self.qemu_output()}\n--- console (tail)\n{self.console()[-tail:]}")
+
+    def wait_console(self, pattern: str, timeout: float, what: str = "") -> "re.Match":
+        """Wait until a console line matches the regex `pattern`; return the match. Fails
+        (AssertionError with the console) on timeout, or if qemu exits first."""
+        rx = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.console())
+            if m:
+                return m
+            if not self.alive():
+                m = rx.search(self.console())  # written just before it exited
+                if m:
+                    return m
+                raise AssertionError(f"the VM ended before {what or pattern!r}\n{self.describe()}")
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or pattern!r} on the "
+                                     f"VM's console\n{self.describe()}")
+            time.sleep(0.1)
+
+    def wait_exit(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"qemu still running {timeout:.0f}s later\n{self.describe()}") from None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._out.close()
+
+    stop = close
+
+
+def start_vm(lab: "Lab", ifname: str, mac: str, kernel: Path, initrd: Path, append: str,
+             timeout: float = 20.0, **kw) -> QemuVm:
+    """A :class:`QemuVm` in the lab's switch namespace whose tap is `ifname` (console in the
+    lab's temp dir); waits until qemu has created the tap. Killed when the test's sockets
+    are closed (and with the switch namespace at the latest)."""
+    vm = QemuVm(lab.sw_ns, ifname, mac, kernel, initrd, append, lab.tmpdir / f"{ifname}.console", **kw)
+    lab._closables.append(vm)
+
+    deadline = time.monotonic() + timeout
+    while not lab.has_switch_interface(ifname):
+        if not vm.alive():
+            raise AssertionError(f"qemu exited before creating the tap {ifname}\n{vm.describe()}")
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"no tap {ifname} {timeout:.0f}s after starting qemu\n{vm.describe()}")
+        time.sleep(0.1)
+    return vm
