@@ -68,6 +68,33 @@ def binary_path() -> Path:
     return Path(env).resolve() if env else REPO / ".build" / "debug" / "snoopswitch"
 
 
+def run_refused(lab, args, tag: str) -> tuple[int, str, bool]:
+    """Run `snoopswitch run ARGS --control <tmp>` in the switch namespace, where it must refuse
+    to start and exit by itself. Returns (exit code, stderr, whether the control socket ever
+    appeared); fails the test if it keeps running."""
+    import pytest
+    ctl = str(lab.tmpdir / f"refused-{tag}.sock")
+    cmd = [str(binary_path()), "run", *args, "--control", ctl]
+    p = subprocess.Popen(["ip", "netns", "exec", lab.sw_ns, *cmd], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = False
+    deadline = time.monotonic() + 10
+    while p.poll() is None and time.monotonic() < deadline:
+        seen = seen or os.path.exists(ctl)
+        time.sleep(0.02)
+    if p.poll() is None:
+        p.kill()
+        p.communicate(timeout=5)
+        if os.path.exists(ctl):
+            os.unlink(ctl)
+        pytest.fail(f"`{' '.join(cmd)}` kept running (it should have refused to start)")
+    _out, err = p.communicate(timeout=5)
+    seen = seen or os.path.exists(ctl)
+    if os.path.exists(ctl):
+        os.unlink(ctl)
+    return p.returncode, err, seen
+
+
 def default_port_suffix() -> str:
     """Appended to every port spec the lab builds: $SNOOPSWITCH_PORT_SUFFIX (e.g. ":pcap"
     to run the suite through libpcap ports), else nothing."""

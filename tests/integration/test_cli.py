@@ -14,32 +14,7 @@ import time
 
 import pytest
 
-from lab import binary_path, wait_until
-
-
-def _run_refused(lab, args, tag):
-    """Run `snoopswitch run ARGS --control <tmp>` in the switch namespace; it must exit by
-    itself. Returns (exit code, stderr, socket seen)."""
-    ctl = str(lab.tmpdir / f"cli-{tag}.sock")
-    cmd = [str(binary_path()), "run", *args, "--control", ctl]
-    p = subprocess.Popen(["ip", "netns", "exec", lab.sw_ns, *cmd], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen = False
-    deadline = time.monotonic() + 10
-    while p.poll() is None and time.monotonic() < deadline:
-        seen = seen or os.path.exists(ctl)
-        time.sleep(0.02)
-    if p.poll() is None:
-        p.kill()
-        p.communicate(timeout=5)
-        if os.path.exists(ctl):
-            os.unlink(ctl)
-        pytest.fail(f"`{' '.join(cmd)}` kept running (it should have refused to start)")
-    _out, err = p.communicate(timeout=5)
-    seen = seen or os.path.exists(ctl)
-    if os.path.exists(ctl):
-        os.unlink(ctl)
-    return p.returncode, err, seen
+from lab import binary_path, run_refused, wait_until
 
 
 BAD = {
@@ -60,7 +35,7 @@ BAD = {
 def test_bad_command_line_is_refused_with_one_line(four, case):
     """Each bad command line exits non-zero, prints exactly one line on stderr, and
     never creates the control socket."""
-    rc, err, seen = _run_refused(four, BAD[case], case)
+    rc, err, seen = run_refused(four, BAD[case], case)
     assert rc != 0, f"exit code 0 for {BAD[case]}"
     lines = err.rstrip("\n").split("\n")
     assert err.strip() and len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from lab import binary_path, port_entry, querier, random_marker, udp_frame, wait_until
+from lab import binary_path, port_entry, querier, random_marker, run_refused, udp_frame, wait_until
 
 G = "239.4.4.4"
 PORT = 5080
@@ -130,31 +130,6 @@ def test_file_and_flags_give_the_same_switch(four):
     assert from_file == from_flags, f"from flags: {from_flags}\nfrom file:  {from_file}"
 
 
-def _run_refused(lab, args, tag):
-    """Run `snoopswitch run ARGS --control <tmp>` in the switch namespace; it must exit by
-    itself. Returns (exit code, stderr, whether the control socket ever appeared)."""
-    ctl = str(lab.tmpdir / f"refused-{tag}.sock")
-    cmd = [str(binary_path()), "run", *args, "--control", ctl]
-    p = subprocess.Popen(["ip", "netns", "exec", lab.sw_ns, *cmd], stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen = False
-    deadline = time.monotonic() + 10
-    while p.poll() is None and time.monotonic() < deadline:
-        seen = seen or os.path.exists(ctl)
-        time.sleep(0.02)
-    if p.poll() is None:
-        p.kill()
-        p.communicate(timeout=5)
-        if os.path.exists(ctl):
-            os.unlink(ctl)
-        pytest.fail(f"`{' '.join(cmd)}` kept running (it should have refused the file)")
-    _out, err = p.communicate(timeout=5)
-    seen = seen or os.path.exists(ctl)
-    if os.path.exists(ctl):
-        os.unlink(ctl)
-    return p.returncode, err, seen
-
-
 # line 3 of the file (lines 1-2: a comment and a good port); the lines that the error may name
 BAD_LINES = {
     "unknown-key": ("bogus-setting 1", (3,)),
@@ -173,7 +148,7 @@ def test_bad_file_is_refused_with_one_line_naming_file_and_line(four, case):
     that names FILE:LINE, no control socket."""
     bad, lines_ok = BAD_LINES[case]
     path = write_config(four, f"# a bad configuration\nport h1\n{bad}\nport h2\n", f"bad-{case}.conf")
-    rc, err, seen = _run_refused(four, ["--config", path], case)
+    rc, err, seen = run_refused(four, ["--config", path], case)
     assert rc != 0, f"exit code 0 for a file with line 3 = {bad!r}"
     lines = err.rstrip("\n").split("\n")
     assert err.strip() and len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
