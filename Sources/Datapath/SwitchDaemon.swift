@@ -365,7 +365,7 @@ public final class SwitchDaemon {
                     logger.warning("port \(port.name): \(error)")
                 }
             }
-            let current = InterfaceState.read(port.name)
+            let current = state
             if let mtu = current?.mtu, let old = port.mtu, mtu != old, port.device != nil {
                 // Packet sockets carry any size; a libpcap port cuts GSO frames to the MTU it
                 // read when it opened, so it opens again.
@@ -446,9 +446,6 @@ public final class SwitchDaemon {
         if !kept.isEmpty { line += "; needs a restart to change: \(kept.joined(separator: ", "))" }
         return line
     }
-
-    /// The ports as configured now.
-    public var portConfigurations: [PortConfiguration] { engine.ports.compactMap { $0 } }
 
     // MARK: - Control
 

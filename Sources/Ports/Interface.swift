@@ -66,8 +66,3 @@ struct InterfaceRequest {
     }
 }
 
-/// Names the kernel accepts for interfaces: 1 to 15 bytes, no '/', ':' or whitespace.
-public func isValidInterfaceName(_ name: String) -> Bool {
-    !name.isEmpty && name.utf8.count < Int(IFNAMSIZ) && name != "." && name != ".."
-        && !name.contains(where: { $0 == "/" || $0 == ":" || $0.isWhitespace })
-}

@@ -98,8 +98,6 @@ public final class ReceiveBatch {
     private let iovecs: UnsafeMutablePointer<iovec>
     private let messages: UnsafeMutablePointer<clinux_mmsghdr>
     public private(set) var count = 0
-    /// Frames the kernel cut because they did not fit (counted, dropped).
-    public private(set) var truncated: UInt64 = 0
 
     public init(capacity: Int = 32) {
         self.capacity = capacity
@@ -180,10 +178,8 @@ public final class ReceiveBatch {
     public func frame(_ i: Int) -> ReceivedFrame? {
         let message = messages[i]
         let length = Int(message.msg_len)
-        if message.msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 {
-            truncated += 1
-            return nil
-        }
+        // Cut by the kernel (did not fit): the caller counts it as a receive error.
+        if message.msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 { return nil }
         guard length >= VirtioNetHeader.length + EthernetFrameView.headerLength else { return nil }
         let base = storage + i * Self.bufferSize
         var header = VirtioNetHeader(base)
@@ -194,12 +190,8 @@ public final class ReceiveBatch {
         var hdr = message.msg_hdr
         if clinux_read_auxdata(&hdr, &auxdata) != 0, auxdata.tp_status & clinux_TP_STATUS_VLAN_VALID != 0 {
             tag = VLANTag(tci: auxdata.tp_vlan_tci)
-        } else if frameLength >= EthernetFrameView.headerLength + EthernetFrameView.tagLength,
-                  start.load(fromByteOffset: 12, as: UInt8.self) == 0x81,
-                  start.load(fromByteOffset: 13, as: UInt8.self) == 0x00 {
-            let tci = UInt16(start.load(fromByteOffset: 14, as: UInt8.self)) << 8
-                | UInt16(start.load(fromByteOffset: 15, as: UInt8.self))
-            tag = VLANTag(tci: tci)
+        } else if let inline = (try? EthernetFrameView(checking: UnsafeRawBufferPointer(start: start, count: frameLength)))?.inlineTag {
+            tag = inline
             (start + 4).copyMemory(from: start, byteCount: 12)
             start += 4
             frameLength -= 4

@@ -20,8 +20,6 @@ public final class MacTable {
     public let limit: Int
     public let perPortLimit: Int
     public let aging: Duration
-    /// New stations refused because the table was full.
-    public private(set) var refused: UInt64 = 0
     /// Stations seen on a port other than the one learned (a station move).
     public private(set) var moves: UInt64 = 0
 
@@ -50,10 +48,7 @@ public final class MacTable {
             entries.setValue(Entry(port: port, lastSeen: now), at: slot)
             return true
         }
-        guard entries.count < limit, perPort[port.index] < perPortLimit else {
-            refused += 1
-            return false
-        }
+        guard entries.count < limit, perPort[port.index] < perPortLimit else { return false }
         entries.set(Entry(port: port, lastSeen: now), for: key)
         perPort[port.index] += 1
         return true

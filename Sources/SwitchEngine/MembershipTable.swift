@@ -174,12 +174,6 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
 
     // MARK: - Forwarding
 
-    /// The ports that joined `group` in `vlan` from any source, or nil when it is unregistered there.
-    @inline(__always)
-    public func ports(of group: Address, in vlan: VLANID) -> PortSet? {
-        forwarding[Key(vlan: vlan, group: group)]?.ports
-    }
-
     /// The ports that want traffic from `source` to `group`, or nil when the group is unregistered.
     @inline(__always)
     public func ports(of group: Address, in vlan: VLANID, from source: Address, at now: Instant) -> PortSet? {

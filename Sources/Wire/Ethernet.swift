@@ -41,11 +41,6 @@ public struct EthernetFrameView {
         return VLANTag(tci: bytes.readUInt16(at: Field.tagTCI))
     }
 
-    /// The EtherType and payload after at most one inline tag.
-    public var innerEtherType: UInt16 {
-        inlineTag == nil ? etherType : bytes.readUInt16(at: Field.taggedEtherType)
-    }
-
     public var payload: UnsafeRawBufferPointer {
         let start = inlineTag == nil ? Field.payload : Field.taggedPayload
         return UnsafeRawBufferPointer(rebasing: bytes[start...])
