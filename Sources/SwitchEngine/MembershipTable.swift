@@ -18,11 +18,40 @@ public protocol MembershipVersion: Comparable, Hashable, Sendable {
     static var sourceFiltering: Self { get }
     /// Whether hosts of this version send leaves (IGMPv1 hosts do not).
     var hasLeave: Bool { get }
+    /// This version's place among those older than `sourceFiltering`, oldest first (IGMPv1 0,
+    /// IGMPv2 1; MLDv1 0), below `OlderHostTimers.capacity`; nil for `sourceFiltering` itself.
+    var olderRank: Int? { get }
+    /// The older version at `rank`, if there is one.
+    init?(olderRank rank: Int)
 }
 
 extension IGMPVersion: MembershipVersion {
     public static var sourceFiltering: IGMPVersion { .v3 }
     public var hasLeave: Bool { self != .v1 }
+    public var olderRank: Int? { self == .v3 ? nil : rawValue - 1 }
+    public init?(olderRank rank: Int) {
+        guard rank == 0 || rank == 1 else { return nil }
+        self.init(rawValue: rank + 1)
+    }
+}
+
+/// One member's older version host present timers (RFC 3376 7.3.2, RFC 3810 8.3.2), by the
+/// version's older rank, kept inline: a protocol has two older versions at most (IGMPv1 and v2;
+/// MLDv1). `.zero`: no host of that version heard.
+public struct OlderHostTimers: Equatable, Sendable, BitwiseCopyable {
+    public static var capacity: Int { 2 }
+    private var oldest = Instant.zero
+    private var second = Instant.zero
+
+    public init() {}
+
+    public subscript(rank: Int) -> Instant {
+        get { rank == 0 ? oldest : second }
+        set {
+            precondition(rank >= 0 && rank < Self.capacity, "older rank out of range")
+            if rank == 0 { oldest = newValue } else { second = newValue }
+        }
+    }
 }
 
 /// The six kinds of group record of RFC 3376 section 4.2.12 (and RFC 3810 5.2.12).
@@ -67,6 +96,10 @@ public enum FilterMode: String, Sendable, Codable {
 /// Which ports want which groups from which sources, per VLAN: the router state of RFC 3376
 /// section 6.2.1 kept per (VLAN, group, port), each port being a link of its own. Generic over
 /// the address and protocol version so that MLD (IPv6) snooping reuses it.
+///
+/// Groups live in one dense array of records, found through an open-addressing index; each
+/// record's member ports sit in a flat column beside it, so that forwarding reads an index entry
+/// and one port set. A group removed leaves its slot to the last record.
 public final class MembershipTable<Address: GroupAddress, Version: MembershipVersion> {
     public struct Key: Hashable, Sendable, FastHashKey {
         public var vlan: VLANID
@@ -80,33 +113,47 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
         public var fastHash: UInt64 { (group.hashBits ^ UInt64(vlan.rawValue) << 52).fastHash }
     }
 
-    /// What forwarding needs of a group, kept apart from the full state in a flat table.
-    struct Forwarding: BitwiseCopyable {
-        var ports: PortSet
-        var filtering: PortSet
-    }
-
     /// One port's state for one group.
     public struct Member: Equatable, Sendable {
-        public var mode: FilterMode = .include
+        // Widest fields first: a member packs into 56 bytes, kept inline in its group's record.
         /// INCLUDE: the include list. EXCLUDE: the requested list X. Each source with its timer.
         public var sources: [Address: Instant] = [:]
         /// EXCLUDE only: the exclude list Y, sources not forwarded.
         public var excluded: Set<Address> = []
         /// EXCLUDE only: when the port falls back to INCLUDE of its requested sources.
         public var groupTimer = Instant.zero
-        /// The version of the last report heard.
-        public var version: Version
-        /// Older version host present timers (RFC 3376 7.3.2).
-        public var olderHostsUntil: [Version: Instant] = [:]
-        /// Configured by the operator: all sources, never expires, reports do not change it.
-        public var isStatic = false
+        /// Older version host present timers (RFC 3376 7.3.2), by the version's older rank.
+        public private(set) var olderHosts = OlderHostTimers()
         /// The earliest deadline with an entry in the timer queue.
         var scheduled: Instant?
+        public var mode: FilterMode = .include
+        /// The version of the last report heard.
+        public var version: Version
+        /// Configured by the operator: all sources, never expires, reports do not change it.
+        public var isStatic = false
+
+        init(version: Version) {
+            self.version = version
+        }
 
         /// The oldest version whose host present timer runs, else the newest.
         public func compatibilityMode(at now: Instant) -> Version {
-            olderHostsUntil.filter { $0.value > now }.keys.min() ?? .sourceFiltering
+            for rank in 0 ..< OlderHostTimers.capacity where olderHosts[rank] > now {
+                if let version = Version(olderRank: rank) { return version }
+            }
+            return .sourceFiltering
+        }
+
+        /// Until when a host of `version` (older than the newest) is taken to be present; nil
+        /// when none was heard.
+        public func olderHostPresent(_ version: Version) -> Instant? {
+            guard let rank = version.olderRank, olderHosts[rank] != .zero else { return nil }
+            return olderHosts[rank]
+        }
+
+        mutating func markOlderHost(_ version: Version, until: Instant) {
+            guard let rank = version.olderRank else { return }
+            olderHosts[rank] = until
         }
 
         /// RFC 3376 6.3: whether traffic from `source` is forwarded to this port.
@@ -149,16 +196,90 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
         }
     }
 
-    struct GroupEntry {
-        var ports = PortSet()
-        /// Member ports that forward some sources only.
-        var filtering = PortSet()
-        var members: [PortID: Member] = [:]
+    /// A group's member ports: the first inline, the others in an array allocated only when a
+    /// second port joins (most groups have one member port). In no particular order.
+    struct MemberList: Sequence {
+        private var first: (port: PortID, member: Member)?
+        private var others: [(port: PortID, member: Member)] = []
+
+        init(_ port: PortID, _ member: Member) {
+            first = (port, member)
+        }
+
+        var isEmpty: Bool { first == nil }
+
+        subscript(port: PortID) -> Member? {
+            get {
+                if let first, first.port == port { return first.member }
+                for other in others where other.port == port { return other.member }
+                return nil
+            }
+            set {
+                if first?.port == port {
+                    if let newValue {
+                        first!.member = newValue
+                    } else {
+                        first = others.popLast()
+                        if others.isEmpty { others = [] }     // frees the array's storage
+                    }
+                } else if let i = others.firstIndex(where: { $0.port == port }) {
+                    if let newValue {
+                        others[i].member = newValue
+                    } else {
+                        others.swapAt(i, others.count - 1)
+                        others.removeLast()
+                        if others.isEmpty { others = [] }
+                    }
+                } else if let newValue {
+                    if first == nil { first = (port, newValue) } else { others.append((port, newValue)) }
+                }
+            }
+        }
+
+        struct Iterator: IteratorProtocol {
+            let list: MemberList
+            var position = 0
+
+            mutating func next() -> (port: PortID, member: Member)? {
+                defer { position += 1 }
+                if position == 0 { return list.first }
+                return position <= list.others.count ? list.others[position - 1] : nil
+            }
+        }
+
+        func makeIterator() -> Iterator { Iterator(list: self) }
     }
 
-    private var groups: [Key: GroupEntry] = [:]
-    /// `groups` reduced to the port sets, for the hot path.
-    private let forwarding = OpenHashMap<Key, Forwarding>(minimumCapacity: 1024)
+    /// A group with at least one member port: 80 bytes, the first member's state included.
+    struct GroupRecord {
+        var key: Key
+        var members: MemberList
+    }
+
+    /// An index entry: where a group's record is, and whether some member port forwards some
+    /// sources only (then forwarding asks each member).
+    struct Placement: BitwiseCopyable {
+        private static var filteringBit: UInt32 { 1 << 31 }
+        private var bits: UInt32
+
+        init(slot: Int, filtering: Bool) {
+            precondition(slot < Int(Self.filteringBit), "too many groups")
+            bits = UInt32(slot) | (filtering ? Self.filteringBit : 0)
+        }
+
+        @inline(__always)
+        var slot: Int { Int(bits & ~Self.filteringBit) }
+        @inline(__always)
+        var filtering: Bool { bits & Self.filteringBit != 0 }
+    }
+
+    /// Every group with members, in no order.
+    private var records: [GroupRecord] = []
+    private let index = OpenHashMap<Key, Placement>()
+    /// Each record's member ports, by slot: the hot path reads only these and the index, from
+    /// flat storage (no reference counting, no exclusivity check).
+    @exclusivity(unchecked) private var memberPorts: UnsafeMutablePointer<PortSet>
+    private var memberPortsCapacity = 16
     private var timers = TimerQueue<(key: Key, port: PortID)>()
     public let limits: MembershipLimits
     private var groupsInVLAN: [VLANID: Int] = [:]
@@ -168,32 +289,39 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
 
     public init(limits: MembershipLimits = MembershipLimits()) {
         self.limits = limits
+        memberPorts = .allocate(capacity: memberPortsCapacity)
     }
 
-    public var groupCount: Int { groups.count }
+    deinit {
+        memberPorts.deallocate()
+    }
+
+    public var groupCount: Int { records.count }
 
     // MARK: - Forwarding
 
     /// The ports that want traffic from `source` to `group`, or nil when the group is unregistered.
     @inline(__always)
     public func ports(of group: Address, in vlan: VLANID, from source: Address, at now: Instant) -> PortSet? {
-        let key = Key(vlan: vlan, group: group)
-        guard let entry = forwarding[key] else { return nil }
-        if entry.filtering.isEmpty { return entry.ports }
-        return filteredPorts(entry, key: key, source: source, at: now)
+        guard let place = index[Key(vlan: vlan, group: group)] else { return nil }
+        if !place.filtering { return memberPorts[place.slot] }
+        return filteredPorts(at: place.slot, source: source, at: now)
     }
 
-    /// The slower path of groups with source filters: each filtering port asked in turn.
-    private func filteredPorts(_ entry: Forwarding, key: Key, source: Address, at now: Instant) -> PortSet {
-        var out = entry.ports.subtracting(entry.filtering)
-        guard let members = groups[key]?.members else { return out }
-        for port in entry.filtering where members[port]?.admits(source, at: now) == true { out.insert(port) }
+    /// The slower path of groups with source filters: each member port asked in turn.
+    private func filteredPorts(at slot: Int, source: Address, at now: Instant) -> PortSet {
+        var out = PortSet()
+        for (port, member) in records[slot].members where !member.filtersSources || member.admits(source, at: now) {
+            out.insert(port)
+        }
         return out
     }
 
     public func member(_ port: PortID, of group: Address, in vlan: VLANID) -> Member? {
-        groups[Key(vlan: vlan, group: group)]?.members[port]
+        slot(of: Key(vlan: vlan, group: group)).flatMap { records[$0].members[port] }
     }
+
+    private func slot(of key: Key) -> Int? { index[key]?.slot }
 
     // MARK: - Reports
 
@@ -205,18 +333,19 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
                                on port: PortID, to group: Address, in vlan: VLANID, at now: Instant,
                                timers: MembershipTimers, fastLeave: Bool = false) -> QueriesOwed<Address> {
         let key = Key(vlan: vlan, group: group)
-        var entry = groups[key] ?? GroupEntry()
-        var member = entry.members[port] ?? Member(version: version)
+        let slot = self.slot(of: key)
+        let existing = slot.flatMap { records[$0].members[port] }
+        var member = existing ?? Member(version: version)
         if member.isStatic { return QueriesOwed() }
-        if entry.members[port] == nil && (record == .block || (record == .toInclude || record == .isInclude) && list.isEmpty) {
+        if existing == nil && (record == .block || (record == .toInclude || record == .isInclude) && list.isEmpty) {
             return QueriesOwed()          // nothing to leave or block
         }
         let b = Set(list)
         // Bounded state: a new membership needs room on its port and in its VLAN; a record may
         // not grow the port's source list past the limit. Refused records change nothing.
-        if entry.members[port] == nil {
+        if existing == nil {
             if groupsOnPort[port.index] >= limits.groupsPerPort { return refuse("groups_per_port") }
-            if entry.members.isEmpty, groupsInVLAN[vlan, default: 0] >= limits.groupsPerVLAN { return refuse("groups_per_vlan") }
+            if slot == nil, groupsInVLAN[vlan, default: 0] >= limits.groupsPerVLAN { return refuse("groups_per_vlan") }
         }
         let replaces = record == .isExclude || record == .toExclude
         let bound = replaces ? b.count : Set(member.sources.keys).union(member.excluded).union(b).count
@@ -275,7 +404,7 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
         for s in owed.sources where (member.sources[s] ?? .zero) > lowered { member.sources[s] = lowered }
         if owed.group, member.mode == .exclude, member.groupTimer > lowered { member.groupTimer = lowered }
         let alive = fastLeave ? member.expire(at: now) : (member.mode == .exclude || !member.sources.isEmpty)
-        store(alive ? member : nil, port: port, key: key, entry: &entry)
+        store(alive ? member : nil, port: port, key: key)
         return fastLeave ? QueriesOwed() : owed
     }
 
@@ -287,42 +416,42 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
     /// Notes a report from a host of an older version (RFC 3376 7.3.2): the port's group stays in
     /// that version's compatibility mode until `until`.
     public func markOlderHost(_ version: Version, on port: PortID, of group: Address, in vlan: VLANID, until: Instant) {
-        let key = Key(vlan: vlan, group: group)
-        guard version < .sourceFiltering, var member = groups[key]?.members[port] else { return }
-        member.olderHostsUntil[version] = until
-        groups[key]?.members[port] = member
+        guard version < .sourceFiltering, let slot = slot(of: Key(vlan: vlan, group: group)),
+              records[slot].members[port] != nil else { return }
+        records[slot].members[port]!.markOlderHost(version, until: until)
     }
 
     @discardableResult
     public func remove(_ port: PortID, from group: Address, in vlan: VLANID) -> Bool {
         let key = Key(vlan: vlan, group: group)
-        guard var entry = groups[key], entry.members[port] != nil else { return false }
-        store(nil, port: port, key: key, entry: &entry)
+        guard let slot = slot(of: key), records[slot].members[port] != nil else { return false }
+        store(nil, port: port, key: key)
         return true
     }
 
     /// Forgets every learned membership of a port (its link went down); static ones stay.
     public func removeAll(on port: PortID) {
-        for (key, entry) in groups where entry.members[port]?.isStatic == false { remove(port, from: key.group, in: key.vlan) }
+        let doomed = records.filter { $0.members[port]?.isStatic == false }.map(\.key)
+        for key in doomed { store(nil, port: port, key: key) }
     }
 
     /// Forgets every learned membership, in one VLAN or all; static ones stay.
     public func flush(vlan: VLANID? = nil) {
-        for (key, entry) in groups where vlan == nil || key.vlan == vlan {
-            for (port, member) in entry.members where !member.isStatic { remove(port, from: key.group, in: key.vlan) }
+        var doomed: [(key: Key, port: PortID)] = []
+        for record in records where vlan == nil || record.key.vlan == vlan {
+            for (port, member) in record.members where !member.isStatic { doomed.append((record.key, port)) }
         }
+        for (key, port) in doomed { store(nil, port: port, key: key) }
     }
 
     /// A membership the operator configured: the port gets the group from every source until
     /// it is deleted.
     public func addStatic(_ port: PortID, to group: Address, in vlan: VLANID, version: Version) {
-        let key = Key(vlan: vlan, group: group)
-        var entry = groups[key] ?? GroupEntry()
         var member = Member(version: version)
         member.mode = .exclude
         member.groupTimer = .distantFuture
         member.isStatic = true
-        store(member, port: port, key: key, entry: &entry)
+        store(member, port: port, key: Key(vlan: vlan, group: group))
     }
 
     @discardableResult
@@ -333,11 +462,13 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
 
     /// Removes the static memberships of a port (the port itself is removed).
     public func removeStatic(on port: PortID) {
-        for (key, entry) in groups where entry.members[port]?.isStatic == true { remove(port, from: key.group, in: key.vlan) }
+        let doomed = records.filter { $0.members[port]?.isStatic == true }.map(\.key)
+        for key in doomed { store(nil, port: port, key: key) }
     }
 
     public func removeAll() {
-        groups.removeAll()
+        records.removeAll()
+        index.removeAll()
         timers.removeAll()
         groupsInVLAN.removeAll()
         for i in groupsOnPort.indices { groupsOnPort[i] = 0 }
@@ -346,33 +477,63 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
     public func groupCount(on port: PortID) -> Int { groupsOnPort[port.index] }
     public func groupCount(in vlan: VLANID) -> Int { groupsInVLAN[vlan, default: 0] }
 
-    /// Writes a member back (nil: removes it), keeps the port sets and the timer queue right.
-    private func store(_ member: Member?, port: PortID, key: Key, entry: inout GroupEntry) {
-        let wasMember = entry.members[port] != nil, groupExisted = !entry.members.isEmpty
-        defer {
-            let isMember = entry.members[port] != nil, groupExists = !entry.members.isEmpty
-            if isMember != wasMember { groupsOnPort[port.index] += isMember ? 1 : -1 }
-            if groupExists != groupExisted { groupsInVLAN[key.vlan, default: 0] += groupExists ? 1 : -1 }
+    /// Writes a member back (nil: removes it), keeps the records, the member ports, the index,
+    /// the counts and the timer queue right.
+    private func store(_ member: Member?, port: PortID, key: Key) {
+        guard var member else { return forget(port, of: key) }
+        if let next = member.nextDeadline, member.scheduled.map({ next < $0 }) ?? true {
+            member.scheduled = next
+            timers.schedule((key, port), at: next)
         }
-        if var member {
-            entry.ports.insert(port)
-            if member.filtersSources { entry.filtering.insert(port) } else { entry.filtering.remove(port) }
-            if let next = member.nextDeadline, member.scheduled.map({ next < $0 }) ?? true {
-                member.scheduled = next
-                timers.schedule((key, port), at: next)
-            }
-            entry.members[port] = member
+        if let slot = slot(of: key) {
+            if records[slot].members[port] == nil { groupsOnPort[port.index] += 1 }
+            records[slot].members[port] = member
+            memberPorts[slot].insert(port)
+            index.set(placement(of: slot), for: key)
         } else {
-            entry.members[port] = nil
-            entry.ports.remove(port)
-            entry.filtering.remove(port)
+            let slot = records.count
+            records.append(GroupRecord(key: key, members: MemberList(port, member)))
+            if slot == memberPortsCapacity { growMemberPorts() }
+            (memberPorts + slot).initialize(to: PortSet([port]))
+            index.set(Placement(slot: slot, filtering: member.filtersSources), for: key)
+            groupsOnPort[port.index] += 1
+            groupsInVLAN[key.vlan, default: 0] += 1
         }
-        groups[key] = entry.members.isEmpty ? nil : entry
-        if entry.members.isEmpty {
-            forwarding.remove(key)
-        } else {
-            forwarding.set(Forwarding(ports: entry.ports, filtering: entry.filtering), for: key)
+    }
+
+    private func forget(_ port: PortID, of key: Key) {
+        guard let slot = slot(of: key), records[slot].members[port] != nil else { return }
+        records[slot].members[port] = nil
+        groupsOnPort[port.index] -= 1
+        if !records[slot].members.isEmpty {
+            memberPorts[slot].remove(port)
+            index.set(placement(of: slot), for: key)
+            return
         }
+        // The last record takes the slot.
+        let last = records.count - 1
+        if slot != last {
+            records.swapAt(slot, last)
+            memberPorts[slot] = memberPorts[last]
+            let moved = records[slot].key
+            index.set(Placement(slot: slot, filtering: index[moved]!.filtering), for: moved)
+        }
+        records.removeLast()
+        index.remove(key)
+        groupsInVLAN[key.vlan, default: 0] -= 1
+        if groupsInVLAN[key.vlan] == 0 { groupsInVLAN[key.vlan] = nil }
+    }
+
+    private func placement(of slot: Int) -> Placement {
+        Placement(slot: slot, filtering: records[slot].members.contains { $0.member.filtersSources })
+    }
+
+    private func growMemberPorts() {
+        let grown = UnsafeMutablePointer<PortSet>.allocate(capacity: memberPortsCapacity * 2)
+        grown.moveInitialize(from: memberPorts, count: memberPortsCapacity)
+        memberPorts.deallocate()
+        memberPorts = grown
+        memberPortsCapacity *= 2
     }
 
     // MARK: - Time
@@ -381,11 +542,11 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
     public func expire(at now: Instant) -> [(key: Key, port: PortID)] {
         var ended: [(key: Key, port: PortID)] = []
         while let (_, due) = timers.popDue(at: now) {
-            guard var entry = groups[due.key], var member = entry.members[due.port] else { continue }
+            guard let slot = slot(of: due.key), var member = records[slot].members[due.port] else { continue }
             if let scheduled = member.scheduled, scheduled <= now { member.scheduled = nil }
             let alive = member.expire(at: now)
             if !alive { ended.append(due) }
-            store(alive ? member : nil, port: due.port, key: due.key, entry: &entry)
+            store(alive ? member : nil, port: due.port, key: due.key)
         }
         return ended
     }
@@ -397,18 +558,20 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
     /// Whether some port's group timer for `group` runs past `deadline` (the S flag of a
     /// group-specific query, RFC 3376 6.6.3.1).
     public func groupTimerExceeds(_ deadline: Instant, of group: Address, in vlan: VLANID) -> Bool {
-        groups[Key(vlan: vlan, group: group)]?.members.values.contains { $0.mode == .exclude && $0.groupTimer > deadline } ?? false
+        guard let slot = slot(of: Key(vlan: vlan, group: group)) else { return false }
+        return records[slot].members.contains { $0.member.mode == .exclude && $0.member.groupTimer > deadline }
     }
 
     /// Whether some port's timer for `source` runs past `deadline` (6.6.3.2).
     public func sourceTimerExceeds(_ deadline: Instant, source: Address, of group: Address, in vlan: VLANID) -> Bool {
-        groups[Key(vlan: vlan, group: group)]?.members.values.contains { ($0.sources[source] ?? .zero) > deadline } ?? false
+        guard let slot = slot(of: Key(vlan: vlan, group: group)) else { return false }
+        return records[slot].members.contains { ($0.member.sources[source] ?? .zero) > deadline }
     }
 
     /// Every group with its members, sorted, for the status dump.
     public func allGroups() -> [(key: Key, members: [(port: PortID, member: Member)])] {
-        groups.map { key, entry in
-            (key, entry.members.map { ($0.key, $0.value) }.sorted { $0.port < $1.port })
+        records.map { record in
+            (record.key, record.members.map { ($0.port, $0.member) }.sorted { $0.port < $1.port })
         }.sorted { ($0.key.vlan, $0.key.group) < ($1.key.vlan, $1.key.group) }
     }
 }
