@@ -8,11 +8,13 @@ import Ports
 import SwitchEngine
 import Wire
 
-/// The running switch: one thread, one epoll loop over the ports' packet sockets, the link
-/// monitor, the signals and the control socket. Receive a batch, decide each frame in the
-/// engine, queue it on the egress ports, send each port's queue with one call.
-public final class SwitchDaemon {
-    /// One switch port's I/O side.
+/// The running switch. The main thread runs one epoll loop over the signals, the link monitor,
+/// the control socket, the timers, and its share of the ports; with `threads` > 1, each further
+/// forwarding thread has its own packet socket on every packet port (the kernel spreads frames
+/// over them by flow: PACKET_FANOUT) and its own epoll loop. Every thread receives a batch,
+/// decides each frame in the engine under `lock`, queues it on the egress ports, and sends each
+/// port's queue with one call outside the lock.
+public final class SwitchDaemon: @unchecked Sendable {
     /// What a port reads and writes frames through.
     enum Device {
         case packet(PacketSocket)
@@ -28,14 +30,14 @@ public final class SwitchDaemon {
         }
     }
 
+    /// One switch port's I/O side. Guarded by `lock` once forwarding threads run.
     final class PortIO {
         let name: String
         let attachment: PortConfiguration.Attachment
+        /// The main thread's device.
         var device: Device?
-        let queue = TransmitQueue(capacity: 64)
-        var txFrames: UInt64 = 0
-        var txBytes: UInt64 = 0
-        var txDrops: UInt64 = 0
+        /// The other forwarding threads' sockets, thread 1 first (packet ports only).
+        var threadSockets: [PacketSocket] = []
         var rxErrors: UInt64 = 0
         /// Frames the kernel dropped before we could read them (socket buffer full).
         var kernelDrops: UInt64 = 0
@@ -53,6 +55,67 @@ public final class SwitchDaemon {
         var interfaceIndex: Int32?
         /// The interface's MTU when last looked at.
         var mtu: Int?
+
+        /// What `thread` sends on: its own socket on a packet port, the one device otherwise.
+        func egress(for thread: Int) -> Device? {
+            guard thread > 0, case .packet = device, thread - 1 < threadSockets.count else { return device }
+            return .packet(threadSockets[thread - 1])
+        }
+
+        /// What `thread` receives on: the main thread serves every kind of port, the others
+        /// their packet socket.
+        func ingress(for thread: Int) -> Device? {
+            if thread == 0 { return device }
+            guard case .packet = device, thread - 1 < threadSockets.count else { return nil }
+            return .packet(threadSockets[thread - 1])
+        }
+
+        var allSockets: [PacketSocket] {
+            guard case .packet(let socket)? = device else { return [] }
+            return [socket] + threadSockets
+        }
+    }
+
+    /// Frames sent, by port, by one thread.
+    struct Traffic {
+        var frames: UInt64 = 0
+        var bytes: UInt64 = 0
+        var drops: UInt64 = 0
+    }
+
+    /// What one forwarding thread owns. Only its thread touches `queues`, `pending` and
+    /// `egress`; `traffic` is written by its thread and read by the status, both under `lock`.
+    final class ForwardingThread {
+        let number: Int
+        let batch = ReceiveBatch(capacity: 32)
+        /// By port index, made on first use.
+        var queues = [TransmitQueue?](repeating: nil, count: PortSet.capacity)
+        var traffic = [Traffic](repeating: Traffic(), count: PortSet.capacity)
+        /// Ports with frames queued since the last flush, and the devices to send them on
+        /// (taken under the lock, so that a port closed meanwhile sends into its old socket).
+        var pending: [Int] = []
+        var egress = [Device?](repeating: nil, count: PortSet.capacity)
+        /// What the last unlocked flush sent, by port, until it is counted under the lock.
+        var unsettled = [(sent: Int, failed: Int, bytes: Int)?](repeating: nil, count: PortSet.capacity)
+        /// Forwarding threads other than the main one wait on their own epoll.
+        let poller: Poller?
+        let wakeup: Wakeup?
+        var system: SystemThread?
+
+        init(number: Int) throws(SystemError) {
+            self.number = number
+            pending.reserveCapacity(PortSet.capacity)
+            poller = number == 0 ? nil : try Poller()
+            wakeup = number == 0 ? nil : try Wakeup()
+            if let poller, let wakeup { try poller.add(wakeup.descriptor, token: Token.wakeup) }
+        }
+
+        func queue(_ index: Int) -> TransmitQueue {
+            if let queue = queues[index] { return queue }
+            let queue = TransmitQueue(capacity: 64)
+            queues[index] = queue
+            return queue
+        }
     }
 
     private enum Token {
@@ -60,6 +123,7 @@ public final class SwitchDaemon {
         static let signals: UInt64 = 1 << 32 + 1
         static let control: UInt64 = 1 << 32 + 2
         static let metrics: UInt64 = 1 << 32 + 3
+        static let wakeup: UInt64 = 1 << 32 + 4
         /// Control clients: this plus their descriptor.
         static let controlClient: UInt64 = 1 << 33
     }
@@ -68,7 +132,17 @@ public final class SwitchDaemon {
     private let logger: Logger
     /// By port index, as the engine numbers them; nil where a port was removed.
     private var ports: [PortIO?]
-    private let batch = ReceiveBatch(capacity: 32)
+    /// Guards the engine, `ports`, `captures` and the threads' traffic counts while more than
+    /// one thread forwards. The main thread holds it except while it waits or sends.
+    private let lock = DatapathLock()
+    /// Thread 0 is the main thread.
+    private var threads: [ForwardingThread] = []
+    /// Forwarding threads wake the main one when the engine's next deadline moved earlier
+    /// than the main thread's planned wake-up, or a port needs its link looked at.
+    private let wakeMain: Wakeup
+    /// The engine's next deadline as the main thread last planned its wait around it.
+    private var plannedEngineDeadline = Instant.zero
+    private var linkCheckWanted = false
     private let poller: Poller
     private let links: LinkMonitor
     private let signals: SignalDescriptor
@@ -77,21 +151,23 @@ public final class SwitchDaemon {
     private var running = true
     /// When to look at the links again: some port is held up by its frames alone.
     private var carrierCheck: Instant?
-    /// Ports with frames queued since the last flush.
-    private var pending: [PortIO] = []
     /// Clients of `snoopswitch capture`.
     private var captures: [CaptureStream] = []
     /// Spin instead of sleeping in epoll (`--busy-poll`): lower latency and higher rates for
     /// a core spent on it.
     public var busyPoll = false
+    /// Receive ring per packet socket (0: recvmmsg instead).
+    private let ringBytes: Int
     /// Called on SIGHUP; returns a line for the log.
     public var reload: ((SwitchDaemon) -> String)?
 
     /// Opens every port, then the control socket: once the socket exists, the switch forwards.
     /// Throws, with nothing left open, if any part cannot start.
     public init(configuration: SwitchConfiguration, controlPath: String, controlGroup: String? = nil,
-                metricsAddress: String? = nil, logger: Logger) throws {
+                metricsAddress: String? = nil, threads threadCount: Int = 1, ringBytes: Int = 1 << 20,
+                logger: Logger) throws {
         self.logger = logger
+        self.ringBytes = ringBytes
         for port in configuration.ports where port.attachment != .tap && InterfaceState.read(port.name) == nil {
             throw ControlError("interface \(port.name) does not exist")
         }
@@ -105,12 +181,18 @@ public final class SwitchDaemon {
         signal(SIGPIPE, SIG_IGN)
         signals = try SignalDescriptor()
         poller = try Poller()
+        wakeMain = try Wakeup()
+        threads = try (0..<max(1, threadCount)).map { number throws(SystemError) in try ForwardingThread(number: number) }
         links = try LinkMonitor()
+        // Nothing else runs yet; held because opening ports and sending follow the threads' rules.
+        lock.lock()
+        defer { lock.unlock() }
         let now = Self.now()
         engine = SnoopingSwitch(configuration: configuration, at: now)
         ports = engine.ports.map { $0.map(PortIO.init) }
         try poller.add(signals.descriptor, token: Token.signals)
         try poller.add(links.descriptor, token: Token.linkMonitor)
+        try poller.add(wakeMain.descriptor, token: Token.wakeup)
         for (index, port) in ports.enumerated() {
             guard let port else { continue }
             try open(port, index: index)
@@ -127,13 +209,24 @@ public final class SwitchDaemon {
 
     private static func now() -> Instant { Instant(nanoseconds: monotonicNanoseconds()) }
 
-    /// Opens a port's device: a packet socket on its interface (brought up), or a new TAP device.
+    /// Opens a port's device: a packet socket on its interface (brought up, and one more for
+    /// each further forwarding thread), or a new TAP device. Called with `lock` held.
     private func open(_ port: PortIO, index: Int) throws(SystemError) {
         let device: Device
+        var others: [PacketSocket] = []
         switch port.attachment {
         case .packetSocket:
             try? InterfaceState.bringUp(port.name)
-            device = .packet(try PacketSocket(interface: port.name))
+            let socket = try PacketSocket(interface: port.name, ringBytes: ringBytes)
+            if threads.count > 1 {
+                let group = try socket.joinFanout(group: nil)
+                for _ in 1..<threads.count {
+                    let other = try PacketSocket(interface: port.name, ringBytes: ringBytes)
+                    _ = try other.joinFanout(group: group)
+                    others.append(other)
+                }
+            }
+            device = .packet(socket)
         case .pcap:
             try? InterfaceState.bringUp(port.name)
             device = .pcap(try PcapPort(interface: port.name))
@@ -143,25 +236,41 @@ public final class SwitchDaemon {
         }
         port.interfaceIndex = port.attachment == .tap ? nil : InterfaceState.read(port.name)?.index
         try poller.add(device.descriptor, token: UInt64(index))
+        for (i, socket) in others.enumerated() {
+            try threads[i + 1].poller!.add(socket.descriptor, token: UInt64(index))
+        }
         port.device = device
+        port.threadSockets = others
     }
 
+    /// Closes a port's devices; a thread sending meanwhile holds its socket until it is done.
     private func closeDevice(of port: PortIO) {
         if let device = port.device { poller.remove(device.descriptor) }
-        port.queue.discard()
+        for (i, socket) in port.threadSockets.enumerated() { threads[i + 1].poller!.remove(socket.descriptor) }
+        for socket in port.allSockets { port.kernelDrops &+= socket.takeKernelDrops() }
         port.device = nil
+        port.threadSockets = []
         port.interfaceIndex = nil
     }
 
     /// Runs until SIGINT or SIGTERM; returns the exit status.
     public func run() -> Int32 {
-        logger.info("forwarding on \(engine.activePortIDs.count) ports; control socket \(control.path)")
+        lock.lock()
+        logger.info("forwarding on \(engine.activePortIDs.count) ports with \(threads.count) thread\(threads.count == 1 ? "" : "s"); control socket \(control.path)")
+        for thread in threads.dropFirst() {
+            do {
+                thread.system = try SystemThread(name: "snoopswitch/\(thread.number)") { [self] in forwardingLoop(thread) }
+            } catch {
+                logger.warning("\(error); forwarding with fewer threads")
+            }
+        }
         while running {
             var now = Self.now()
             engine.advance(to: now)
             sendGenerated()
             reportRefusals(at: now)
             var deadline = engine.nextDeadline(at: now)
+            plannedEngineDeadline = deadline
             control.expireClients(at: now.nanoseconds) { poller.remove($0) }
             control.sendPending(at: now.nanoseconds)
             if control.hasPendingAnswers { deadline = min(deadline, now + .milliseconds(5)) }
@@ -178,25 +287,63 @@ public final class SwitchDaemon {
             }
             let wait = deadline.nanoseconds - now.nanoseconds
             let timeout = busyPoll ? 0 : Int32(clamping: max(0, min(60_000, (wait + 999_999) / 1_000_000)))
-            for token in poller.wait(timeoutMilliseconds: timeout) {
+            lock.unlock()
+            let count = poller.wait(timeoutMilliseconds: timeout)
+            lock.lock()
+            for i in 0..<count {
+                let token = poller.ready[i]
                 now = Self.now()
                 switch token {
                 case Token.signals: handleSignals()
                 case Token.linkMonitor:
                     links.drain()
                     refreshLinks(at: now)
+                case Token.wakeup:
+                    wakeMain.drain()
+                    if linkCheckWanted {
+                        linkCheckWanted = false
+                        refreshLinks(at: now)
+                    }
                 case Token.control:
                     control.accept(at: now.nanoseconds) { try? poller.add($0, token: Token.controlClient + UInt64($0)) }
                 case let token where token >= Token.controlClient:
                     control.readable(Int32(token - Token.controlClient), unregister: { poller.remove($0) }, answer(_:client:))
                 case Token.metrics: metrics?.serve { statusReport().prometheusText() }
-                default: receive(onPort: Int(token))
+                default: receive(onPort: Int(token), thread: threads[0])
                 }
             }
         }
+        lock.unlock()
+        for thread in threads.dropFirst() { thread.wakeup?.signal() }
+        for thread in threads.dropFirst() { thread.system?.join() }
         control.shutdown()
         logger.info("stopped")
         return 0
+    }
+
+    /// A forwarding thread other than the main one: its packet sockets, until the switch stops.
+    private func forwardingLoop(_ thread: ForwardingThread) {
+        guard let poller = thread.poller else { return }
+        lock.lock()
+        while running {
+            let timeout: Int32 = busyPoll ? 0 : -1
+            lock.unlock()
+            let count = poller.wait(timeoutMilliseconds: timeout)
+            lock.lock()
+            for i in 0..<count {
+                let token = poller.ready[i]
+                if token == Token.wakeup {
+                    thread.wakeup?.drain()
+                } else {
+                    receive(onPort: Int(token), thread: thread)
+                }
+            }
+            // The engine's timers are the main thread's: wake it if this batch moved them earlier.
+            if linkCheckWanted || (count > 0 && engine.nextDeadline(at: Self.now()) < plannedEngineDeadline) {
+                wakeMain.signal()
+            }
+        }
+        lock.unlock()
     }
 
     private func handleSignals() {
@@ -218,24 +365,35 @@ public final class SwitchDaemon {
     // MARK: - Datapath
 
     /// Up to a few batches from one port, then the loop moves on so no port starves the others.
-    private func receive(onPort index: Int) {
-        guard index < ports.count, let port = ports[index], let device = port.device else { return }
+    /// Called with `lock` held; lets it go while sending.
+    private func receive(onPort index: Int, thread: ForwardingThread) {
+        guard index < ports.count, let port = ports[index], let device = port.ingress(for: thread.number) else { return }
         let ingress = PortID(index)
+        let batch = thread.batch
         // Frames on a port we hold down mean its link came up before the kernel says so (it
         // reports carrier changes up to a second late): an interface that is up and receiving is up.
         port.lastReceive = Self.now()
-        if !engine.linkUp.contains(ingress) { refreshLinks(at: port.lastReceive) }
+        if !engine.linkUp.contains(ingress) {
+            if thread.number == 0 { refreshLinks(at: port.lastReceive) } else { linkCheckWanted = true }
+        }
         for _ in 0..<8 {
+            // Sending let the lock go: the port may have been removed or reopened meanwhile.
+            guard ports[index] === port else { return }
             let count: Int
             do {
                 switch device {
-                case .packet(let socket): count = try batch.receive(from: socket)
+                case .packet(let socket):
+                    if let ring = socket.ring {
+                        count = try batch.receive(from: ring, of: socket)
+                    } else {
+                        count = try batch.receive(from: socket)
+                    }
                 case .tap(let tap): count = try batch.receive(from: tap)
                 case .pcap(let pcap): count = pcap.receive(into: batch)
                 }
             } catch {
                 logger.warning("port \(port.name): \(error); rechecking the link")
-                refreshLinks(at: Self.now())
+                if thread.number == 0 { refreshLinks(at: Self.now()) } else { linkCheckWanted = true }
                 return
             }
             guard count > 0 else { return }
@@ -252,49 +410,91 @@ public final class SwitchDaemon {
                     on: ingress, at: now)
                 for egress in decision.ports {
                     guard let out = ports[egress.index] else { continue }
-                    if out.queue.isFull { flush(out) }
                     let tag = engine.egressTagged(egress, vlan: decision.vlan)
                         ? VLANTag(vlan: decision.vlan, priority: decision.priority) : nil
-                    if out.queue.count == 0 { pending.append(out) }
-                    out.queue.append(frame.bytes, header: frame.header, tag: tag)
+                    enqueue(frame.bytes, header: frame.header, tag: tag, on: egress.index, port: out, thread: thread)
                     if !captures.isEmpty { capture(frame.bytes, tag: tag, port: egress.index, outbound: true, at: wallClock) }
                 }
-                if !engine.outbox.isEmpty { queueGenerated() }
+                if !engine.outbox.isEmpty { queueGenerated(thread: thread) }
             }
-            flushPending()
+            flushPending(thread: thread)
+            if case .packet(let socket) = device { socket.ring?.release() }
             if count < batch.capacity { return }
         }
     }
 
-    private func flush(_ port: PortIO) {
-        let sent: Int, failed: Int, bytes: Int
-        switch port.device {
-        case .packet(let socket)?: (sent, failed, bytes) = port.queue.flush(to: socket)
-        case .tap(let tap)?: (sent, failed, bytes) = port.queue.flush(to: tap)
-        case .pcap(let pcap)?: (sent, failed, bytes) = pcap.flush(port.queue)
-        case nil:
-            port.txDrops &+= UInt64(port.queue.count)
-            port.queue.discard()
-            return
+    /// Queues a received frame (or, with `owned`, one the engine built) on an egress port.
+    /// Called with `lock` held.
+    private func enqueue(_ bytes: UnsafeRawBufferPointer, header: VirtioNetHeader, tag: VLANTag?, owned: [UInt8]? = nil,
+                         on index: Int, port: PortIO, thread: ForwardingThread) {
+        let queue = thread.queue(index)
+        if queue.isFull { flushLocked(index, thread: thread) }
+        if queue.count == 0 {
+            thread.pending.append(index)
+            thread.egress[index] = port.egress(for: thread.number)
         }
-        port.txFrames &+= UInt64(sent)
-        port.txBytes &+= UInt64(bytes)
-        port.txDrops &+= UInt64(failed)
+        if let owned {
+            queue.append(owned: owned, tag: tag)
+        } else {
+            queue.append(bytes, header: header, tag: tag)
+        }
     }
 
-    private func flushPending() {
-        for out in pending where out.queue.count > 0 { flush(out) }
-        pending.removeAll(keepingCapacity: true)
+    /// Sends one port's queue now, lock held (a full queue mid-batch; libpcap ports).
+    private func flushLocked(_ index: Int, thread: ForwardingThread) {
+        guard let queue = thread.queues[index], queue.count > 0 else { return }
+        let result = send(queue, to: thread.egress[index])
+        thread.traffic[index].frames &+= UInt64(result.sent)
+        thread.traffic[index].bytes &+= UInt64(result.bytes)
+        thread.traffic[index].drops &+= UInt64(result.failed)
     }
 
-    private func queueGenerated() {
+    private func send(_ queue: TransmitQueue, to device: Device?) -> (sent: Int, failed: Int, bytes: Int) {
+        switch device {
+        case .packet(let socket)?: return queue.flush(to: socket)
+        case .tap(let tap)?: return queue.flush(to: tap)
+        case .pcap(let pcap)?: return pcap.flush(queue)
+        case nil:
+            let dropped = queue.count
+            queue.discard()
+            return (0, dropped, 0)
+        }
+    }
+
+    /// Sends every queue the batch filled. Called with `lock` held; packet sockets and TAPs are
+    /// written without it (libpcap handles are not for sharing between threads: with it).
+    private func flushPending(thread: ForwardingThread) {
+        guard !thread.pending.isEmpty else { return }
+        for index in thread.pending {
+            if case .pcap? = thread.egress[index] { flushLocked(index, thread: thread) }
+        }
+        lock.unlock()
+        for index in thread.pending {
+            guard let queue = thread.queues[index], queue.count > 0 else { continue }
+            let result = send(queue, to: thread.egress[index])
+            // Counted below, under the lock; kept meanwhile in the queue's slot of `egress`.
+            thread.unsettled[index] = result
+        }
+        lock.lock()
+        for index in thread.pending {
+            if let result = thread.unsettled[index] {
+                thread.traffic[index].frames &+= UInt64(result.sent)
+                thread.traffic[index].bytes &+= UInt64(result.bytes)
+                thread.traffic[index].drops &+= UInt64(result.failed)
+                thread.unsettled[index] = nil
+            }
+            thread.egress[index] = nil
+        }
+        thread.pending.removeAll(keepingCapacity: true)
+    }
+
+    private func queueGenerated(thread: ForwardingThread) {
         for frame in engine.takeOutbox() {
             for egress in frame.ports {
                 guard let out = ports[egress.index] else { continue }
-                if out.queue.isFull { flush(out) }
                 let tag = engine.egressTagged(egress, vlan: frame.vlan) ? VLANTag(vlan: frame.vlan, priority: 6) : nil
-                if out.queue.count == 0 { pending.append(out) }
-                out.queue.append(owned: frame.bytes, tag: tag)
+                enqueue(UnsafeRawBufferPointer(start: nil, count: 0), header: VirtioNetHeader(), tag: tag, owned: frame.bytes,
+                        on: egress.index, port: out, thread: thread)
                 if !captures.isEmpty {
                     frame.bytes.withUnsafeBytes {
                         capture($0, tag: tag, port: egress.index, outbound: true, at: realtimeNanoseconds())
@@ -304,10 +504,11 @@ public final class SwitchDaemon {
         }
     }
 
+    /// Sends what the engine built (queries, forwarded reports) from the main thread.
     private func sendGenerated() {
         guard !engine.outbox.isEmpty else { return }
-        queueGenerated()
-        flushPending()
+        queueGenerated(thread: threads[0])
+        flushPending(thread: threads[0])
     }
 
     private func capture(_ frame: UnsafeRawBufferPointer, tag: VLANTag?, port: Int, outbound: Bool, at time: Int64) {
@@ -418,7 +619,6 @@ public final class SwitchDaemon {
             throw ControlError("no port named \(name)")
         }
         closeDevice(of: port)
-        pending.removeAll { $0 === port }
         engine.removePort(id, at: Self.now())
         ports[id.index] = nil
         logger.notice("port \(name) removed")
@@ -475,13 +675,18 @@ public final class SwitchDaemon {
 
     private func statusReport() -> StatusReport {
         for port in ports {
-            if case .packet(let socket)? = port?.device { port?.kernelDrops &+= socket.takeKernelDrops() }
+            for socket in port?.allSockets ?? [] { port?.kernelDrops &+= socket.takeKernelDrops() }
         }
-        let runtime = ports.map { port in
-            PortRuntime(interfaceIndex: port?.interfaceIndex.map(Int.init),
-                        txFrames: port?.txFrames ?? 0, txBytes: port?.txBytes ?? 0,
-                        txDrops: (port?.txDrops ?? 0) + (port?.rxErrors ?? 0) + (port?.kernelDrops ?? 0),
-                        linkChanges: port?.linkChanges ?? 0, socketOverruns: port?.kernelDrops ?? 0)
+        let runtime = ports.enumerated().map { index, port in
+            let sent = threads.reduce(into: Traffic()) {
+                $0.frames &+= $1.traffic[index].frames
+                $0.bytes &+= $1.traffic[index].bytes
+                $0.drops &+= $1.traffic[index].drops
+            }
+            return PortRuntime(interfaceIndex: port?.interfaceIndex.map(Int.init),
+                               txFrames: sent.frames, txBytes: sent.bytes,
+                               txDrops: sent.drops + (port?.rxErrors ?? 0) + (port?.kernelDrops ?? 0),
+                               linkChanges: port?.linkChanges ?? 0, socketOverruns: port?.kernelDrops ?? 0)
         }
         return StatusReport(engine: engine, ports: runtime, at: Self.now())
     }

@@ -6,15 +6,24 @@ import CLinux
 /// epoll over the descriptors of the switch, each registered with a small integer token.
 public final class Poller {
     private let epoll: Int32
-    private var events: [epoll_event]
+    private let events: UnsafeMutablePointer<epoll_event>
+    private let capacity: Int
+    /// The tokens of the last wait (no array is made per wait: this runs for every batch).
+    public let ready: UnsafeMutablePointer<UInt64>
 
     public init(capacity: Int = 64) throws(SystemError) {
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epoll >= 0 else { throw SystemError("epoll_create1", "event loop") }
-        events = Array(repeating: epoll_event(), count: capacity)
+        self.capacity = capacity
+        events = .allocate(capacity: capacity)
+        ready = .allocate(capacity: capacity)
     }
 
-    deinit { close(epoll) }
+    deinit {
+        close(epoll)
+        events.deallocate()
+        ready.deallocate()
+    }
 
     public func add(_ fd: Int32, token: UInt64) throws(SystemError) {
         var event = epoll_event()
@@ -27,13 +36,12 @@ public final class Poller {
         _ = epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil)
     }
 
-    /// Waits up to `timeoutMilliseconds` (-1: forever) and returns the ready tokens.
-    public func wait(timeoutMilliseconds: Int32) -> [UInt64] {
-        let n = events.withUnsafeMutableBufferPointer {
-            epoll_wait(epoll, $0.baseAddress, Int32($0.count), timeoutMilliseconds)
-        }
-        guard n > 0 else { return [] }
-        return (0..<Int(n)).map { events[$0].data.u64 }
+    /// Waits up to `timeoutMilliseconds` (-1: forever); the tokens ready are `ready[0..<n]`.
+    public func wait(timeoutMilliseconds: Int32) -> Int {
+        let n = epoll_wait(epoll, events, Int32(capacity), timeoutMilliseconds)
+        guard n > 0 else { return 0 }
+        for i in 0..<Int(n) { ready[i] = events[i].data.u64 }
+        return Int(n)
     }
 }
 
@@ -72,3 +80,70 @@ public func realtimeNanoseconds() -> Int64 {
     clock_gettime(CLOCK_REALTIME, &ts)
     return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
 }
+
+/// A mutex for the state the forwarding threads share (the engine, the port table). Held for
+/// deciding a batch, never across a system call that sends or waits.
+public final class DatapathLock: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+
+    public init() {
+        mutex = .allocate(capacity: 1)
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    @inline(__always) public func lock() { pthread_mutex_lock(mutex) }
+    @inline(__always) public func unlock() { pthread_mutex_unlock(mutex) }
+}
+
+/// An eventfd: one thread wakes another out of its epoll wait.
+public final class Wakeup: @unchecked Sendable {
+    public let descriptor: Int32
+
+    public init() throws(SystemError) {
+        descriptor = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard descriptor >= 0 else { throw SystemError("eventfd", "thread wakeup") }
+    }
+
+    deinit { close(descriptor) }
+
+    public func signal() {
+        var one: UInt64 = 1
+        _ = write(descriptor, &one, 8)
+    }
+
+    /// Empties the counter (level-triggered epoll would report it again otherwise).
+    public func drain() {
+        var value: UInt64 = 0
+        _ = read(descriptor, &value, 8)
+    }
+}
+
+/// A thread running `body`, joined by `join()`.
+public final class SystemThread: @unchecked Sendable {
+    private var thread = pthread_t()
+    private final class Box { let body: () -> Void; init(_ body: @escaping () -> Void) { self.body = body } }
+
+    public init(name: String, _ body: @escaping () -> Void) throws(SystemError) {
+        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+        let status = pthread_create(&thread, nil, { raw in
+            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            box.body()
+            return nil
+        }, box)
+        guard status == 0 else {
+            Unmanaged<Box>.fromOpaque(box).release()
+            throw SystemError("pthread_create", "thread \(name)", errno: status)
+        }
+        _ = clinux_set_thread_name(thread, String(name.prefix(15)))
+    }
+
+    public func join() { pthread_join(thread, nil) }
+}
+
+/// How many CPUs the process may run on (its affinity mask).
+public func usableCPUCount() -> Int { Int(clinux_usable_cpus()) }

@@ -11,13 +11,17 @@ public final class PacketSocket {
     public let interfaceName: String
     public let interfaceIndex: Int32
     public let descriptor: Int32
+    /// The receive ring, when the socket was opened with one; else frames are read with recvmmsg.
+    public let ring: ReceiveRing?
 
-    public init(interface name: String, receiveBufferBytes: Int32 = 16 << 20) throws(SystemError) {
+    /// `ringBytes` > 0 maps a receive ring of about that size (see ReceiveRing).
+    public init(interface name: String, receiveBufferBytes: Int32 = 16 << 20, ringBytes: Int = 0) throws(SystemError) {
         let index = if_nametoindex(name)
         guard index != 0 else { throw SystemError("if_nametoindex", "interface \(name)", errno: ENODEV) }
         let protocolAll = UInt16(clinux_ETH_P_ALL).bigEndian
-        let fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue),
-                        Int32(protocolAll))
+        // Protocol 0: the socket hears nothing until bound to its interface, so that no frame of
+        // another interface is queued before the ring exists.
+        let fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket(AF_PACKET)", "interface \(name)") }
         do throws(SystemError) {
             try Self.setOption(fd, clinux_SOL_PACKET, clinux_PACKET_VNET_HDR, 1, name)
@@ -32,6 +36,7 @@ public final class PacketSocket {
             if setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, [receiveBufferBytes], 4) != 0 {
                 _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, [receiveBufferBytes], 4)
             }
+            ring = ringBytes > 0 ? try ReceiveRing(descriptor: fd, bytes: ringBytes, interface: name) : nil
             var address = sockaddr_ll()
             address.sll_family = UInt16(AF_PACKET)
             address.sll_protocol = protocolAll
@@ -65,6 +70,24 @@ public final class PacketSocket {
         }
     }
 
+    /// Shares the interface's frames with other sockets, one per forwarding thread: frames of
+    /// one flow go to one socket (hash), and a socket whose ring is full rolls its excess over
+    /// to the next instead of dropping it. `group` nil starts a new group with an id the kernel
+    /// picks; returns the group's id for the other sockets to join.
+    public func joinFanout(group: UInt16?) throws(SystemError) -> UInt16 {
+        let mode = clinux_PACKET_FANOUT_HASH | clinux_PACKET_FANOUT_FLAG_ROLLOVER
+        var value = group.map { Int32($0) | Int32(mode) << 16 } ?? Int32(mode | clinux_PACKET_FANOUT_FLAG_UNIQUEID) << 16
+        guard setsockopt(descriptor, clinux_SOL_PACKET, clinux_PACKET_FANOUT, &value, 4) == 0 else {
+            throw SystemError("setsockopt(PACKET_FANOUT)", "interface \(interfaceName)")
+        }
+        if let group { return group }
+        var length = socklen_t(4)
+        guard getsockopt(descriptor, clinux_SOL_PACKET, clinux_PACKET_FANOUT, &value, &length) == 0 else {
+            throw SystemError("getsockopt(PACKET_FANOUT)", "interface \(interfaceName)")
+        }
+        return UInt16(truncatingIfNeeded: value)
+    }
+
     /// Frames the kernel dropped because this socket's buffer was full, since the last call
     /// (reading the statistics resets them).
     public func takeKernelDrops() -> UInt64 {
@@ -86,17 +109,30 @@ public struct ReceivedFrame {
     public var tag: VLANTag?
 }
 
-/// Buffers for receiving up to `capacity` frames with one recvmmsg, reused for every batch.
-/// The frames stay valid until the next `receive`.
+/// Up to `capacity` received frames, however they were read: with one recvmmsg into the
+/// batch's own buffers, from a TAP device, from libpcap, or in place in a receive ring.
+/// The frames stay valid until the next fill (and, for a ring, until the ring is released).
 public final class ReceiveBatch {
     public let capacity: Int
     /// Room for the largest GSO frame the kernel hands over, with its header.
     public static let bufferSize = 65_536 + VirtioNetHeader.length + 64
+
+    /// Where one frame is: its virtio-net header followed by the frame, and the tag the kernel
+    /// took out of it (or nil: look in the bytes). A nil `start` is a frame that was cut short.
+    struct Entry {
+        var start: UnsafeMutableRawPointer?
+        var length: Int
+        var strippedTag: VLANTag?
+
+        static var cut: Entry { Entry(start: nil, length: 0, strippedTag: nil) }
+    }
+
     private let storage: UnsafeMutableRawPointer
     private let control: UnsafeMutableRawPointer
     private let controlSize: Int
     private let iovecs: UnsafeMutablePointer<iovec>
     private let messages: UnsafeMutablePointer<clinux_mmsghdr>
+    private let entries: UnsafeMutablePointer<Entry>
     public private(set) var count = 0
 
     public init(capacity: Int = 32) {
@@ -106,6 +142,8 @@ public final class ReceiveBatch {
         control = .allocate(byteCount: capacity * controlSize, alignment: 16)
         iovecs = .allocate(capacity: capacity)
         messages = .allocate(capacity: capacity)
+        entries = .allocate(capacity: capacity)
+        entries.initialize(repeating: Entry(start: nil, length: 0, strippedTag: nil), count: capacity)
         for i in 0..<capacity {
             iovecs[i] = iovec(iov_base: storage + i * Self.bufferSize, iov_len: Self.bufferSize)
         }
@@ -116,41 +154,97 @@ public final class ReceiveBatch {
         control.deallocate()
         iovecs.deallocate()
         messages.deallocate()
+        entries.deallocate()
     }
 
-    /// Reads what is waiting on `socket`, up to the capacity; 0 when nothing is.
+    private func buffer(_ i: Int) -> UnsafeMutableRawPointer { storage + i * Self.bufferSize }
+
+    /// Reads what is waiting on `socket`'s queue, up to the capacity; 0 when nothing is.
     public func receive(from socket: PacketSocket) throws(SystemError) -> Int {
-        for i in 0..<capacity {
-            var header = msghdr()
-            header.msg_iov = iovecs + i
-            header.msg_iovlen = 1
-            header.msg_control = control + i * controlSize
-            header.msg_controllen = controlSize
-            messages[i] = clinux_mmsghdr(msg_hdr: header, msg_len: 0)
-        }
+        count = 0
+        for i in 0..<capacity { prepareMessage(i, buffer: i) }
+        let n = try receiveMessages(from: socket, limit: capacity)
+        for i in 0..<n { entries[i] = entry(ofMessage: i, buffer: i) }
+        count = n
+        return count
+    }
+
+    /// Points message `i` at buffer `buffer` and its control space.
+    private func prepareMessage(_ i: Int, buffer: Int) {
+        var header = msghdr()
+        header.msg_iov = iovecs + buffer
+        header.msg_iovlen = 1
+        header.msg_control = control + buffer * controlSize
+        header.msg_controllen = controlSize
+        messages[i] = clinux_mmsghdr(msg_hdr: header, msg_len: 0)
+    }
+
+    /// recvmmsg into the first `limit` messages; returns how many arrived.
+    private func receiveMessages(from socket: PacketSocket, limit: Int) throws(SystemError) -> Int {
         while true {
-            let n = clinux_recvmmsg(socket.descriptor, messages, UInt32(capacity), Int32(MSG_DONTWAIT))
-            if n >= 0 { count = Int(n); return count }
+            let n = clinux_recvmmsg(socket.descriptor, messages, UInt32(limit), Int32(MSG_DONTWAIT))
+            if n >= 0 { return Int(n) }
             if errno == EINTR { continue }
-            count = 0
             if errno == EAGAIN || errno == EWOULDBLOCK { return 0 }
             throw SystemError("recvmmsg", "interface \(socket.interfaceName)")
         }
+    }
+
+    private func entry(ofMessage i: Int, buffer: Int) -> Entry {
+        var hdr = messages[i].msg_hdr
+        // Cut by the kernel (did not fit): the caller counts it as a receive error.
+        if hdr.msg_flags & Int32(MSG_TRUNC) != 0 { return .cut }
+        var auxdata = tpacket_auxdata()
+        var tag: VLANTag?
+        if clinux_read_auxdata(&hdr, &auxdata) != 0, auxdata.tp_status & clinux_TP_STATUS_VLAN_VALID != 0 {
+            tag = VLANTag(tci: auxdata.tp_vlan_tci)
+        }
+        return Entry(start: self.buffer(buffer), length: Int(messages[i].msg_len), strippedTag: tag)
+    }
+
+    /// Takes up to the capacity of the frames the kernel has put in `ring`, in place. Frames too
+    /// big for a slot wait whole on the socket's queue, in ring order: they are read together
+    /// with one recvmmsg. The caller hands the slots back with `ring.release()` once it is done
+    /// with the frames.
+    public func receive(from ring: ReceiveRing, of socket: PacketSocket) throws(SystemError) -> Int {
+        count = 0
+        var queued = 0
+        while count < capacity, let slot = ring.take() {
+            if slot.status & clinux_TP_STATUS_COPY != 0 {
+                prepareMessage(queued, buffer: count)
+                queued += 1
+                entries[count] = .cut
+            } else if slot.captured < slot.length {
+                entries[count] = .cut        // too big and no room on the queue either
+            } else {
+                let tag = slot.status & clinux_TP_STATUS_VLAN_VALID != 0 ? VLANTag(tci: slot.vlanTCI) : nil
+                entries[count] = Entry(start: slot.frame - VirtioNetHeader.length,
+                                       length: slot.captured + VirtioNetHeader.length, strippedTag: tag)
+            }
+            count += 1
+        }
+        if queued > 0 {
+            let n = try receiveMessages(from: socket, limit: queued)
+            for i in 0..<n {
+                let buffer = (messages[i].msg_hdr.msg_iov - iovecs)
+                entries[buffer] = entry(ofMessage: i, buffer: buffer)
+            }
+        }
+        return count
     }
 
     /// Reads what is waiting on a TAP device, one frame per read, up to the capacity.
     public func receive(from tap: TapDevice) throws(SystemError) -> Int {
         count = 0
         while count < capacity {
-            let n = read(tap.descriptor, storage + count * Self.bufferSize, Self.bufferSize)
+            let n = read(tap.descriptor, buffer(count), Self.bufferSize)
             if n < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN || errno == EWOULDBLOCK { break }
                 throw SystemError("read", "TAP \(tap.interfaceName)")
             }
-            var header = msghdr()
-            header.msg_controllen = 0           // no auxdata: tags stay in the frame
-            messages[count] = clinux_mmsghdr(msg_hdr: header, msg_len: UInt32(n))
+            // No auxdata: tags stay in the frame.
+            entries[count] = Entry(start: buffer(count), length: n, strippedTag: nil)
             count += 1
         }
         return count
@@ -162,35 +256,25 @@ public final class ReceiveBatch {
     /// Stores one frame with the virtio-net header the caller made up for it; false when full.
     public func store(_ frame: UnsafeRawBufferPointer, header: VirtioNetHeader) -> Bool {
         guard count < capacity, frame.count + VirtioNetHeader.length <= Self.bufferSize else { return false }
-        let base = storage + count * Self.bufferSize
+        let base = buffer(count)
         header.write(to: base)
         (base + VirtioNetHeader.length).copyMemory(from: frame.baseAddress!, byteCount: frame.count)
-        var message = msghdr()
-        message.msg_controllen = 0
-        messages[count] = clinux_mmsghdr(msg_hdr: message, msg_len: UInt32(frame.count + VirtioNetHeader.length))
+        entries[count] = Entry(start: base, length: frame.count + VirtioNetHeader.length, strippedTag: nil)
         count += 1
         return true
     }
 
-    /// The i-th frame of the last batch, with the tag recovered from auxdata or from the bytes
-    /// (an inline tag is taken out by moving the MAC addresses over it). Nil for a runt or a
-    /// frame cut short.
+    /// The i-th frame of the last batch, with the tag recovered from what the kernel stripped
+    /// or from the bytes (an inline tag is taken out by moving the MAC addresses over it). Nil
+    /// for a runt or a frame cut short.
     public func frame(_ i: Int) -> ReceivedFrame? {
-        let message = messages[i]
-        let length = Int(message.msg_len)
-        // Cut by the kernel (did not fit): the caller counts it as a receive error.
-        if message.msg_hdr.msg_flags & Int32(MSG_TRUNC) != 0 { return nil }
-        guard length >= VirtioNetHeader.length + EthernetFrameView.headerLength else { return nil }
-        let base = storage + i * Self.bufferSize
+        let entry = entries[i]
+        guard let base = entry.start, entry.length >= VirtioNetHeader.length + EthernetFrameView.headerLength else { return nil }
         var header = VirtioNetHeader(base)
         var start = base + VirtioNetHeader.length
-        var frameLength = length - VirtioNetHeader.length
-        var tag: VLANTag?
-        var auxdata = tpacket_auxdata()
-        var hdr = message.msg_hdr
-        if clinux_read_auxdata(&hdr, &auxdata) != 0, auxdata.tp_status & clinux_TP_STATUS_VLAN_VALID != 0 {
-            tag = VLANTag(tci: auxdata.tp_vlan_tci)
-        } else if let inline = (try? EthernetFrameView(checking: UnsafeRawBufferPointer(start: start, count: frameLength)))?.inlineTag {
+        var frameLength = entry.length - VirtioNetHeader.length
+        var tag = entry.strippedTag
+        if tag == nil, let inline = (try? EthernetFrameView(checking: UnsafeRawBufferPointer(start: start, count: frameLength)))?.inlineTag {
             tag = inline
             (start + 4).copyMemory(from: start, byteCount: 12)
             start += 4

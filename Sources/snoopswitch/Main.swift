@@ -3,6 +3,7 @@ import Control
 import Datapath
 import Foundation
 import Logging
+import Ports
 import SwitchEngine
 import Wire
 
@@ -117,6 +118,9 @@ struct Run: ParsableCommand {
 
     @Flag(help: "Spin on the ports instead of sleeping until frames arrive: a core for lower latency and higher rates.")
     var busyPoll = false
+
+    @Option(help: "Forwarding threads, each with its own socket on every port (default: one per CPU the switch may run on, at most 4).")
+    var threads: Int?
 
     @Option(help: "Serve Prometheus metrics on ADDRESS:PORT (GET /metrics).")
     var metrics: String?
@@ -270,10 +274,13 @@ struct Run: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "snoopswitch")
+        if let threads, !(1...64).contains(threads) { throw Failure("--threads takes 1 to 64, not \(threads)") }
         let daemon: SwitchDaemon
         do {
             daemon = try SwitchDaemon(configuration: config, controlPath: control, controlGroup: controlGroup,
-                                      metricsAddress: metrics, logger: logger)
+                                      metricsAddress: metrics, threads: threads ?? min(4, usableCPUCount()),
+                                      ringBytes: (Int(ProcessInfo.processInfo.environment["RINGKIB"] ?? "") ?? 1024) * 1024,
+                                      logger: logger)
         } catch {
             throw Failure("\(error)")
         }

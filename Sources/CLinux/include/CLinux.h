@@ -8,6 +8,9 @@
 #include <sys/ioctl.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/eventfd.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/un.h>
 #include <net/if.h>
 #include <net/ethernet.h>
@@ -33,6 +36,17 @@ static const int clinux_PACKET_MR_PROMISC = PACKET_MR_PROMISC;
 static const unsigned clinux_TP_STATUS_VLAN_VALID = TP_STATUS_VLAN_VALID;
 static const unsigned clinux_TP_STATUS_VLAN_TPID_VALID = TP_STATUS_VLAN_TPID_VALID;
 static const unsigned clinux_TP_STATUS_CSUMNOTREADY = TP_STATUS_CSUMNOTREADY;
+static const int clinux_PACKET_VERSION = PACKET_VERSION;
+static const int clinux_TPACKET_V2 = TPACKET_V2;
+static const int clinux_PACKET_RX_RING = PACKET_RX_RING;
+static const int clinux_PACKET_COPY_THRESH = PACKET_COPY_THRESH;
+static const int clinux_PACKET_FANOUT = PACKET_FANOUT;
+static const int clinux_PACKET_FANOUT_HASH = PACKET_FANOUT_HASH;
+static const int clinux_PACKET_FANOUT_FLAG_ROLLOVER = PACKET_FANOUT_FLAG_ROLLOVER;
+static const int clinux_PACKET_FANOUT_FLAG_UNIQUEID = PACKET_FANOUT_FLAG_UNIQUEID;
+static const unsigned clinux_TP_STATUS_USER = TP_STATUS_USER;
+static const unsigned clinux_TP_STATUS_COPY = TP_STATUS_COPY;
+static const unsigned clinux_TP_STATUS_KERNEL = TP_STATUS_KERNEL;
 static const unsigned long clinux_SIOCGIFFLAGS = SIOCGIFFLAGS;
 static const unsigned long clinux_SIOCGIFMTU = SIOCGIFMTU;
 static const unsigned long clinux_SIOCGIFHWADDR = SIOCGIFHWADDR;
@@ -81,6 +95,20 @@ static inline size_t clinux_auxdata_space(void) { return CMSG_SPACE(sizeof(struc
 static inline int clinux_ioctl_ifreq(int fd, unsigned long request, struct ifreq *ifr) {
     return ioctl(fd, request, ifr);
 }
+
+/// The status word of a TPACKET_V2 ring slot, shared with the kernel: read with acquire (the
+/// frame's bytes are visible once the kernel's status is), handed back with release.
+static inline unsigned clinux_ring_status(const struct tpacket2_hdr *h) {
+    return __atomic_load_n(&h->tp_status, __ATOMIC_ACQUIRE);
+}
+static inline void clinux_ring_release(struct tpacket2_hdr *h) {
+    __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+}
+
+/// How many CPUs this process may run on.
+int clinux_usable_cpus(void);
+/// Names a thread (top -H, ps -L show it).
+int clinux_set_thread_name(pthread_t thread, const char *name);
 
 /// `struct mmsghdr`, which glibc declares only under _GNU_SOURCE (the layout is the kernel's).
 struct clinux_mmsghdr {
