@@ -122,6 +122,10 @@ struct Run: ParsableCommand {
     @Option(help: "Forwarding threads, each with its own socket on every port (default: one per CPU the switch may run on, at most 4).")
     var threads: Int?
 
+    @Option(help: ArgumentHelp("Receive ring of each packet socket, KiB (0: none, frames read with recvmmsg).",
+                               valueName: "KiB"))
+    var ringSize: Int = 1024
+
     @Option(help: "Serve Prometheus metrics on ADDRESS:PORT (GET /metrics).")
     var metrics: String?
 
@@ -275,11 +279,12 @@ struct Run: ParsableCommand {
         }
         let logger = Logger(label: "snoopswitch")
         if let threads, !(1...64).contains(threads) { throw Failure("--threads takes 1 to 64, not \(threads)") }
+        guard (0...262_144).contains(ringSize) else { throw Failure("--ring-size takes 0 to 262144 KiB, not \(ringSize)") }
         let daemon: SwitchDaemon
         do {
             daemon = try SwitchDaemon(configuration: config, controlPath: control, controlGroup: controlGroup,
                                       metricsAddress: metrics, threads: threads ?? min(4, usableCPUCount()),
-                                      ringBytes: (Int(ProcessInfo.processInfo.environment["RINGKIB"] ?? "") ?? 1024) * 1024,
+                                      ringBytes: ringSize * 1024,
                                       logger: logger)
         } catch {
             throw Failure("\(error)")
