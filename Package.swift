@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "Control", dependencies: ["SwitchEngine", "Wire", "CPcap", "CLinux"]),
         .target(
             name: "Datapath",
-            dependencies: ["SwitchEngine", "Ports", "Control", "Wire", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["SwitchEngine", "Ports", "Control", "Wire", "CLinux", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "snoopswitch",

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLinux
 import Control
 import Foundation
 import Logging
@@ -412,7 +413,8 @@ public final class SwitchDaemon: @unchecked Sendable {
                     guard let out = ports[egress.index] else { continue }
                     let tag = engine.egressTagged(egress, vlan: decision.vlan)
                         ? VLANTag(vlan: decision.vlan, priority: decision.priority) : nil
-                    enqueue(frame.bytes, header: frame.header, tag: tag, on: egress.index, port: out, thread: thread)
+                    enqueue(frame.bytes, header: frame.header, tag: tag, headerPrecedes: frame.headerPrecedes,
+                            on: egress.index, port: out, thread: thread)
                     if !captures.isEmpty { capture(frame.bytes, tag: tag, port: egress.index, outbound: true, at: wallClock) }
                 }
                 if !engine.outbox.isEmpty { queueGenerated(thread: thread) }
@@ -425,8 +427,8 @@ public final class SwitchDaemon: @unchecked Sendable {
 
     /// Queues a received frame (or, with `owned`, one the engine built) on an egress port.
     /// Called with `lock` held.
-    private func enqueue(_ bytes: UnsafeRawBufferPointer, header: VirtioNetHeader, tag: VLANTag?, owned: [UInt8]? = nil,
-                         on index: Int, port: PortIO, thread: ForwardingThread) {
+    private func enqueue(_ bytes: UnsafeRawBufferPointer, header: VirtioNetHeader, tag: VLANTag?, headerPrecedes: Bool = false,
+                         owned: [UInt8]? = nil, on index: Int, port: PortIO, thread: ForwardingThread) {
         let queue = thread.queue(index)
         if queue.isFull { flushLocked(index, thread: thread) }
         if queue.count == 0 {
@@ -436,7 +438,7 @@ public final class SwitchDaemon: @unchecked Sendable {
         if let owned {
             queue.append(owned: owned, tag: tag)
         } else {
-            queue.append(bytes, header: header, tag: tag)
+            queue.append(bytes, header: header, tag: tag, headerPrecedes: headerPrecedes)
         }
     }
 
@@ -670,7 +672,11 @@ public final class SwitchDaemon: @unchecked Sendable {
     }
 
     private func statusDocument() throws -> String {
-        String(decoding: try ControlProtocol.encoder().encode(statusReport()), as: UTF8.self)
+        let document = String(decoding: try ControlProtocol.encoder().encode(statusReport()), as: UTF8.self)
+        // A large table's document takes many times its size to build; give that memory back
+        // rather than keep it for the next request.
+        if document.utf8.count > 1 << 20 { clinux_release_free_memory() }
+        return document
     }
 
     private func statusReport() -> StatusReport {

@@ -107,6 +107,9 @@ public struct ReceivedFrame {
     public var header: VirtioNetHeader
     public var bytes: UnsafeRawBufferPointer
     public var tag: VLANTag?
+    /// The header, as received, sits in the 10 bytes before `bytes`: the frame leaves again
+    /// as one piece of memory when it keeps its tagging.
+    public var headerPrecedes: Bool
 }
 
 /// Up to `capacity` received frames, however they were read: with one recvmmsg into the
@@ -274,14 +277,17 @@ public final class ReceiveBatch {
         var start = base + VirtioNetHeader.length
         var frameLength = entry.length - VirtioNetHeader.length
         var tag = entry.strippedTag
+        var headerPrecedes = true
         if tag == nil, let inline = (try? EthernetFrameView(checking: UnsafeRawBufferPointer(start: start, count: frameLength)))?.inlineTag {
             tag = inline
             (start + 4).copyMemory(from: start, byteCount: 12)
             start += 4
             frameLength -= 4
             header = header.shifted(by: -4)
+            headerPrecedes = false
         }
-        return ReceivedFrame(header: header, bytes: UnsafeRawBufferPointer(start: start, count: frameLength), tag: tag)
+        return ReceivedFrame(header: header, bytes: UnsafeRawBufferPointer(start: start, count: frameLength), tag: tag,
+                             headerPrecedes: headerPrecedes)
     }
 }
 
@@ -311,12 +317,23 @@ public final class TransmitQueue {
 
     public var isFull: Bool { count == capacity }
 
-    /// Queues a frame given untagged, inserting `tag` when set. The bytes must stay valid until `flush`.
-    public func append(_ frame: UnsafeRawBufferPointer, header: VirtioNetHeader, tag: VLANTag?) {
+    /// Queues a frame given untagged, inserting `tag` when set. The bytes must stay valid until
+    /// `flush`. `headerPrecedes`: `header` is already in the 10 bytes before the frame (one
+    /// piece of memory to send when no tag goes in).
+    public func append(_ frame: UnsafeRawBufferPointer, header: VirtioNetHeader, tag: VLANTag?, headerPrecedes: Bool = false) {
         precondition(count < capacity && frame.count >= 12)
         let slot = scratch + count * Self.scratchSize
         let vectors = iovecs + count * 4
         let base = UnsafeMutableRawPointer(mutating: frame.baseAddress!)
+        if tag == nil && headerPrecedes {
+            vectors[0] = iovec(iov_base: base - VirtioNetHeader.length, iov_len: VirtioNetHeader.length + frame.count)
+            var message = msghdr()
+            message.msg_iov = vectors
+            message.msg_iovlen = 1
+            messages[count] = clinux_mmsghdr(msg_hdr: message, msg_len: 0)
+            count += 1
+            return
+        }
         vectors[0] = iovec(iov_base: slot, iov_len: VirtioNetHeader.length)
         vectors[1] = iovec(iov_base: base, iov_len: 12)
         var n = 2
@@ -401,8 +418,10 @@ public final class TransmitQueue {
             let vectors = UnsafeBufferPointer(start: message.msg_iov, count: Int(message.msg_iovlen))
             let header = VirtioNetHeader(vectors[0].iov_base!)
             frame.removeAll(keepingCapacity: true)
-            for vector in vectors.dropFirst() {
-                frame.append(contentsOf: UnsafeRawBufferPointer(start: vector.iov_base, count: vector.iov_len))
+            // The header is the first 10 bytes of the first vector, alone or followed by the frame.
+            for (i, vector) in vectors.enumerated() {
+                let skip = i == 0 ? VirtioNetHeader.length : 0
+                frame.append(contentsOf: UnsafeRawBufferPointer(start: vector.iov_base! + skip, count: vector.iov_len - skip))
             }
             let ok = frame.withUnsafeBytes { body(header, $0) }
             if ok { sent += 1; bytes += frame.count } else { failed += 1 }

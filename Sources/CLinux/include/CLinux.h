@@ -11,6 +11,7 @@
 #include <sys/eventfd.h>
 #include <pthread.h>
 #include <sched.h>
+#include <malloc.h>
 #include <sys/un.h>
 #include <net/if.h>
 #include <net/ethernet.h>
@@ -104,6 +105,9 @@ static inline unsigned clinux_ring_status(const struct tpacket2_hdr *h) {
 static inline void clinux_ring_release(struct tpacket2_hdr *h) {
     __atomic_store_n(&h->tp_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
 }
+
+/// Hands freed heap memory back to the system.
+static inline void clinux_release_free_memory(void) { malloc_trim(0); }
 
 /// How many CPUs this process may run on.
 int clinux_usable_cpus(void);
