@@ -1,0 +1,362 @@
+"""The datapath: TPACKET_V2 receive rings and forwarding threads
+(topologies/four-hosts.topo: h1..h4 = 192.0.2.1-4, MACs 02:00:00:00:00:01-04).
+
+A packet port reads small frames in place from its ring (512-byte slots: about 436 bytes
+of frame); larger ones (MTU-sized, 64 KB GSO frames) the kernel marks TP_STATUS_COPY and
+queues whole on the socket, read in ring order. With --threads N each further thread has
+its own socket on every packet port, in a PACKET_FANOUT group (hash by flow, rollover
+when a ring is full), and decides frames in the one engine; the main thread runs the
+timers and is woken when a frame moved the engine's deadlines.
+
+Delivery is checked with real sockets, byte for byte: veth leaves checksums partial, so
+a datagram reaches a socket only if the switch handed the kernel a valid virtio-net
+header with it.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import socket
+import struct
+import time
+from collections import Counter
+
+import pytest
+
+from lab import (
+    in_netns,
+    igmp_leave,
+    igmp_report,
+    members,
+    port_entry,
+    random_marker,
+    run_refused,
+    tcp_transfer,
+)
+
+G = "239.5.5.5"
+PORT = 5020
+QA = "192.0.2.254"  # the switch's querier address
+
+# Ring slots are 512 bytes; a frame of about 436 bytes still fits, i.e. a UDP payload of
+# about 394. Every payload size from well below to well above that crosses, plus small
+# frames, a 1000-byte one and full MTU frames (1472 = 1500 - 20 - 8).
+BOUNDARY = list(range(370, 481))
+FIXED_SIZES = [0, 1, 7, 18, 64, 200, 300, *BOUNDARY, 1000, 1400, 1471, 1472]
+
+# Flags, and how many datagrams of one flow h4 sends at a time while the switch is
+# stopped (SIGSTOP), before it lets it go on and waits for their delivery (None: all of
+# them at once, both flows interleaved, the switch running). The tiny ring (64 KiB: 128
+# slots a socket) gets bursts of 192 frames of one flow: more than one ring holds, less
+# than the kernel puts into two with rollover (a ring takes frames until it has less than
+# a quarter free, the excess of a big flow goes to a socket that has more, then each ring
+# fills up: 96 + 96 + 32 = 224), so they arrive only if the excess rolled over.
+VARIANTS = {
+    "threads-1": (["--threads", "1"], None),
+    "threads-2": (["--threads", "2"], None),
+    "no-ring": (["--ring-size", "0"], None),
+    "threads-2-tiny-ring": (["--threads", "2", "--ring-size", "64"], 192),
+}
+
+
+# ---- helpers ------------------------------------------------------------------------
+def sized_payloads(rng: random.Random, sizes: list[int]) -> list[bytes]:
+    """One payload of each size: its index and size first (where they fit), then random
+    bytes, so that a payload swapped, cut or altered anywhere shows."""
+    out = []
+    for i, n in enumerate(sizes):
+        body = rng.randbytes(n)
+        out.append((struct.pack("!HH", i, n) + body[4:])[:n] if n >= 4 else body)
+    return out
+
+
+def _udp_socket(src_addr: str) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(src_addr))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
+    return s
+
+
+def send_interleaved(host, streams: dict[str, list[bytes]], port: int) -> None:
+    """Send each destination's payloads from one socket of its own (one flow each),
+    back to back, the destinations taking turns."""
+    socks = {dst: in_netns(host.ns, _udp_socket, host.addr) for dst in streams}
+    try:
+        for i in range(max(len(p) for p in streams.values())):
+            for dst, payloads in streams.items():
+                if i < len(payloads):
+                    socks[dst].sendto(payloads[i], (dst, port))
+    finally:
+        for s in socks.values():
+            s.close()
+
+
+def delivery_problems(sent: list[bytes], got: list[bytes], ordered: bool) -> list[str]:
+    """What is wrong with `got` as the delivery of `sent` (empty: all of it, intact,
+    once each, and in order if `ordered`)."""
+    problems = []
+    missing, extra = Counter(sent) - Counter(got), Counter(got) - Counter(sent)
+    known = set(sent)
+    if missing:
+        problems.append(f"{sum(missing.values())} of {len(sent)} missing, payload sizes "
+                        f"{sorted(len(p) for p in missing.elements())}")
+    foreign = [p for p in extra.elements() if p not in known]
+    if foreign:
+        problems.append(f"{len(foreign)} not among those sent (corrupted), sizes {sorted(len(p) for p in foreign)[:20]}")
+    if sum(extra.values()) > len(foreign):
+        problems.append(f"{sum(extra.values()) - len(foreign)} duplicates")
+    if ordered and not problems and got != sent:
+        at = next(i for i, (a, b) in enumerate(zip(got, sent)) if a != b)
+        problems.append(f"out of order from position {at}: sizes sent {[len(p) for p in sent[at:at + 6]]}, "
+                        f"received {[len(p) for p in got[at:at + 6]]}")
+    return problems
+
+
+def packet_sockets_per_port(lab, status: dict) -> dict[str, int]:
+    """How many AF_PACKET sockets are bound to each port's interface in the switch's
+    namespace (/proc/net/packet lists the ifindex of each)."""
+
+    def read():
+        with open("/proc/thread-self/net/packet") as f:
+            return f.read()
+
+    by_index: dict[int, int] = {}
+    for line in in_netns(lab.sw_ns, read).splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 5:
+            by_index[int(cols[4])] = by_index.get(int(cols[4]), 0) + 1
+    return {p["name"]: by_index.get(p["ifindex"], 0) for p in status["ports"]}
+
+
+def overruns(status: dict) -> int:
+    return int((status.get("drops_by_reason") or {}).get("socket_overrun", 0) or 0)
+
+
+def port_counts(status: dict, names) -> dict[str, tuple[int, int]]:
+    """(rx_frames, tx_frames) of each named port."""
+    return {n: (port_entry(status, n)["rx_frames"], port_entry(status, n)["tx_frames"]) for n in names}
+
+
+# ---- every frame size, every datapath -------------------------------------------------
+@pytest.mark.parametrize("variant", list(VARIANTS), ids=list(VARIANTS))
+def test_every_frame_size_crosses_intact(four, variant):
+    """h4 sends datagrams of every size from empty to a full MTU frame (each size around
+    the ring slot's limit, about 394 bytes of payload, one by one) to h3 (unicast) and to
+    a group h1 and h2 joined, three times over in shuffled order, so that small frames
+    read in place and large ones read from the socket's queue interleave: back to back,
+    all at once (the tiny ring: in bursts of 192 of one flow into the stopped switch, see
+    VARIANTS). Every receiver gets every payload once, byte for byte, and (except with the
+    tiny ring, where rollover spreads a flow over two sockets) in the order sent; the
+    non-member h3 gets no frame of the group. With --threads N each port has N packet
+    sockets."""
+    flags, burst = VARIANTS[variant]
+    sw = four.start_switch(*flags)
+    h1, h2, h3, h4 = (four[n] for n in ("h1", "h2", "h3", "h4"))
+    if "--threads" in flags:
+        threads = int(flags[flags.index("--threads") + 1])
+        socks = packet_sockets_per_port(four, sw.status())
+        assert socks == {n: threads for n in four.hosts}, f"packet sockets per port with --threads {threads}: {socks}"
+
+    rxs = {"h1": h1.join(G, PORT), "h2": h2.join(G, PORT), "h3": h3.receiver(None, PORT)}
+    assert h4.ping(h3.addr), "h4 cannot ping h3"
+    cap3 = h3.capture()
+    seed = random.getrandbits(32)
+    rng = random.Random(seed)
+    sizes = FIXED_SIZES + rng.sample(range(1, 1473), 8)
+    sizes = [n for _ in range(3) for n in rng.sample(sizes, len(sizes))]
+    sent = {h3.addr: sized_payloads(rng, sizes), G: sized_payloads(rng, sizes)}
+    receivers = {h3.addr: ["h3"], G: ["h1", "h2"]}
+    got: dict[str, list[bytes]] = {name: [] for name in rxs}
+    if burst is None:
+        send_interleaved(h4, sent, PORT)
+        for dst, names in receivers.items():
+            for name in names:
+                got[name] += rxs[name].collect(len(sent[dst]), timeout=5)
+    else:
+        for i in range(0, len(sizes), burst):
+            for dst, names in receivers.items():
+                chunk = sent[dst][i:i + burst]
+                sw.send_signal(signal.SIGSTOP)
+                try:
+                    send_interleaved(h4, {dst: chunk}, PORT)
+                    time.sleep(0.1)  # every frame through the kernel into the rings
+                finally:
+                    sw.send_signal(signal.SIGCONT)
+                for name in names:
+                    got[name] += rxs[name].collect(len(chunk), timeout=3, settle=0.05)
+    cap3.stop(settle=0.1)
+    st = sw.status()
+    problems = {name: delivery_problems(sent[dst], got[name], ordered=burst is None)
+                for dst, names in receivers.items() for name in names}
+    problems = {k: v for k, v in problems.items() if v}
+    assert not problems, (f"{variant} (seed {seed}, socket_overrun {overruns(st)}): datagrams from h4 to h3 "
+                          f"(unicast) and to {G} (h1, h2): {problems}")
+    leaked = cap3.to_group(G)
+    assert leaked == [], f"{variant}: non-member h3 saw {len(leaked)} frames to {G}: {leaked[:3]}"
+
+
+# ---- TCP: GSO frames through the queue path -------------------------------------------
+@pytest.mark.parametrize("variant", ["threads-2", "no-ring", "threads-2-tiny-ring"])
+def test_tcp_with_default_offloads_crosses_intact(four, variant):
+    """8 MB of TCP from h2 to h1 with the hosts' default offloads arrive intact (length
+    and SHA-256): h2 hands its veth GSO frames far larger than a ring slot (and the MTU),
+    which the switch reads from the socket's queue, while h1's ACKs fit the ring."""
+    sw = four.start_switch(*VARIANTS[variant][0])
+    h1, h2 = four["h1"], four["h2"]
+    cap = h2.capture()
+    result = tcp_transfer(h1.ns, h1.addr, h2.ns, nbytes=8 << 20, port=5202, timeout=20)
+    cap.stop()
+    print(f"{variant}: {result}")
+    assert result.ok, f"{variant}: {result}; socket_overrun {overruns(sw.status())}"
+    biggest = max((f.orig_len for f in cap.outgoing()), default=0)
+    assert biggest > 1514, f"h2 never sent a frame larger than the MTU (largest {biggest}): GSO was not exercised"
+
+
+# ---- IGMP on any thread ---------------------------------------------------------------
+def test_reports_for_500_groups_are_all_learned_with_two_threads(four):
+    """With --threads 2, h3's IGMPv2 reports for 500 groups (each to its group: 500 flows,
+    spread over both threads' sockets) and real joins of h1 and h2 are all learned."""
+    sw = four.start_switch("--threads", "2", "--igmp-rate", "100000")
+    h1, h2, h3 = four["h1"], four["h2"], four["h3"]
+    groups = [f"239.60.{i >> 8}.{i & 0xFF}" for i in range(1, 501)]
+    h3.send_frames([igmp_report(h3.mac, h3.addr, g, version=2) for g in groups])
+    h1.join("239.61.0.1", PORT)
+    h2.join("239.61.0.2", PORT)
+
+    def learned(st):
+        return {g["group"] for g in st.get("groups", []) if any(m["port"] == "h3" for m in g.get("members", []))}
+
+    try:
+        sw.wait_status(lambda s: learned(s) >= set(groups), timeout=5, what="h3 member of all 500 groups")
+    except AssertionError:
+        st = sw.status()
+        missing = sorted(set(groups) - learned(st))
+        raise AssertionError(f"{len(missing)} of 500 groups not learned on h3 (e.g. {missing[:10]}); "
+                             f"h3 rx_frames {port_entry(st, 'h3')['rx_frames']}, igmp {st['igmp']}, "
+                             f"drops {st.get('drops_by_reason')}") from None
+    st = sw.status()
+    assert members(st, "239.61.0.1") == {"h1"} and members(st, "239.61.0.2") == {"h2"}
+    assert len(learned(st)) == 500, f"h3 lists {len(learned(st))} groups, sent reports for 500"
+
+
+def test_fast_leave_with_two_threads_prunes_at_once(four):
+    """With --threads 2, a leave on a :fast-leave port removes it from the group within a
+    second, whichever thread read it; the member on a normal port keeps receiving and
+    the pruned port sees no more of the group."""
+    sw = four.start_switch("--threads", "2", suffixes={"h2": ":fast-leave"})
+    h1, h2, h4 = four["h1"], four["h2"], four["h4"]
+    rx1, rx2 = h1.join(G, PORT), h2.join(G, PORT)
+    marker = random_marker("before")
+    sent = h4.send_udp(G, PORT, count=20, marker=marker)
+    for name, rx in (("h1", rx1), ("h2", rx2)):
+        got = rx.collect(20, timeout=3, marker=marker)
+        assert sorted(got) == sorted(sent), f"{name} received {len(got)} of 20 before the leave"
+
+    rx2.leave()
+    sw.wait_status(lambda s: "h2" not in members(s, G), timeout=1.0,
+                   what="h2 pruned within 1 s of its leave (fast leave)")
+    assert "h1" in members(sw.status(), G)
+    cap2 = h2.capture()
+    marker = random_marker("after")
+    sent = h4.send_udp(G, PORT, count=20, marker=marker)
+    got = rx1.collect(20, timeout=3, marker=marker)
+    assert sorted(got) == sorted(sent), f"remaining member h1 received {len(got)} of 20 after h2's leave"
+    cap2.stop(settle=0.2)
+    leaked = cap2.to_group(G)
+    assert leaked == [], f"h2 left (fast leave) but still saw {len(leaked)} frames to {G}"
+
+
+def test_leave_on_any_thread_gets_its_group_specific_queries_on_time(four):
+    """With --threads 2, as querier with the default query interval (125 s: the main
+    thread's next own deadline is the startup query, 31 s away), each of eight leaves
+    (an IGMPv2 leave and an IGMPv3 TO_IN({}) from each host: eight flows, so that the
+    other thread reads some of them) is followed by last-member-query-count
+    group-specific queries, last-member-query-interval apart, and the port is pruned.
+    The leaves come one at a time and nothing asks the switch anything while the
+    queries are due, so the queries after the first come only if the thread that read
+    the leave woke the main thread."""
+    lmqi, lmqc = 0.25, 3
+    sw = four.start_switch("--threads", "2", "--querier", "--querier-address", QA,
+                           "--last-member-query-interval", str(lmqi), "--last-member-query-count", str(lmqc))
+    caps = {h.name: h.capture() for h in four.hosts.values()}
+    late = []
+    for k, (host, version) in enumerate((h, v) for v in (2, 3) for h in four.hosts.values()):
+        group = f"239.62.{k}.1"
+        # Crafted reports: no socket of the host joins, so its kernel answers no query.
+        host.send_frames([igmp_report(host.mac, host.addr, group, version=version, record_type=2)])
+        sw.wait_status(lambda s: host.name in members(s, group), timeout=2,
+                       what=f"{host.name} member of {group} after its v{version} report")
+        time.sleep(0.2)  # the main thread back to waiting for its next deadline
+        t0 = time.monotonic()
+        if version == 2:
+            host.send_frames([igmp_leave(host.mac, host.addr, group)])
+        else:
+            host.send_frames([igmp_report(host.mac, host.addr, group, version=3, record_type=3)])  # TO_IN({})
+        window = (lmqc - 1) * lmqi + 0.8
+        time.sleep(window)  # no status request meanwhile: it would wake the main thread
+        gsq = caps[host.name].igmp(lambda m: m.is_query and m.group == group and m.ip.src == QA)
+        times = [round(q.frame.time - t0, 2) for q in gsq if q.frame.time <= t0 + window]
+        print(f"{host.name} v{version} {group}: group-specific queries at {times}")
+        if len(times) < lmqc:
+            late.append(f"{host.name} v{version} leave of {group}: {len(times)} group-specific queries within "
+                        f"{window:.2f}s (at {times}), expected {lmqc}, {lmqi}s apart")
+        sw.wait_status(lambda s: host.name not in members(s, group), timeout=lmqi * lmqc + 2,
+                       what=f"{host.name} pruned from {group} after the unanswered queries")
+    assert not late, "group-specific queries came late (main thread not woken?):\n" + "\n".join(late)
+
+
+# ---- status counters --------------------------------------------------------------------
+def test_status_counts_frames_of_both_threads(four):
+    """With --threads 2, h4 sends 200 datagrams to a group h1 joined and 200 unicast to h3,
+    each in 8 flows (a new source port each: the flows spread over both threads'
+    sockets): h1's and h3's tx_frames grow by at least 200 and h4's rx_frames by at
+    least 400, while h2, which gets neither, grows by far less."""
+    sw = four.start_switch("--threads", "2")
+    h1, h2, h3, h4 = (four[n] for n in ("h1", "h2", "h3", "h4"))
+    rx1 = h1.join(G, PORT)
+    rx3 = h3.receiver(None, PORT)
+    assert h4.ping(h3.addr) and h3.ping(h4.addr)
+    time.sleep(0.2)
+    before = port_counts(sw.status(), four.hosts)
+    marker = random_marker("count")
+    for _ in range(8):
+        h4.send_udp(G, PORT, count=25, marker=marker, interval=0)
+        h4.send_udp(h3.addr, PORT, count=25, marker=marker, interval=0)
+    assert len(rx1.collect(200, timeout=3, marker=marker)) == 200, "h1 did not receive all 200 group datagrams"
+    assert len(rx3.collect(200, timeout=3, marker=marker)) == 200, "h3 did not receive all 200 unicast datagrams"
+
+    def grown(st):
+        now = port_counts(st, four.hosts)
+        d = {n: (now[n][0] - before[n][0], now[n][1] - before[n][1]) for n in now}
+        return d if d["h1"][1] >= 200 and d["h3"][1] >= 200 and d["h4"][0] >= 400 else None
+
+    try:
+        d = sw.wait_status(grown, timeout=3, what="tx_frames of h1 and h3 grown by 200, rx_frames of h4 by 400")
+    except AssertionError:
+        now = port_counts(sw.status(), four.hosts)
+        raise AssertionError(f"(rx_frames, tx_frames) before {before}, after {now}: the switch sent 200 "
+                             f"datagrams to h1 and to h3 each, and received 400 from h4") from None
+    assert d["h2"][1] < 20, f"h2 got no datagram but its tx_frames grew by {d['h2'][1]}: {d}"
+
+
+# ---- bad values -------------------------------------------------------------------------
+BAD = {
+    "threads-0": (["--threads", "0"], "--threads"),
+    "threads-65": (["--threads", "65"], "--threads"),
+    "ring-size-negative": (["--ring-size=-1"], "--ring-size"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_thread_or_ring_value_is_refused_with_one_line(four, case):
+    """--threads 0, --threads 65 and --ring-size=-1: a non-zero exit, one line on stderr
+    naming the flag, and no control socket."""
+    args, flag = BAD[case]
+    rc, err, seen = run_refused(four, ["--port", "h1", *args], case)
+    assert rc != 0, f"exit code 0 for {args}"
+    lines = err.rstrip("\n").split("\n")
+    assert err.strip() and len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{err}"
+    assert flag in err, f"the refusal does not name {flag}: {err.strip()!r}"
+    assert not seen, "the control socket was created although the command line was bad"
