@@ -272,6 +272,7 @@ start_snoopswitch() {
         --max-groups-per-port 131072 --max-groups-per-vlan 131072 --igmp-rate 1000000 \
         > "$TMP/snoopswitch.log" 2>&1 < /dev/null &
     SWITCH_PID=$!
+    note "snoopswitch ran with its defaults: $(( $(nproc) < 4 ? $(nproc) : 4 )) forwarding threads (one per CPU, at most 4), a 1 MiB receive ring per packet socket"
     local i
     for i in $(seq 1 200); do
         [[ -S "$SOCK" ]] && return 0
