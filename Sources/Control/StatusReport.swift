@@ -80,6 +80,19 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var errors: [String: UInt64]
     }
 
+    /// How the switch moves frames: forwarding threads and the receive ring of each packet socket.
+    public struct Datapath: Codable, Equatable, Sendable {
+        public var threads: Int
+        /// 0: no ring (recvmmsg).
+        public var ringBytes: Int
+
+        public init(threads: Int, ringBytes: Int) {
+            self.threads = threads
+            self.ringBytes = ringBytes
+        }
+    }
+
+    public var datapath: Datapath
     public var ports: [Port]
     public var macs: [MacEntry]
     public var groups: [Group]
@@ -131,7 +144,9 @@ public struct PortRuntime: Sendable {
 
 extension StatusReport {
     /// Reads the engine's state at `now`, with the datapath's per-port figures.
-    public init(engine: SnoopingSwitch, ports runtime: [PortRuntime], at now: Instant) {
+    public init(engine: SnoopingSwitch, ports runtime: [PortRuntime], datapath: Datapath = Datapath(threads: 1, ringBytes: 0),
+                at now: Instant) {
+        self.datapath = datapath
         func name(_ port: PortID) -> String { engine.ports[port.index]?.name ?? "port\(port.index)" }
         func seconds(until t: Instant) -> Double { max(0, (t - now).secondsValue) }
         let learnedRouters = engine.routers.learnedPorts()

@@ -4,7 +4,8 @@ import Foundation
 /// `bridge mdb show` and a switch's `show ip igmp snooping`.
 extension StatusReport {
     public func renderText() -> String {
-        var out = ""
+        var out = "Datapath: \(datapath.threads) forwarding thread\(datapath.threads == 1 ? "" : "s"), "
+            + (datapath.ringBytes > 0 ? "\(datapath.ringBytes / 1024) KiB receive ring per socket\n\n" : "no receive rings (recvmmsg)\n\n")
         out += table(title: "Ports", ["PORT", "IFINDEX", "LINK", "PVID", "TAGGED", "ROUTER", "FAST-LEAVE", "RX", "TX", "DROPS"],
                      ports.map { p in
                          [p.name, p.ifindex.map(String.init) ?? "-", p.link, p.pvid.map(String.init) ?? "-",

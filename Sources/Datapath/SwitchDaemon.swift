@@ -704,7 +704,8 @@ public final class SwitchDaemon: @unchecked Sendable {
                                txDrops: sent.drops + (port?.rxErrors ?? 0) + (port?.kernelDrops ?? 0),
                                linkChanges: port?.linkChanges ?? 0, socketOverruns: port?.kernelDrops ?? 0)
         }
-        return StatusReport(engine: engine, ports: runtime, at: Self.now())
+        return StatusReport(engine: engine, ports: runtime,
+                            datapath: .init(threads: threads.count, ringBytes: ringBytes), at: Self.now())
     }
 
     /// `capture PORT|* all|control`: the client's socket becomes a capture stream.
