@@ -26,3 +26,16 @@ int clinux_usable_cpus(void) {
 int clinux_set_thread_name(pthread_t thread, const char *name) {
     return pthread_setname_np(thread, name);
 }
+
+int clinux_pin_thread(pthread_t thread, int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(thread, sizeof(set), &set);
+}
+
+int clinux_cpu_allowed(int cpu) {
+    cpu_set_t set;
+    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
+    return CPU_ISSET(cpu, &set) ? 1 : 0;
+}

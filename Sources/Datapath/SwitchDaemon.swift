@@ -158,7 +158,7 @@ public final class SwitchDaemon: @unchecked Sendable {
     private var captures: [CaptureStream] = []
     /// Spin instead of sleeping in epoll (`--busy-poll`): lower latency and higher rates for
     /// a core spent on it.
-    public var busyPoll = false
+    private let busyPoll: Bool
     /// After frames, a thread keeps looking for more this long before it sleeps. Being woken
     /// costs more than the gap between the frames of a busy flow (an IPI, and on a virtual
     /// machine an exit): TCP through the switch is bound by that latency, not by CPU (about
@@ -166,6 +166,8 @@ public final class SwitchDaemon: @unchecked Sendable {
     static let pollWindow = Duration.microseconds(50)
     /// Receive ring per packet socket (0: recvmmsg instead).
     private let ringBytes: Int
+    /// Forwarding thread i runs on cpus[i % count] when set (`--cpus`).
+    private let cpus: [Int]
     /// Called on SIGHUP; returns a line for the log.
     public var reload: ((SwitchDaemon) -> String)?
 
@@ -173,9 +175,11 @@ public final class SwitchDaemon: @unchecked Sendable {
     /// Throws, with nothing left open, if any part cannot start.
     public init(configuration: SwitchConfiguration, controlPath: String, controlGroup: String? = nil,
                 metricsAddress: String? = nil, threads threadCount: Int = 1, ringBytes: Int = 1 << 20,
-                logger: Logger) throws {
+                cpus: [Int] = [], busyPoll: Bool = false, logger: Logger) throws {
         self.logger = logger
+        self.busyPoll = busyPoll
         self.ringBytes = ringBytes
+        self.cpus = cpus
         for port in configuration.ports where port.attachment != .tap && InterfaceState.read(port.name) == nil {
             throw ControlError("interface \(port.name) does not exist")
         }
@@ -213,6 +217,24 @@ public final class SwitchDaemon: @unchecked Sendable {
         }
         control = try ControlServer(path: controlPath, group: controlGroup)
         try poller.add(control.descriptor, token: Token.control)
+        startThreads()
+    }
+
+    /// Starts the forwarding threads other than this one (they wait for the lock until `run`),
+    /// each bound to its CPU with `--cpus`, and binds this one.
+    private func startThreads() {
+        if !cpus.isEmpty {
+            do throws(SystemError) { try SystemThread.pinCurrent(to: cpus[0]) } catch { logger.warning("\(error)") }
+        }
+        for thread in threads.dropFirst() {
+            do {
+                let system = try SystemThread(name: "snoopswitch/\(thread.number)") { [self] in forwardingLoop(thread) }
+                thread.system = system
+                if !cpus.isEmpty { try system.pin(to: cpus[thread.number % cpus.count]) }
+            } catch {
+                logger.warning("\(error); forwarding with fewer threads")
+            }
+        }
     }
 
     private static func now() -> Instant { Instant(nanoseconds: monotonicNanoseconds()) }
@@ -265,13 +287,6 @@ public final class SwitchDaemon: @unchecked Sendable {
     public func run() -> Int32 {
         lock.lock()
         logger.info("forwarding on \(engine.activePortIDs.count) ports with \(threads.count) thread\(threads.count == 1 ? "" : "s"); control socket \(control.path)")
-        for thread in threads.dropFirst() {
-            do {
-                thread.system = try SystemThread(name: "snoopswitch/\(thread.number)") { [self] in forwardingLoop(thread) }
-            } catch {
-                logger.warning("\(error); forwarding with fewer threads")
-            }
-        }
         while running {
             var now = Self.now()
             engine.advance(to: now)

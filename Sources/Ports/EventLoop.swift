@@ -143,7 +143,22 @@ public final class SystemThread: @unchecked Sendable {
     }
 
     public func join() { pthread_join(thread, nil) }
+
+    /// Binds this thread to `cpu`.
+    public func pin(to cpu: Int) throws(SystemError) {
+        let status = clinux_pin_thread(thread, Int32(cpu))
+        guard status == 0 else { throw SystemError("pthread_setaffinity_np", "CPU \(cpu)", errno: status) }
+    }
+
+    /// Binds the calling thread to `cpu`.
+    public static func pinCurrent(to cpu: Int) throws(SystemError) {
+        let status = clinux_pin_thread(pthread_self(), Int32(cpu))
+        guard status == 0 else { throw SystemError("pthread_setaffinity_np", "CPU \(cpu)", errno: status) }
+    }
 }
+
+/// Whether the process may run on `cpu` (its affinity mask).
+public func cpuAllowed(_ cpu: Int) -> Bool { clinux_cpu_allowed(Int32(cpu)) == 1 }
 
 /// How many CPUs the process may run on (its affinity mask).
 public func usableCPUCount() -> Int { Int(clinux_usable_cpus()) }

@@ -122,6 +122,10 @@ struct Run: ParsableCommand {
     @Option(help: "Forwarding threads, each with its own socket on every port (default: one per CPU the switch may run on, at most 4).")
     var threads: Int?
 
+    @Option(help: ArgumentHelp("Bind forwarding thread i to the i-th CPU of LIST (e.g. 0,1 or 2-3); default: the scheduler places them.",
+                               valueName: "LIST"))
+    var cpus: String?
+
     @Option(help: ArgumentHelp("Receive ring of each packet socket, KiB (0: none, frames read with recvmmsg).",
                                valueName: "KiB"))
     var ringSize: Int = 1024
@@ -205,6 +209,23 @@ struct Run: ParsableCommand {
     }
 
     /// The command line's own arguments after `run`, to lay over the file's.
+    /// `0,1`, `2-3`, `0,2-3`: CPUs this process may run on, in order, each once.
+    static func parseCPUs(_ text: String) throws -> [Int] {
+        var list: [Int] = []
+        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+            let bounds = item.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
+            guard (1...2).contains(bounds.count), let low = bounds.first!, let high = bounds.last!, low <= high, low >= 0 else {
+                throw Failure("--cpus '\(text)': expected CPU numbers and ranges such as 0,1 or 2-3")
+            }
+            for cpu in low...high {
+                guard cpuAllowed(cpu) else { throw Failure("--cpus '\(text)': CPU \(cpu) is not one this process may run on") }
+                guard !list.contains(cpu) else { throw Failure("--cpus '\(text)': CPU \(cpu) is listed twice") }
+                list.append(cpu)
+            }
+        }
+        return list
+    }
+
     static var commandLineArguments: [String] {
         let all = Array(CommandLine.arguments.dropFirst())
         guard let run = all.firstIndex(of: "run") else { return all }
@@ -279,17 +300,18 @@ struct Run: ParsableCommand {
         }
         let logger = Logger(label: "snoopswitch")
         if let threads, !(1...64).contains(threads) { throw Failure("--threads takes 1 to 64, not \(threads)") }
+        let cpuList = try cpus.map(Run.parseCPUs) ?? []
         guard (0...262_144).contains(ringSize) else { throw Failure("--ring-size takes 0 to 262144 KiB, not \(ringSize)") }
         let daemon: SwitchDaemon
         do {
             daemon = try SwitchDaemon(configuration: config, controlPath: control, controlGroup: controlGroup,
-                                      metricsAddress: metrics, threads: threads ?? min(4, usableCPUCount()),
-                                      ringBytes: ringSize * 1024,
+                                      metricsAddress: metrics,
+                                      threads: threads ?? (cpuList.isEmpty ? min(4, usableCPUCount()) : cpuList.count),
+                                      ringBytes: ringSize * 1024, cpus: cpuList, busyPoll: busyPoll,
                                       logger: logger)
         } catch {
             throw Failure("\(error)")
         }
-        daemon.busyPoll = busyPoll
         if let configFile {
             let commandLine = Run.commandLineArguments
             daemon.reload = { daemon in

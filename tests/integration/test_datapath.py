@@ -15,6 +15,7 @@ header with it.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import socket
@@ -57,7 +58,24 @@ VARIANTS = {
     "threads-2": (["--threads", "2"], None),
     "no-ring": (["--ring-size", "0"], None),
     "threads-2-tiny-ring": (["--threads", "2", "--ring-size", "64"], 192),
+    # One thread per CPU this test may use, each bound to its CPU.
+    "pinned": (["--cpus", ",".join(map(str, sorted(os.sched_getaffinity(0))[:2]))], None),
 }
+
+
+def thread_cpus(pid: int) -> dict[str, str]:
+    """The forwarding threads of process `pid` (the main one and snoopswitch/N) and the CPUs
+    each may run on."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            comm = f.read().strip()
+        if int(tid) != pid and not comm.startswith("snoopswitch/"):
+            continue
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            allowed = next(line.split(":", 1)[1].strip() for line in f if line.startswith("Cpus_allowed_list"))
+        out["main" if int(tid) == pid else comm] = allowed
+    return out
 
 
 # ---- helpers ------------------------------------------------------------------------
@@ -158,6 +176,11 @@ def test_every_frame_size_crosses_intact(four, variant):
         threads = int(flags[flags.index("--threads") + 1])
         socks = packet_sockets_per_port(four, sw.status())
         assert socks == {n: threads for n in four.hosts}, f"packet sockets per port with --threads {threads}: {socks}"
+    if "--cpus" in flags:
+        sw.status()  # answered once the threads run
+        cpus = flags[flags.index("--cpus") + 1].split(",")
+        want = {"main": cpus[0], **{f"snoopswitch/{i}": cpu for i, cpu in enumerate(cpus) if i > 0}}
+        assert thread_cpus(sw.proc.pid) == want, f"--cpus {','.join(cpus)}: threads and their CPUs {thread_cpus(sw.proc.pid)}"
 
     rxs = {"h1": h1.join(G, PORT), "h2": h2.join(G, PORT), "h3": h3.receiver(None, PORT)}
     assert h4.ping(h3.addr), "h4 cannot ping h3"
@@ -346,12 +369,16 @@ BAD = {
     "threads-0": (["--threads", "0"], "--threads"),
     "threads-65": (["--threads", "65"], "--threads"),
     "ring-size-negative": (["--ring-size=-1"], "--ring-size"),
+    "cpus-unknown": (["--cpus", "4095"], "--cpus"),
+    "cpus-twice": (["--cpus", "0,0"], "--cpus"),
+    "cpus-garbage": (["--cpus", "0-"], "--cpus"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
 def test_bad_thread_or_ring_value_is_refused_with_one_line(four, case):
-    """--threads 0, --threads 65 and --ring-size=-1: a non-zero exit, one line on stderr
+    """--threads 0, --threads 65, --ring-size=-1, a CPU the switch may not use, one listed
+    twice, a bad range: a non-zero exit, one line on stderr
     naming the flag, and no control socket."""
     args, flag = BAD[case]
     rc, err, seen = run_refused(four, ["--port", "h1", *args], case)

@@ -111,6 +111,11 @@ static inline void clinux_release_free_memory(void) { malloc_trim(0); }
 
 /// How many CPUs this process may run on.
 int clinux_usable_cpus(void);
+/// Binds a thread to one CPU; 0 or an errno.
+int clinux_pin_thread(pthread_t thread, int cpu);
+/// Whether this process may run on `cpu`.
+int clinux_cpu_allowed(int cpu);
+
 /// Names a thread (top -H, ps -L show it).
 int clinux_set_thread_name(pthread_t thread, const char *name);
 
