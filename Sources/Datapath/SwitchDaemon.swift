@@ -610,6 +610,7 @@ public final class SwitchDaemon: @unchecked Sendable {
             if current?.hasCarrier == false, recent { carrierCheck = now + .seconds(1) }
             let up = port.device != nil && current?.isUp == true && carrier
             if up != engine.linkUp.contains(id) {
+                if up { for socket in port.allSockets { socket.clearPendingError() } }
                 engine.setLink(id, up: up, at: now)
                 port.linkChanges &+= 1
                 logger.notice("port \(port.name): link \(up ? "up" : "down")\(up ? "" : "; its MAC entries and memberships flushed")")

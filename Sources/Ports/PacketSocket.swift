@@ -88,6 +88,14 @@ public final class PacketSocket {
         return UInt16(truncatingIfNeeded: value)
     }
 
+    /// Takes the error the kernel left on the socket when its interface went down (ENETDOWN):
+    /// left there, it fails the next send, that is the first frame after the link is back.
+    public func clearPendingError() {
+        var error: Int32 = 0
+        var length = socklen_t(4)
+        _ = getsockopt(descriptor, SOL_SOCKET, SO_ERROR, &error, &length)
+    }
+
     /// Frames the kernel dropped because this socket's buffer was full, since the last call
     /// (reading the statistics resets them).
     public func takeKernelDrops() -> UInt64 {
