@@ -71,6 +71,11 @@ public final class SwitchDaemon: @unchecked Sendable {
             return .packet(threadSockets[thread - 1])
         }
 
+        /// Adds what the kernel dropped on each of the port's sockets since the last look.
+        func collectKernelDrops() {
+            for socket in allSockets { kernelDrops &+= socket.takeKernelDrops() }
+        }
+
         var allSockets: [PacketSocket] {
             guard case .packet(let socket)? = device else { return [] }
             return [socket] + threadSockets
@@ -94,7 +99,7 @@ public final class SwitchDaemon: @unchecked Sendable {
         var traffic = [Traffic](repeating: Traffic(), count: PortSet.capacity)
         /// Ports with frames queued since the last flush, and the devices to send them on
         /// (taken under the lock, so that a port closed meanwhile sends into its old socket).
-        var pending: [Int] = []
+        var pending = PortSet()
         var egress = [Device?](repeating: nil, count: PortSet.capacity)
         /// What the last unlocked flush sent, by port, until it is counted under the lock.
         var unsettled = [(sent: Int, failed: Int, bytes: Int)?](repeating: nil, count: PortSet.capacity)
@@ -107,10 +112,16 @@ public final class SwitchDaemon: @unchecked Sendable {
 
         init(number: Int) throws(SystemError) {
             self.number = number
-            pending.reserveCapacity(PortSet.capacity)
             poller = number == 0 ? nil : try Poller()
             wakeup = number == 0 ? nil : try Wakeup()
             if let poller, let wakeup { try poller.add(wakeup.descriptor, token: Token.wakeup) }
+        }
+
+        /// Adds what a flush sent to the port's counts (under `lock`).
+        func count(_ result: (sent: Int, failed: Int, bytes: Int), on index: Int) {
+            traffic[index].frames &+= UInt64(result.sent)
+            traffic[index].bytes &+= UInt64(result.bytes)
+            traffic[index].drops &+= UInt64(result.failed)
         }
 
         func queue(_ index: Int) -> TransmitQueue {
@@ -277,7 +288,7 @@ public final class SwitchDaemon: @unchecked Sendable {
     private func closeDevice(of port: PortIO) {
         if let device = port.device { poller.remove(device.descriptor) }
         for (i, socket) in port.threadSockets.enumerated() { threads[i + 1].poller!.remove(socket.descriptor) }
-        for socket in port.allSockets { port.kernelDrops &+= socket.takeKernelDrops() }
+        port.collectKernelDrops()
         port.device = nil
         port.threadSockets = []
         port.interfaceIndex = nil
@@ -438,8 +449,8 @@ public final class SwitchDaemon: @unchecked Sendable {
                     guard let out = ports[egress.index] else { continue }
                     let tag = engine.egressTagged(egress, vlan: decision.vlan)
                         ? VLANTag(vlan: decision.vlan, priority: decision.priority) : nil
-                    enqueue(frame.bytes, header: frame.header, tag: tag, headerPrecedes: frame.headerPrecedes,
-                            on: egress.index, port: out, thread: thread)
+                    queue(on: egress.index, port: out, thread: thread)
+                        .append(frame.bytes, header: frame.header, tag: tag, headerPrecedes: frame.headerPrecedes)
                     if !captures.isEmpty { capture(frame.bytes, tag: tag, port: egress.index, outbound: true, at: wallClock) }
                 }
                 if !engine.outbox.isEmpty { queueGenerated(thread: thread) }
@@ -450,30 +461,23 @@ public final class SwitchDaemon: @unchecked Sendable {
         }
     }
 
-    /// Queues a received frame (or, with `owned`, one the engine built) on an egress port.
-    /// Called with `lock` held.
-    private func enqueue(_ bytes: UnsafeRawBufferPointer, header: VirtioNetHeader, tag: VLANTag?, headerPrecedes: Bool = false,
-                         owned: [UInt8]? = nil, on index: Int, port: PortIO, thread: ForwardingThread) {
+    /// The queue of an egress port to append a frame to: marked pending with the device to send
+    /// it on, first emptied if full. Called with `lock` held.
+    private func queue(on index: Int, port: PortIO, thread: ForwardingThread) -> TransmitQueue {
         let queue = thread.queue(index)
         if queue.isFull { flushLocked(index, thread: thread) }
-        if queue.count == 0 {
-            thread.pending.append(index)
+        let id = PortID(index)
+        if !thread.pending.contains(id) {
+            thread.pending.insert(id)
             thread.egress[index] = port.egress(for: thread.number)
         }
-        if let owned {
-            queue.append(owned: owned, tag: tag)
-        } else {
-            queue.append(bytes, header: header, tag: tag, headerPrecedes: headerPrecedes)
-        }
+        return queue
     }
 
     /// Sends one port's queue now, lock held (a full queue mid-batch; libpcap ports).
     private func flushLocked(_ index: Int, thread: ForwardingThread) {
         guard let queue = thread.queues[index], queue.count > 0 else { return }
-        let result = send(queue, to: thread.egress[index])
-        thread.traffic[index].frames &+= UInt64(result.sent)
-        thread.traffic[index].bytes &+= UInt64(result.bytes)
-        thread.traffic[index].drops &+= UInt64(result.failed)
+        thread.count(send(queue, to: thread.egress[index]), on: index)
     }
 
     private func send(_ queue: TransmitQueue, to device: Device?) -> (sent: Int, failed: Int, bytes: Int) {
@@ -492,27 +496,24 @@ public final class SwitchDaemon: @unchecked Sendable {
     /// written without it (libpcap handles are not for sharing between threads: with it).
     private func flushPending(thread: ForwardingThread) {
         guard !thread.pending.isEmpty else { return }
-        for index in thread.pending {
-            if case .pcap? = thread.egress[index] { flushLocked(index, thread: thread) }
+        for id in thread.pending {
+            if case .pcap? = thread.egress[id.index] { flushLocked(id.index, thread: thread) }
         }
         lock.unlock()
-        for index in thread.pending {
-            guard let queue = thread.queues[index], queue.count > 0 else { continue }
-            let result = send(queue, to: thread.egress[index])
-            // Counted below, under the lock; kept meanwhile in the queue's slot of `egress`.
-            thread.unsettled[index] = result
+        for id in thread.pending {
+            guard let queue = thread.queues[id.index], queue.count > 0 else { continue }
+            // Counted below, under the lock.
+            thread.unsettled[id.index] = send(queue, to: thread.egress[id.index])
         }
         lock.lock()
-        for index in thread.pending {
-            if let result = thread.unsettled[index] {
-                thread.traffic[index].frames &+= UInt64(result.sent)
-                thread.traffic[index].bytes &+= UInt64(result.bytes)
-                thread.traffic[index].drops &+= UInt64(result.failed)
-                thread.unsettled[index] = nil
+        for id in thread.pending {
+            if let result = thread.unsettled[id.index] {
+                thread.count(result, on: id.index)
+                thread.unsettled[id.index] = nil
             }
-            thread.egress[index] = nil
+            thread.egress[id.index] = nil
         }
-        thread.pending.removeAll(keepingCapacity: true)
+        thread.pending = PortSet()
     }
 
     private func queueGenerated(thread: ForwardingThread) {
@@ -520,8 +521,7 @@ public final class SwitchDaemon: @unchecked Sendable {
             for egress in frame.ports {
                 guard let out = ports[egress.index] else { continue }
                 let tag = engine.egressTagged(egress, vlan: frame.vlan) ? VLANTag(vlan: frame.vlan, priority: 6) : nil
-                enqueue(UnsafeRawBufferPointer(start: nil, count: 0), header: VirtioNetHeader(), tag: tag, owned: frame.bytes,
-                        on: egress.index, port: out, thread: thread)
+                queue(on: egress.index, port: out, thread: thread).append(owned: frame.bytes, tag: tag)
                 if !captures.isEmpty {
                     frame.bytes.withUnsafeBytes {
                         capture($0, tag: tag, port: egress.index, outbound: true, at: realtimeNanoseconds())
@@ -707,7 +707,7 @@ public final class SwitchDaemon: @unchecked Sendable {
 
     private func statusReport() -> StatusReport {
         for port in ports {
-            for socket in port?.allSockets ?? [] { port?.kernelDrops &+= socket.takeKernelDrops() }
+            port?.collectKernelDrops()
         }
         let runtime = ports.enumerated().map { index, port in
             let sent = threads.reduce(into: Traffic()) {

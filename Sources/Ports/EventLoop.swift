@@ -145,14 +145,13 @@ public final class SystemThread: @unchecked Sendable {
     public func join() { pthread_join(thread, nil) }
 
     /// Binds this thread to `cpu`.
-    public func pin(to cpu: Int) throws(SystemError) {
-        let status = clinux_pin_thread(thread, Int32(cpu))
-        guard status == 0 else { throw SystemError("pthread_setaffinity_np", "CPU \(cpu)", errno: status) }
-    }
+    public func pin(to cpu: Int) throws(SystemError) { try Self.pin(thread, to: cpu) }
 
     /// Binds the calling thread to `cpu`.
-    public static func pinCurrent(to cpu: Int) throws(SystemError) {
-        let status = clinux_pin_thread(pthread_self(), Int32(cpu))
+    public static func pinCurrent(to cpu: Int) throws(SystemError) { try pin(pthread_self(), to: cpu) }
+
+    private static func pin(_ thread: pthread_t, to cpu: Int) throws(SystemError) {
+        let status = clinux_pin_thread(thread, Int32(cpu))
         guard status == 0 else { throw SystemError("pthread_setaffinity_np", "CPU \(cpu)", errno: status) }
     }
 }

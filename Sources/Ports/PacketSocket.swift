@@ -237,7 +237,8 @@ public final class ReceiveBatch {
         if queued > 0 {
             let n = try receiveMessages(from: socket, limit: queued)
             for i in 0..<n {
-                let buffer = (messages[i].msg_hdr.msg_iov - iovecs)
+                // Message i was pointed at the buffer of its slot's entry (prepareMessage).
+                let buffer = messages[i].msg_hdr.msg_iov - iovecs
                 entries[buffer] = entry(ofMessage: i, buffer: buffer)
             }
         }

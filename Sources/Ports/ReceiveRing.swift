@@ -95,9 +95,4 @@ public final class ReceiveRing {
         }
         held = 0
     }
-
-    /// Whether the kernel has a frame waiting in the next slot.
-    public var hasFrames: Bool {
-        held < slotCount && clinux_ring_status(header(head)) & clinux_TP_STATUS_USER != 0
-    }
 }

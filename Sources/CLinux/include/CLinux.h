@@ -47,7 +47,6 @@ static const int clinux_PACKET_FANOUT_FLAG_ROLLOVER = PACKET_FANOUT_FLAG_ROLLOVE
 static const int clinux_PACKET_FANOUT_FLAG_UNIQUEID = PACKET_FANOUT_FLAG_UNIQUEID;
 static const unsigned clinux_TP_STATUS_USER = TP_STATUS_USER;
 static const unsigned clinux_TP_STATUS_COPY = TP_STATUS_COPY;
-static const unsigned clinux_TP_STATUS_KERNEL = TP_STATUS_KERNEL;
 static const unsigned long clinux_SIOCGIFFLAGS = SIOCGIFFLAGS;
 static const unsigned long clinux_SIOCGIFMTU = SIOCGIFMTU;
 static const unsigned long clinux_SIOCGIFHWADDR = SIOCGIFHWADDR;
