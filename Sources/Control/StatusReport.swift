@@ -80,15 +80,23 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var errors: [String: UInt64]
     }
 
-    /// How the switch moves frames: forwarding threads and the receive ring of each packet socket.
+    /// How the switch moves frames: forwarding threads, the receive ring of each packet socket,
+    /// and how many packet ports keep their frames from the host's IP stack.
     public struct Datapath: Codable, Equatable, Sendable {
         public var threads: Int
+        /// The forwarding threads' scheduling nice value (-20 first, 19 last).
+        public var nice: Int
         /// 0: no ring (recvmmsg).
         public var ringBytes: Int
+        public var packetPorts: Int
+        public var hostStackFilteredPorts: Int
 
-        public init(threads: Int, ringBytes: Int) {
+        public init(threads: Int, nice: Int = 0, ringBytes: Int, packetPorts: Int = 0, hostStackFilteredPorts: Int = 0) {
             self.threads = threads
+            self.nice = nice
             self.ringBytes = ringBytes
+            self.packetPorts = packetPorts
+            self.hostStackFilteredPorts = hostStackFilteredPorts
         }
     }
 

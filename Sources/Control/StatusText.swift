@@ -4,8 +4,12 @@ import Foundation
 /// `bridge mdb show` and a switch's `show ip igmp snooping`.
 extension StatusReport {
     public func renderText() -> String {
-        var out = "Datapath: \(datapath.threads) forwarding thread\(datapath.threads == 1 ? "" : "s"), "
-            + (datapath.ringBytes > 0 ? "\(datapath.ringBytes / 1024) KiB receive ring per socket\n\n" : "no receive rings (recvmmsg)\n\n")
+        var out = "Datapath: \(datapath.threads) forwarding thread\(datapath.threads == 1 ? "" : "s") at nice \(datapath.nice), "
+            + (datapath.ringBytes > 0 ? "\(datapath.ringBytes / 1024) KiB receive ring per socket" : "no receive rings (recvmmsg)")
+        if datapath.packetPorts > 0 {
+            out += ", host IP stack kept off \(datapath.hostStackFilteredPorts) of \(datapath.packetPorts) packet ports"
+        }
+        out += "\n\n"
         out += table(title: "Ports", ["PORT", "IFINDEX", "LINK", "PVID", "TAGGED", "ROUTER", "FAST-LEAVE", "RX", "TX", "DROPS"],
                      ports.map { p in
                          [p.name, p.ifindex.map(String.init) ?? "-", p.link, p.pvid.map(String.init) ?? "-",

@@ -39,6 +39,8 @@ public final class SwitchDaemon: @unchecked Sendable {
         var device: Device?
         /// The other forwarding threads' sockets, thread 1 first (packet ports only).
         var threadSockets: [PacketSocket] = []
+        /// Keeps the port's frames from the host's IP stack (packet ports, where the kernel can).
+        var hostStackFilter: HostStackFilter?
         var rxErrors: UInt64 = 0
         /// Frames the kernel dropped before we could read them (socket buffer full).
         var kernelDrops: UInt64 = 0
@@ -179,6 +181,11 @@ public final class SwitchDaemon: @unchecked Sendable {
     private let ringBytes: Int
     /// Forwarding thread i runs on cpus[i % count] when set (`--cpus`).
     private let cpus: [Int]
+    /// Whether packet ports get a HostStackFilter (`--host-stack` turns it off).
+    private let filterHostStack: Bool
+    private var hostStackFilterRefused = false
+    /// The forwarding threads' nice value.
+    private let nice: Int
     /// Called on SIGHUP; returns a line for the log.
     public var reload: ((SwitchDaemon) -> String)?
 
@@ -186,11 +193,14 @@ public final class SwitchDaemon: @unchecked Sendable {
     /// Throws, with nothing left open, if any part cannot start.
     public init(configuration: SwitchConfiguration, controlPath: String, controlGroup: String? = nil,
                 metricsAddress: String? = nil, threads threadCount: Int = 1, ringBytes: Int = 1 << 20,
-                cpus: [Int] = [], busyPoll: Bool = false, logger: Logger) throws {
+                cpus: [Int] = [], busyPoll: Bool = false, filterHostStack: Bool = true, logger: Logger) throws {
         self.logger = logger
         self.busyPoll = busyPoll
         self.ringBytes = ringBytes
         self.cpus = cpus
+        self.filterHostStack = filterHostStack
+        // Threads started later inherit the main thread's nice value (set by the caller).
+        self.nice = SystemThread.currentNice
         for port in configuration.ports where port.attachment != .tap && InterfaceState.read(port.name) == nil {
             throw ControlError("interface \(port.name) does not exist")
         }
@@ -268,6 +278,7 @@ public final class SwitchDaemon: @unchecked Sendable {
                 }
             }
             device = .packet(socket)
+            port.hostStackFilter = filterHostStack(of: socket)
         case .pcap:
             try? InterfaceState.bringUp(port.name)
             device = .pcap(try PcapPort(interface: port.name))
@@ -291,7 +302,22 @@ public final class SwitchDaemon: @unchecked Sendable {
         port.collectKernelDrops()
         port.device = nil
         port.threadSockets = []
+        port.hostStackFilter = nil
         port.interfaceIndex = nil
+    }
+
+    /// The port's host stack filter, or nil (said once) where the kernel has none to give.
+    private func filterHostStack(of socket: PacketSocket) -> HostStackFilter? {
+        guard filterHostStack else { return nil }
+        do throws(SystemError) {
+            return try HostStackFilter(interface: socket.interfaceName, index: socket.interfaceIndex)
+        } catch {
+            if !hostStackFilterRefused {
+                hostStackFilterRefused = true
+                logger.warning("\(error); frames on the ports also reach this namespace's IP stack (TCX needs Linux 6.6 and CAP_BPF)")
+            }
+            return nil
+        }
     }
 
     /// Runs until SIGINT or SIGTERM; returns the exit status.
@@ -720,8 +746,11 @@ public final class SwitchDaemon: @unchecked Sendable {
                                txDrops: sent.drops + (port?.rxErrors ?? 0) + (port?.kernelDrops ?? 0),
                                linkChanges: port?.linkChanges ?? 0, socketOverruns: port?.kernelDrops ?? 0)
         }
-        return StatusReport(engine: engine, ports: runtime,
-                            datapath: .init(threads: threads.count, ringBytes: ringBytes), at: Self.now())
+        let packetPorts = ports.compactMap { $0 }.filter { $0.attachment == .packetSocket && $0.device != nil }
+        let datapath = StatusReport.Datapath(threads: threads.count, nice: nice, ringBytes: ringBytes,
+                                             packetPorts: packetPorts.count,
+                                             hostStackFilteredPorts: packetPorts.filter { $0.hostStackFilter != nil }.count)
+        return StatusReport(engine: engine, ports: runtime, datapath: datapath, at: Self.now())
     }
 
     /// `capture PORT|* all|control`: the client's socket becomes a capture stream.

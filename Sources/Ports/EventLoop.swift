@@ -150,6 +150,15 @@ public final class SystemThread: @unchecked Sendable {
     /// Binds the calling thread to `cpu`.
     public static func pinCurrent(to cpu: Int) throws(SystemError) { try pin(pthread_self(), to: cpu) }
 
+    /// Sets the calling thread's nice value; threads it starts afterwards inherit it.
+    public static func setCurrentNice(_ nice: Int) throws(SystemError) {
+        let status = clinux_set_nice(Int32(nice))
+        guard status == 0 else { throw SystemError("setpriority", "nice \(nice)", errno: status) }
+    }
+
+    /// The calling thread's nice value.
+    public static var currentNice: Int { Int(clinux_nice()) }
+
     private static func pin(_ thread: pthread_t, to cpu: Int) throws(SystemError) {
         let status = clinux_pin_thread(thread, Int32(cpu))
         guard status == 0 else { throw SystemError("pthread_setaffinity_np", "CPU \(cpu)", errno: status) }

@@ -130,6 +130,14 @@ struct Run: ParsableCommand {
                                valueName: "KiB"))
     var ringSize: Int = 1024
 
+    @Option(help: ArgumentHelp("Scheduling nice value of the forwarding threads, -20 to 19 (default -20: ahead of the hosts' processes, as the kernel's own forwarding in softirq is).",
+                               valueName: "N"))
+    var nice: Int?
+
+    @Flag(inversion: .prefixedNo,
+          help: "Keep the frames of packet ports from this namespace's own IP stack, as a bridge port does (BPF on the TCX ingress hook, Linux 6.6 or later).")
+    var hostStackFilter = true
+
     @Option(help: "Serve Prometheus metrics on ADDRESS:PORT (GET /metrics).")
     var metrics: String?
 
@@ -302,13 +310,22 @@ struct Run: ParsableCommand {
         if let threads, !(1...64).contains(threads) { throw Failure("--threads takes 1 to 64, not \(threads)") }
         let cpuList = try cpus.map(Run.parseCPUs) ?? []
         guard (0...262_144).contains(ringSize) else { throw Failure("--ring-size takes 0 to 262144 KiB, not \(ringSize)") }
+        if let nice, !(-20...19).contains(nice) { throw Failure("--nice takes -20 to 19, not \(nice)") }
+        // Before any thread starts: they inherit it. Asked for, it must take; by default, a
+        // process without CAP_SYS_NICE forwards at its own priority.
+        do throws(SystemError) {
+            try SystemThread.setCurrentNice(nice ?? -20)
+        } catch {
+            if nice != nil { throw Failure("--nice: \(error)") }
+            logger.warning("\(error); forwarding threads at nice \(SystemThread.currentNice)")
+        }
         let daemon: SwitchDaemon
         do {
             daemon = try SwitchDaemon(configuration: config, controlPath: control, controlGroup: controlGroup,
                                       metricsAddress: metrics,
                                       threads: threads ?? (cpuList.isEmpty ? min(4, usableCPUCount()) : cpuList.count),
                                       ringBytes: ringSize * 1024, cpus: cpuList, busyPoll: busyPoll,
-                                      logger: logger)
+                                      filterHostStack: hostStackFilter, logger: logger)
         } catch {
             throw Failure("\(error)")
         }

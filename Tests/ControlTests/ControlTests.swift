@@ -53,13 +53,17 @@ final class StatusReportTests: XCTestCase {
         let engine = sampleEngine()
         let report = StatusReport(engine: engine, ports: [PortRuntime(interfaceIndex: 7, txFrames: 3, txDrops: 0),
                                                          PortRuntime(interfaceIndex: 8, txFrames: 1, txDrops: 0)],
-                                  datapath: .init(threads: 2, ringBytes: 1 << 20), at: Instant(nanoseconds: 1_000_000_000))
+                                  datapath: .init(threads: 2, nice: -20, ringBytes: 1 << 20, packetPorts: 2, hostStackFilteredPorts: 1),
+                                  at: Instant(nanoseconds: 1_000_000_000))
         let data = try ControlProtocol.encoder().encode(report)
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
         XCTAssertEqual(Set(json.keys), ["datapath", "ports", "macs", "groups", "router_ports", "queriers", "igmp", "drops_by_reason"])
         let datapath = try XCTUnwrap(json["datapath"] as? [String: Any])
         XCTAssertEqual(datapath["threads"] as? Int, 2)
         XCTAssertEqual(datapath["ring_bytes"] as? Int, 1 << 20)
+        XCTAssertEqual(datapath["nice"] as? Int, -20)
+        XCTAssertEqual(datapath["packet_ports"] as? Int, 2)
+        XCTAssertEqual(datapath["host_stack_filtered_ports"] as? Int, 1)
         let port = try XCTUnwrap((json["ports"] as? [[String: Any]])?.first)
         XCTAssertEqual(port["name"] as? String, "h1")
         XCTAssertEqual(port["fast_leave"] as? Bool, true)
@@ -83,7 +87,7 @@ final class StatusReportTests: XCTestCase {
 
     func testTextShowsEveryTable() {
         let text = StatusReport(engine: sampleEngine(), ports: [], at: .zero).renderText()
-        for heading in ["Datapath: 1 forwarding thread,", "PORT", "GROUP", "Router ports", "QUERIER", "MAC table", "IGMP"] {
+        for heading in ["Datapath: 1 forwarding thread at nice 0,", "PORT", "GROUP", "Router ports", "QUERIER", "MAC table", "IGMP"] {
             XCTAssertTrue(text.contains(heading), "missing \(heading) in\n\(text)")
         }
         XCTAssertTrue(text.contains("239.1.1.1"))

@@ -33,7 +33,9 @@ from lab import (
     port_entry,
     random_marker,
     run_refused,
+    sh,
     tcp_transfer,
+    wait_until,
 )
 
 G = "239.5.5.5"
@@ -364,6 +366,89 @@ def test_status_counts_frames_of_both_threads(four):
     assert d["h2"][1] < 20, f"h2 got no datagram but its tx_frames grew by {d['h2'][1]}: {d}"
 
 
+# ---- the host's own stack ---------------------------------------------------------------
+STACK_ADDR = "192.0.2.201"  # given to the switch namespace's end of h1's veth
+
+
+def _give_port_an_address(four):
+    sh("ip", "-n", four.sw_ns, "addr", "add", f"{STACK_ADDR}/24", "dev", "h1")
+
+
+def _take_port_address(four):
+    sh("ip", "-n", four.sw_ns, "addr", "del", f"{STACK_ADDR}/24", "dev", "h1", check=False)
+    for h in ("h1", "h2"):
+        sh("ip", "-n", four[h].ns, "neigh", "flush", "dev", "eth0", check=False)
+
+
+def test_host_stack_never_sees_a_ports_frames_and_gets_them_back_when_the_switch_dies(four):
+    """The switch namespace's end of h1's veth gets an address of its own. Before the switch
+    runs, h1 pings it: the namespace's stack answers. While the switch runs, that stack sees
+    nothing arriving on a port, as behind a bridge port: the ping goes unanswered (not even
+    ARP), while h1 and h2 still reach each other through the switch, and the status says
+    4 of 4 packet ports are kept from the host stack. Killed (SIGKILL, no clean-up of its
+    own), the switch leaves nothing behind: the address answers again."""
+    _give_port_an_address(four)
+    try:
+        h1, h2 = four["h1"], four["h2"]
+        assert h1.ping(STACK_ADDR), "without the switch the namespace's stack should answer on h1's veth"
+        sh("ip", "-n", h1.ns, "neigh", "flush", "dev", "eth0")
+        sw = four.start_switch()
+        dp = sw.status()["datapath"]
+        assert (dp["packet_ports"], dp["host_stack_filtered_ports"]) == (4, 4), f"datapath status: {dp}"
+        assert "host IP stack kept off 4 of 4 packet ports" in sw.status_text()
+        assert h1.ping(h2.addr) and h2.ping(h1.addr), "forwarding broke with the host stack filter"
+        assert not h1.ping(STACK_ADDR, count=2), "the switch namespace's stack answered a frame of a switch port"
+        sw.stop(signal.SIGKILL)
+        os.unlink(sw.control)  # stale: the next test's switch must not be taken as up before it binds
+        assert wait_until(lambda: h1.ping(STACK_ADDR), timeout=5, what="the address answering after SIGKILL"), \
+            "the filter outlived the switch that attached it"
+    finally:
+        _take_port_address(four)
+
+
+def test_without_host_stack_filter_the_namespace_stack_answers_on_a_port(four):
+    """--no-host-stack-filter: the stack of the switch namespace keeps its view of the port's
+    frames (as before the filter existed): the address on h1's veth answers while the switch
+    forwards, and the status says 0 of 4 ports are filtered."""
+    _give_port_an_address(four)
+    try:
+        h1, h2 = four["h1"], four["h2"]
+        sw = four.start_switch("--no-host-stack-filter")
+        dp = sw.status()["datapath"]
+        assert (dp["packet_ports"], dp["host_stack_filtered_ports"]) == (4, 0), f"datapath status: {dp}"
+        assert h1.ping(h2.addr), "forwarding broke"
+        assert h1.ping(STACK_ADDR), "the namespace's stack did not answer with the filter turned off"
+    finally:
+        _take_port_address(four)
+
+
+# ---- scheduling priority ----------------------------------------------------------------
+def thread_nices(pid: int) -> dict[str, int]:
+    """The nice value of every thread of `pid` (field 19 of /proc/PID/task/TID/stat)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            out[f"{f.read().strip()}[{tid}]"] = int(fields[16])
+    return out
+
+
+@pytest.mark.parametrize("flags,nice", [([], -20), (["--nice", "0"], 0), (["--nice", "5"], 5)],
+                         ids=["default", "nice-0", "nice-5"])
+def test_forwarding_threads_run_at_the_nice_value_asked_for(four, flags, nice):
+    """By default every thread of the switch, the forwarding ones included, runs at nice -20
+    (ahead of the hosts' processes, like the kernel's forwarding in softirq); --nice N sets
+    N. The status reports it, and the switch forwards."""
+    sw = four.start_switch("--threads", "2", *flags)
+    nices = thread_nices(sw.proc.pid)
+    assert len([n for n in nices if n.startswith("snoopswitch/")]) == 1, f"threads: {nices}"
+    assert set(nices.values()) == {nice}, f"expected every thread at nice {nice}: {nices}"
+    assert sw.status()["datapath"]["nice"] == nice
+    assert f"at nice {nice}," in sw.status_text()
+    assert four["h1"].ping(four["h2"].addr)
+
+
 # ---- bad values -------------------------------------------------------------------------
 BAD = {
     "threads-0": (["--threads", "0"], "--threads"),
@@ -372,13 +457,16 @@ BAD = {
     "cpus-unknown": (["--cpus", "4095"], "--cpus"),
     "cpus-twice": (["--cpus", "0,0"], "--cpus"),
     "cpus-garbage": (["--cpus", "0-"], "--cpus"),
+    "nice-20": (["--nice", "20"], "--nice"),
+    "nice-below": (["--nice=-21"], "--nice"),
+    "nice-word": (["--nice", "high"], "--nice"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
 def test_bad_thread_or_ring_value_is_refused_with_one_line(four, case):
     """--threads 0, --threads 65, --ring-size=-1, a CPU the switch may not use, one listed
-    twice, a bad range: a non-zero exit, one line on stderr
+    twice, a bad range, a nice value out of -20..19 or not a number: a non-zero exit, one line on stderr
     naming the flag, and no control socket."""
     args, flag = BAD[case]
     rc, err, seen = run_refused(four, ["--port", "h1", *args], case)

@@ -115,6 +115,16 @@ int clinux_pin_thread(pthread_t thread, int cpu);
 /// Whether this process may run on `cpu`.
 int clinux_cpu_allowed(int cpu);
 
+/// Sets the calling thread's nice value (threads it starts later inherit it); 0 or an errno.
+int clinux_set_nice(int nice);
+/// The calling thread's nice value.
+int clinux_nice(void);
+
+/// Attaches to the interface's TCX ingress hook a BPF program that drops every frame. Packet
+/// sockets have their copy before that hook runs; the host's protocol stack then never sees
+/// the frame. Returns the link's descriptor (closing it detaches the program) or -errno.
+int clinux_tcx_ingress_drop(int ifindex);
+
 /// Names a thread (top -H, ps -L show it).
 int clinux_set_thread_name(pthread_t thread, const char *name);
 
