@@ -159,6 +159,21 @@ public final class SystemThread: @unchecked Sendable {
     /// The calling thread's nice value.
     public static var currentNice: Int { Int(clinux_nice()) }
 
+    /// Where the kernel groups tasks by session (sched_autogroup_enabled), a thread's nice
+    /// only ranks it within its session's group, and groups share the CPU evenly. A process
+    /// that leads its own session (started by systemd, or setsid) ranks its whole group with
+    /// `nice` instead; one in a shell's session leaves that session alone. Returns whether
+    /// the group took the value; nil where there is no group of its own to rank.
+    public static func rankOwnSessionGroup(nice: Int) -> Result<Void, SystemError>? {
+        guard getsid(0) == getpid(), access("/proc/self/autogroup", W_OK) == 0 else { return nil }
+        let fd = open("/proc/self/autogroup", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return .failure(SystemError("open", "/proc/self/autogroup")) }
+        defer { close(fd) }
+        let text = "\(nice)\n"
+        let written = text.withCString { write(fd, $0, strlen($0)) }
+        return written > 0 ? .success(()) : .failure(SystemError("write", "/proc/self/autogroup (nice \(nice))"))
+    }
+
     private static func pin(_ thread: pthread_t, to cpu: Int) throws(SystemError) {
         let status = clinux_pin_thread(thread, Int32(cpu))
         guard status == 0 else { throw SystemError("pthread_setaffinity_np", "CPU \(cpu)", errno: status) }

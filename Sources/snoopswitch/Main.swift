@@ -319,6 +319,11 @@ struct Run: ParsableCommand {
             if nice != nil { throw Failure("--nice: \(error)") }
             logger.warning("\(error); forwarding threads at nice \(SystemThread.currentNice)")
         }
+        switch SystemThread.rankOwnSessionGroup(nice: SystemThread.currentNice) {
+        case .failure(let error)?: logger.warning("\(error); this session's scheduling group keeps its rank")
+        case .success?: logger.info("own session: its scheduling group (autogroup) at nice \(SystemThread.currentNice) too")
+        case nil: break
+        }
         let daemon: SwitchDaemon
         do {
             daemon = try SwitchDaemon(configuration: config, controlPath: control, controlGroup: controlGroup,
