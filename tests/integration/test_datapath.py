@@ -134,20 +134,22 @@ def delivery_problems(sent: list[bytes], got: list[bytes], ordered: bool) -> lis
     return problems
 
 
-def packet_sockets_per_port(lab, status: dict) -> dict[str, int]:
+def packet_sockets_per_port(lab, status: dict) -> dict[str, tuple[int, int]]:
     """How many AF_PACKET sockets are bound to each port's interface in the switch's
-    namespace (/proc/net/packet lists the ifindex of each)."""
+    namespace, receiving (bound to a protocol) and only sending (protocol 0)
+    (/proc/net/packet lists the protocol and ifindex of each)."""
 
     def read():
         with open("/proc/thread-self/net/packet") as f:
             return f.read()
 
-    by_index: dict[int, int] = {}
+    by_index: dict[int, list[int]] = {}
     for line in in_netns(lab.sw_ns, read).splitlines()[1:]:
         cols = line.split()
         if len(cols) >= 5:
-            by_index[int(cols[4])] = by_index.get(int(cols[4]), 0) + 1
-    return {p["name"]: by_index.get(p["ifindex"], 0) for p in status["ports"]}
+            counts = by_index.setdefault(int(cols[4]), [0, 0])
+            counts[0 if int(cols[3], 16) else 1] += 1
+    return {p["name"]: tuple(by_index.get(p["ifindex"], [0, 0])) for p in status["ports"]}
 
 
 def overruns(status: dict) -> int:
@@ -169,15 +171,16 @@ def test_every_frame_size_crosses_intact(four, variant):
     all at once (the tiny ring: in bursts of 192 of one flow into the stopped switch, see
     VARIANTS). Every receiver gets every payload once, byte for byte, and (except with the
     tiny ring, where rollover spreads a flow over two sockets) in the order sent; the
-    non-member h3 gets no frame of the group. With --threads N each port has N packet
-    sockets."""
+    non-member h3 gets no frame of the group. With --threads N each port has N receiving
+    packet sockets and N that only send."""
     flags, burst = VARIANTS[variant]
     sw = four.start_switch(*flags)
     h1, h2, h3, h4 = (four[n] for n in ("h1", "h2", "h3", "h4"))
     if "--threads" in flags:
         threads = int(flags[flags.index("--threads") + 1])
         socks = packet_sockets_per_port(four, sw.status())
-        assert socks == {n: threads for n in four.hosts}, f"packet sockets per port with --threads {threads}: {socks}"
+        assert socks == {n: (threads, threads) for n in four.hosts}, \
+            f"(receiving, sending) packet sockets per port with --threads {threads}: {socks}"
     if "--cpus" in flags:
         sw.status()  # answered once the threads run
         cpus = flags[flags.index("--cpus") + 1].split(",")
