@@ -5,6 +5,7 @@
 #   scripts/bench.sh [--duration S] [--only snoopswitch|bridge|ovs] [--out FILE] [--skip-build]
 #                    [--trials N]
 #   env SNOOPSWITCH=/path/to/snoopswitch   use this binary (no build)
+#   env SNOOPSWITCH_FLAGS="--nice 0"         add these flags to `snoopswitch run` (a variant)
 #
 # Topology, built anew for each switch: namespaces gen (generator, 192.0.2.1), r1, r2, r3
 # (receivers and members, 192.0.2.11-13), each joined by a veth pair to a switch namespace
@@ -272,9 +273,10 @@ start_snoopswitch() {
     # its own group by its nice value instead of sharing the bench script's.
     setsid ip netns exec "$SW" "$BIN" run --port gen --port r1:fast-leave --port r2 --port r3 \
         --querier --querier-address 192.0.2.254 --control "$SOCK" --log-level warning \
-        --max-groups-per-port 131072 --max-groups-per-vlan 131072 --igmp-rate 1000000 \
+        --max-groups-per-port 131072 --max-groups-per-vlan 131072 --igmp-rate 1000000 ${SNOOPSWITCH_FLAGS:-} \
         > "$TMP/snoopswitch.log" 2>&1 < /dev/null &
     SWITCH_PID=$!
+    [[ -n "${SNOOPSWITCH_FLAGS:-}" ]] && note "snoopswitch ran with SNOOPSWITCH_FLAGS: ${SNOOPSWITCH_FLAGS}, otherwise as below"
     note "snoopswitch ran with its defaults, in its own session: $(( $(nproc) < 4 ? $(nproc) : 4 )) forwarding threads (one per CPU, at most 4) at nice -20, a 1 MiB receive ring per packet socket, the ports' frames kept from the switch namespace's IP stack"
     local i
     for i in $(seq 1 200); do

@@ -174,9 +174,11 @@ public final class SwitchDaemon: @unchecked Sendable {
     private let busyPoll: Bool
     /// After frames, a thread keeps looking for more this long before it sleeps. Being woken
     /// costs more than the gap between the frames of a busy flow (an IPI, and on a virtual
-    /// machine an exit): TCP through the switch is bound by that latency, not by CPU (about
-    /// 10 % more throughput here). Idle ports cost nothing; a trickle of frames a little.
-    static let pollWindow = Duration.microseconds(50)
+    /// machine an exit): TCP through the switch is bound by that latency. At nice -20 a longer
+    /// spin takes the CPU from the hosts whose frames it waits for: in bench.sh TCP made
+    /// 12.6-13.1 Gbit/s with 50 us, 13.5-14.3 with none, 14.9-15.1 with 20 us.
+    /// Idle ports cost nothing; a trickle of frames a little.
+    static let pollWindow = Duration.microseconds(20)
     /// Receive ring per packet socket (0: recvmmsg instead).
     private let ringBytes: Int
     /// Forwarding thread i runs on cpus[i % count] when set (`--cpus`).
