@@ -20,12 +20,14 @@ import random
 import signal
 import socket
 import struct
+import subprocess
 import time
 from collections import Counter
 
 import pytest
 
 from lab import (
+    binary_path,
     in_netns,
     igmp_leave,
     igmp_report,
@@ -450,6 +452,49 @@ def test_forwarding_threads_run_at_the_nice_value_asked_for(four, flags, nice):
     assert sw.status()["datapath"]["nice"] == nice
     assert f"at nice {nice}," in sw.status_text()
     assert four["h1"].ping(four["h2"].addr)
+
+
+def autogroup_nice(pid: str | int) -> int:
+    """The nice value of the scheduling group (autogroup) of `pid`'s session."""
+    with open(f"/proc/{pid}/autogroup") as f:
+        return int(f.read().split("nice")[1])
+
+
+def autogroups_enabled() -> bool:
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+            return f.read().strip() == "1" and os.path.exists("/proc/self/autogroup")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not autogroups_enabled(), reason="the kernel does not group tasks by session")
+def test_a_switch_leading_its_own_session_ranks_its_session_group_and_no_other(four):
+    """The kernel shares the CPU evenly between sessions, whatever the nice of their threads.
+    Started in a session of its own (as systemd or setsid start it), the switch sets its
+    session's group to its nice value (-20 by default, --nice 3 here: 3); started from this
+    test's session, it leaves that session's group as it was."""
+    before = autogroup_nice("self")
+    four.start_switch()
+    assert autogroup_nice("self") == before, "a switch in the test's session changed that session's group"
+    four.stop_switch()
+    for flags, nice in (([], -20), (["--nice", "3"], 3)):
+        control = str(four.tmpdir / f"own-session{nice}.sock")
+        p = subprocess.Popen(["ip", "netns", "exec", four.sw_ns, str(binary_path()), "run", "--port", "h1",
+                              *flags, "--control", control],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             start_new_session=True)
+        try:
+            wait_until(lambda: os.path.exists(control) or p.poll() is not None, timeout=15, what="the control socket")
+            assert p.poll() is None, f"the switch exited: {p.stderr.read().decode()}"
+            assert os.getsid(p.pid) == p.pid, "test assumption: the switch leads its session"
+            assert autogroup_nice(p.pid) == nice, f"session group of a switch run with {flags or 'defaults'}"
+        finally:
+            p.terminate()
+            p.wait(timeout=10)
+            if os.path.exists(control):
+                os.unlink(control)
+    assert autogroup_nice("self") == before
 
 
 # ---- bad values -------------------------------------------------------------------------
