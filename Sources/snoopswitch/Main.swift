@@ -130,7 +130,9 @@ struct Run: ParsableCommand {
                                valueName: "KiB"))
     var ringSize: Int = 1024
 
-    @Option(help: ArgumentHelp("Scheduling nice value of the forwarding threads, -20 to 19 (default -20: ahead of the hosts' processes, as the kernel's own forwarding in softirq is).",
+    // Unconditional: the value is usually negative (--nice -10), which would read as a flag.
+    @Option(parsing: .unconditional,
+            help: ArgumentHelp("Scheduling nice value of the forwarding threads, -20 to 19 (default -20: ahead of the hosts' processes, as the kernel's own forwarding in softirq is).",
                                valueName: "N"))
     var nice: Int?
 

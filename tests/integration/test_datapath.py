@@ -439,12 +439,13 @@ def thread_nices(pid: int) -> dict[str, int]:
     return out
 
 
-@pytest.mark.parametrize("flags,nice", [([], -20), (["--nice", "0"], 0), (["--nice", "5"], 5)],
-                         ids=["default", "nice-0", "nice-5"])
+@pytest.mark.parametrize("flags,nice", [([], -20), (["--nice", "0"], 0), (["--nice", "5"], 5), (["--nice", "-7"], -7)],
+                         ids=["default", "nice-0", "nice-5", "nice-minus-7"])
 def test_forwarding_threads_run_at_the_nice_value_asked_for(four, flags, nice):
     """By default every thread of the switch, the forwarding ones included, runs at nice -20
     (ahead of the hosts' processes, like the kernel's forwarding in softirq); --nice N sets
-    N. The status reports it, and the switch forwards."""
+    N (a negative N too, written as a separate word). The status reports it, and the switch
+    forwards."""
     sw = four.start_switch("--threads", "2", *flags)
     nices = thread_nices(sw.proc.pid)
     assert len([n for n in nices if n.startswith("snoopswitch/")]) == 1, f"threads: {nices}"
