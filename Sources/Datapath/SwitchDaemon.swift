@@ -183,7 +183,7 @@ public final class SwitchDaemon: @unchecked Sendable {
     private let ringBytes: Int
     /// Forwarding thread i runs on cpus[i % count] when set (`--cpus`).
     private let cpus: [Int]
-    /// Whether packet ports get a HostStackFilter (`--host-stack` turns it off).
+    /// Whether packet ports get a HostStackFilter (`--no-host-stack-filter` turns it off).
     private let filterHostStack: Bool
     private var hostStackFilterRefused = false
     /// The forwarding threads' nice value.

@@ -162,8 +162,8 @@ public final class SystemThread: @unchecked Sendable {
     /// Where the kernel groups tasks by session (sched_autogroup_enabled), a thread's nice
     /// only ranks it within its session's group, and groups share the CPU evenly. A process
     /// that leads its own session (started by systemd, or setsid) ranks its whole group with
-    /// `nice` instead; one in a shell's session leaves that session alone. Returns whether
-    /// the group took the value; nil where there is no group of its own to rank.
+    /// `nice` instead; one in a shell's session leaves that session alone. Returns nil where
+    /// there is no group of its own to rank (or the kernel does not group by session).
     public static func rankOwnSessionGroup(nice: Int) -> Result<Void, SystemError>? {
         guard getsid(0) == getpid(), access("/proc/self/autogroup", W_OK) == 0 else { return nil }
         let fd = open("/proc/self/autogroup", O_WRONLY | O_CLOEXEC)
