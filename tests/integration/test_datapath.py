@@ -15,6 +15,7 @@ header with it.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -27,6 +28,7 @@ from collections import Counter
 import pytest
 
 from lab import (
+    REPO,
     binary_path,
     in_netns,
     igmp_leave,
@@ -496,6 +498,56 @@ def test_a_switch_leading_its_own_session_ranks_its_session_group_and_no_other(f
             if os.path.exists(control):
                 os.unlink(control)
     assert autogroup_nice("self") == before
+
+
+def unit_capabilities() -> list[str]:
+    """The capabilities contrib/snoopswitch.service bounds the service to, as setpriv names them."""
+    unit = REPO / "contrib" / "snoopswitch.service"
+    line = next(l for l in unit.read_text().splitlines() if l.startswith("CapabilityBoundingSet="))
+    return [c.removeprefix("CAP_").lower() for c in line.split("=", 1)[1].split()]
+
+
+def run_with_capabilities(four, caps: list[str], tag: str) -> tuple[dict, str]:
+    """Runs the switch on h1 and h2 with only `caps` (setpriv's bounding set, as systemd's
+    CapabilityBoundingSet does); returns its status and its log."""
+    control = str(four.tmpdir / f"caps-{tag}.sock")
+    log = four.tmpdir / f"caps-{tag}.log"
+    with open(log, "wb") as out:
+        p = subprocess.Popen(["ip", "netns", "exec", four.sw_ns, "setpriv",
+                              "--bounding-set=-all," + ",".join("+" + c for c in caps),
+                              str(binary_path()), "run", "--port", "h1", "--port", "h2", "--control", control],
+                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: os.path.exists(control) or p.poll() is not None, timeout=15, what="the control socket")
+        assert p.poll() is None, f"the switch exited with {caps}: {log.read_text()}"
+        r = subprocess.run([str(binary_path()), "status", "--control", control, "--json"],
+                           capture_output=True, text=True, timeout=5, check=True)
+        assert four["h1"].ping(four["h2"].addr), f"no forwarding with {caps}"
+        return json.loads(r.stdout), log.read_text()
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+        if os.path.exists(control):
+            os.unlink(control)
+
+
+def test_the_service_units_capabilities_suffice_and_without_them_the_switch_falls_back(four):
+    """With only the capabilities contrib/snoopswitch.service grants, the switch runs as by
+    default: nice -20 and both ports kept from the host stack, no warning. Without
+    CAP_SYS_NICE and CAP_BPF it still forwards, at nice 0 with no filter, and says why in
+    one warning each."""
+    caps = unit_capabilities()
+    assert {"sys_nice", "bpf", "net_raw", "net_admin"} <= set(caps), f"unit capabilities: {caps}"
+    status, log = run_with_capabilities(four, caps, "unit")
+    dp = status["datapath"]
+    assert (dp["nice"], dp["host_stack_filtered_ports"], dp["packet_ports"]) == (-20, 2, 2), f"{dp}\n{log}"
+    assert "warning" not in log, log
+    fewer = [c for c in caps if c not in ("sys_nice", "bpf")]
+    status, log = run_with_capabilities(four, fewer, "fewer")
+    dp = status["datapath"]
+    assert (dp["nice"], dp["host_stack_filtered_ports"]) == (0, 0), f"{dp}\n{log}"
+    warnings = [l for l in log.splitlines() if "warning" in l]
+    assert len(warnings) == 2 and "nice -20" in warnings[0] and "TCX" in warnings[1], log
 
 
 # ---- bad values -------------------------------------------------------------------------
