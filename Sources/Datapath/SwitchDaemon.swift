@@ -59,11 +59,9 @@ public final class SwitchDaemon: @unchecked Sendable {
         /// The interface's MTU when last looked at.
         var mtu: Int?
 
-        /// What `thread` sends on: its own socket on a packet port, the one device otherwise.
-        func egress(for thread: Int) -> Device? {
-            guard thread > 0, case .packet = device, thread - 1 < threadSockets.count else { return device }
-            return .packet(threadSockets[thread - 1])
-        }
+        /// What `thread` sends on: what it receives on, and the one device where it receives
+        /// nothing (TAP and libpcap ports are the main thread's).
+        func egress(for thread: Int) -> Device? { ingress(for: thread) ?? device }
 
         /// What `thread` receives on: the main thread serves every kind of port, the others
         /// their packet socket.

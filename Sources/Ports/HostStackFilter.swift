@@ -10,14 +10,12 @@ import CLinux
 /// after the packet sockets (taps, which run first) have copied it. The kernel detaches the
 /// program when the descriptor closes, so a switch that stops or crashes leaves nothing behind.
 public final class HostStackFilter {
-    public let interfaceName: String
     private let link: Int32
 
     /// Attaches the filter; throws where the kernel has no TCX (before 6.6) or refuses BPF.
     public init(interface name: String, index: Int32) throws(SystemError) {
         let result = clinux_tcx_ingress_drop(index)
         guard result >= 0 else { throw SystemError("BPF TCX ingress attach", "interface \(name)", errno: -result) }
-        interfaceName = name
         link = result
     }
 

@@ -189,7 +189,7 @@ public final class ReceiveBatch {
         iovecs = .allocate(capacity: capacity)
         messages = .allocate(capacity: capacity)
         entries = .allocate(capacity: capacity)
-        entries.initialize(repeating: Entry(start: nil, length: 0, strippedTag: nil), count: capacity)
+        entries.initialize(repeating: .cut, count: capacity)
         for i in 0..<capacity {
             iovecs[i] = iovec(iov_base: storage + i * Self.bufferSize, iov_len: Self.bufferSize)
         }

@@ -9,14 +9,14 @@ import CLinux
 ///
 /// V2 and not V3: V3 hands frames over a block at a time, when the block fills or its timer
 /// (a millisecond at least) runs out, which would delay a lone IGMP report or the first frame
-/// of a group. Slots are sized for an MTU-sized frame; larger ones (GSO) are marked
+/// of a group. Slots hold small frames; larger ones (MTU-sized, GSO) are marked
 /// TP_STATUS_COPY and wait whole on the socket's queue (PACKET_COPY_THRESH).
 public final class ReceiveRing {
     /// Small frames (IGMP, ARP, ACKs, 64-byte floods) fit a slot; MTU-sized and GSO frames
     /// take the socket's queue, read in batches. Small slots keep many frames in little
     /// memory: the ring is mapped, and counts in the process's resident size.
     public static let slotSize = 512
-    /// Slots per block: blocks are allocated by the kernel as contiguous pages.
+    /// Bytes per block: the kernel allocates each block as contiguous pages.
     private static let blockSize = 1 << 16
 
     public let slotCount: Int

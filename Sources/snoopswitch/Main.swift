@@ -218,7 +218,6 @@ struct Run: ParsableCommand {
         return .nanoseconds(Int64((value * 1e9).rounded()))
     }
 
-    /// The command line's own arguments after `run`, to lay over the file's.
     /// `0,1`, `2-3`, `0,2-3`: CPUs this process may run on, in order, each once.
     static func parseCPUs(_ text: String) throws -> [Int] {
         var list: [Int] = []
@@ -236,6 +235,7 @@ struct Run: ParsableCommand {
         return list
     }
 
+    /// The command line's own arguments after `run`, to lay over the file's.
     static var commandLineArguments: [String] {
         let all = Array(CommandLine.arguments.dropFirst())
         guard let run = all.firstIndex(of: "run") else { return all }
