@@ -705,7 +705,9 @@ class Receiver:
             pass
 
 
-def _udp_sender_socket(src_addr: Optional[str], ttl: int, broadcast: bool, tos: int) -> socket.socket:
+def udp_sender_socket(src_addr: Optional[str], ttl: int = 1, broadcast: bool = False, tos: int = 0) -> socket.socket:
+    """A UDP socket that sends group datagrams out of the interface with `src_addr` (call it
+    in the host's namespace: in_netns), not looped back to the host itself."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     if src_addr:
         s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(src_addr))
@@ -726,7 +728,7 @@ def send_udp(ns: str, dst: str, port: int, count: int = 20, marker: bytes = b"sn
              interval: float = 0.002, src_addr: Optional[str] = None, ttl: int = 1, tos: int = 0) -> list[bytes]:
     """Send `count` numbered UDP datagrams from namespace ns to dst:port. Returns them."""
     broadcast = dst == "255.255.255.255" or dst.endswith(".255")
-    s = in_netns(ns, _udp_sender_socket, src_addr, ttl, broadcast, tos)
+    s = in_netns(ns, udp_sender_socket, src_addr, ttl, broadcast, tos)
     payloads = numbered_payloads(marker, count, size)
     try:
         for p in payloads:

@@ -15,6 +15,7 @@ header with it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -39,6 +40,7 @@ from lab import (
     run_refused,
     sh,
     tcp_transfer,
+    udp_sender_socket,
     wait_until,
 )
 
@@ -95,18 +97,10 @@ def sized_payloads(rng: random.Random, sizes: list[int]) -> list[bytes]:
     return out
 
 
-def _udp_socket(src_addr: str) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(src_addr))
-    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-    return s
-
-
 def send_interleaved(host, streams: dict[str, list[bytes]], port: int) -> None:
     """Send each destination's payloads from one socket of its own (one flow each),
     back to back, the destinations taking turns."""
-    socks = {dst: in_netns(host.ns, _udp_socket, host.addr) for dst in streams}
+    socks = {dst: in_netns(host.ns, udp_sender_socket, host.addr) for dst in streams}
     try:
         for i in range(max(len(p) for p in streams.values())):
             for dst, payloads in streams.items():
@@ -449,10 +443,11 @@ def test_forwarding_threads_run_at_the_nice_value_asked_for(four, flags, nice):
     N (a negative N too, written as a separate word). The status reports it, and the switch
     forwards."""
     sw = four.start_switch("--threads", "2", *flags)
+    status = sw.status()  # answered once the threads run, named
     nices = thread_nices(sw.proc.pid)
     assert len([n for n in nices if n.startswith("snoopswitch/")]) == 1, f"threads: {nices}"
     assert set(nices.values()) == {nice}, f"expected every thread at nice {nice}: {nices}"
-    assert sw.status()["datapath"]["nice"] == nice
+    assert status["datapath"]["nice"] == nice
     assert f"at nice {nice}," in sw.status_text()
     assert four["h1"].ping(four["h2"].addr)
 
@@ -471,6 +466,29 @@ def autogroups_enabled() -> bool:
         return False
 
 
+@contextlib.contextmanager
+def own_switch(four, tag: str, args: list[str], wrapper: list[str] = (), new_session: bool = False):
+    """`snoopswitch run ARGS` started by the test itself (after `wrapper`, e.g. setpriv, in a
+    session of its own if asked), up once its control socket exists; yields (process, control
+    socket path, log path), and stops it and removes the socket afterwards."""
+    control = str(four.tmpdir / f"{tag}.sock")
+    log = four.tmpdir / f"{tag}.log"
+    with open(log, "wb") as out:
+        p = subprocess.Popen(["ip", "netns", "exec", four.sw_ns, *wrapper, str(binary_path()), "run", *args,
+                              "--control", control],
+                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=new_session)
+    try:
+        wait_until(lambda: os.path.exists(control) or p.poll() is not None, timeout=15, what="the control socket")
+        assert p.poll() is None, f"the switch ({args}, {wrapper}) exited: {log.read_text()}"
+        yield p, control, log
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+        if os.path.exists(control):
+            os.unlink(control)
+
+
 @pytest.mark.skipif(not autogroups_enabled(), reason="the kernel does not group tasks by session")
 def test_a_switch_leading_its_own_session_ranks_its_session_group_and_no_other(four):
     """The kernel shares the CPU evenly between sessions, whatever the nice of their threads.
@@ -482,21 +500,9 @@ def test_a_switch_leading_its_own_session_ranks_its_session_group_and_no_other(f
     assert autogroup_nice("self") == before, "a switch in the test's session changed that session's group"
     four.stop_switch()
     for flags, nice in (([], -20), (["--nice", "3"], 3)):
-        control = str(four.tmpdir / f"own-session{nice}.sock")
-        p = subprocess.Popen(["ip", "netns", "exec", four.sw_ns, str(binary_path()), "run", "--port", "h1",
-                              *flags, "--control", control],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             start_new_session=True)
-        try:
-            wait_until(lambda: os.path.exists(control) or p.poll() is not None, timeout=15, what="the control socket")
-            assert p.poll() is None, f"the switch exited: {p.stderr.read().decode()}"
+        with own_switch(four, f"own-session{nice}", ["--port", "h1", *flags], new_session=True) as (p, _, _):
             assert os.getsid(p.pid) == p.pid, "test assumption: the switch leads its session"
             assert autogroup_nice(p.pid) == nice, f"session group of a switch run with {flags or 'defaults'}"
-        finally:
-            p.terminate()
-            p.wait(timeout=10)
-            if os.path.exists(control):
-                os.unlink(control)
     assert autogroup_nice("self") == before
 
 
@@ -510,25 +516,12 @@ def unit_capabilities() -> list[str]:
 def run_with_capabilities(four, caps: list[str], tag: str) -> tuple[dict, str]:
     """Runs the switch on h1 and h2 with only `caps` (setpriv's bounding set, as systemd's
     CapabilityBoundingSet does); returns its status and its log."""
-    control = str(four.tmpdir / f"caps-{tag}.sock")
-    log = four.tmpdir / f"caps-{tag}.log"
-    with open(log, "wb") as out:
-        p = subprocess.Popen(["ip", "netns", "exec", four.sw_ns, "setpriv",
-                              "--bounding-set=-all," + ",".join("+" + c for c in caps),
-                              str(binary_path()), "run", "--port", "h1", "--port", "h2", "--control", control],
-                             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_until(lambda: os.path.exists(control) or p.poll() is not None, timeout=15, what="the control socket")
-        assert p.poll() is None, f"the switch exited with {caps}: {log.read_text()}"
+    wrapper = ["setpriv", "--bounding-set=-all," + ",".join("+" + c for c in caps)]
+    with own_switch(four, f"caps-{tag}", ["--port", "h1", "--port", "h2"], wrapper=wrapper) as (_, control, log):
         r = subprocess.run([str(binary_path()), "status", "--control", control, "--json"],
                            capture_output=True, text=True, timeout=5, check=True)
         assert four["h1"].ping(four["h2"].addr), f"no forwarding with {caps}"
         return json.loads(r.stdout), log.read_text()
-    finally:
-        p.terminate()
-        p.wait(timeout=10)
-        if os.path.exists(control):
-            os.unlink(control)
 
 
 def test_the_service_units_capabilities_suffice_and_without_them_the_switch_falls_back(four):

@@ -45,6 +45,7 @@ from lab import (
     querier,
     router_ports,
     sh,
+    udp_sender_socket,
     wait_until,
 )
 
@@ -122,14 +123,6 @@ def drops(status: dict, reason: str) -> int:
     return int((status.get("drops_by_reason") or {}).get(reason, 0) or 0)
 
 
-def _sender_socket(src_addr: str) -> socket.socket:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(src_addr))
-    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
-    return s
-
-
 class Stream:
     """A host sending numbered datagrams ("<tag> <seq>") to group:port every `interval`
     seconds from a background thread; .sent holds (seq, monotonic send time)."""
@@ -139,7 +132,7 @@ class Stream:
         self.tag = (tag or f"st{random.getrandbits(32):08x}").encode()
         self.sent: list[tuple[int, float]] = []
         self.errors = 0
-        self._sock = in_netns(host.ns, _sender_socket, host.addr)
+        self._sock = in_netns(host.ns, udp_sender_socket, host.addr)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"stream-{group}", daemon=True)
         self._thread.start()
