@@ -71,8 +71,13 @@ public struct RouterPortTracker {
         }
     }
 
+    /// Read after every batch of frames: a plain loop, no array built.
     public var nextDeadline: Instant? {
-        learned.values.flatMap { $0.values.map(\.expires) }.min()
+        var next: Instant?
+        for ports in learned.values {
+            for entry in ports.values { next = min(next ?? entry.expires, entry.expires) }
+        }
+        return next
     }
 
     private mutating func rebuild(_ vlan: VLANID) {

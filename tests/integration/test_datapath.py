@@ -435,10 +435,10 @@ def thread_nices(pid: int) -> dict[str, int]:
     return out
 
 
-@pytest.mark.parametrize("flags,nice", [([], -20), (["--nice", "0"], 0), (["--nice", "5"], 5), (["--nice", "-7"], -7)],
+@pytest.mark.parametrize("flags,nice", [([], -10), (["--nice", "0"], 0), (["--nice", "5"], 5), (["--nice", "-7"], -7)],
                          ids=["default", "nice-0", "nice-5", "nice-minus-7"])
 def test_forwarding_threads_run_at_the_nice_value_asked_for(four, flags, nice):
-    """By default every thread of the switch, the forwarding ones included, runs at nice -20
+    """By default every thread of the switch, the forwarding ones included, runs at nice -10
     (ahead of the hosts' processes, like the kernel's forwarding in softirq); --nice N sets
     N (a negative N too, written as a separate word). The status reports it, and the switch
     forwards."""
@@ -496,13 +496,13 @@ def own_switch(four, tag: str, args: list[str], wrapper: list[str] = (), new_ses
 def test_a_switch_leading_its_own_session_ranks_its_session_group_and_no_other(four):
     """The kernel shares the CPU evenly between sessions, whatever the nice of their threads.
     Started in a session of its own (as systemd or setsid start it), the switch sets its
-    session's group to its nice value (-20 by default, --nice 3 here: 3); started from this
+    session's group to its nice value (-10 by default, --nice 3 here: 3); started from this
     test's session, it leaves that session's group as it was."""
     before = autogroup_nice("self")
     four.start_switch()
     assert autogroup_nice("self") == before, "a switch in the test's session changed that session's group"
     four.stop_switch()
-    for flags, nice in (([], -20), (["--nice", "3"], 3)):
+    for flags, nice in (([], -10), (["--nice", "3"], 3)):
         with own_switch(four, f"own-session{nice}", ["--port", "h1", *flags], new_session=True) as (p, _, _):
             assert os.getsid(p.pid) == p.pid, "test assumption: the switch leads its session"
             assert autogroup_nice(p.pid) == nice, f"session group of a switch run with {flags or 'defaults'}"
@@ -529,21 +529,21 @@ def run_with_capabilities(four, caps: list[str], tag: str) -> tuple[dict, str]:
 
 def test_the_service_units_capabilities_suffice_and_without_them_the_switch_falls_back(four):
     """With only the capabilities contrib/snoopswitch.service grants, the switch runs as by
-    default: nice -20 and both ports kept from the host stack, no warning. Without
+    default: nice -10 and both ports kept from the host stack, no warning. Without
     CAP_SYS_NICE and CAP_BPF it still forwards, at nice 0 with no filter, and says why in
     one warning each."""
     caps = unit_capabilities()
     assert {"sys_nice", "bpf", "net_raw", "net_admin"} <= set(caps), f"unit capabilities: {caps}"
     status, log = run_with_capabilities(four, caps, "unit")
     dp = status["datapath"]
-    assert (dp["nice"], dp["host_stack_filtered_ports"], dp["packet_ports"]) == (-20, 2, 2), f"{dp}\n{log}"
+    assert (dp["nice"], dp["host_stack_filtered_ports"], dp["packet_ports"]) == (-10, 2, 2), f"{dp}\n{log}"
     assert "warning" not in log, log
     fewer = [c for c in caps if c not in ("sys_nice", "bpf")]
     status, log = run_with_capabilities(four, fewer, "fewer")
     dp = status["datapath"]
     assert (dp["nice"], dp["host_stack_filtered_ports"]) == (0, 0), f"{dp}\n{log}"
     warnings = [l for l in log.splitlines() if "warning" in l]
-    assert len(warnings) == 2 and "nice -20" in warnings[0] and "TCX" in warnings[1], log
+    assert len(warnings) == 2 and "nice -10" in warnings[0] and "TCX" in warnings[1], log
 
 
 # ---- bad values -------------------------------------------------------------------------
