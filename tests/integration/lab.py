@@ -1730,6 +1730,12 @@ class QemuVm:
         except OSError:
             return ""
 
+    def console_lines(self) -> str:
+        """The console up to its last newline: a line the guest is still writing (the serial
+        port hands it over a few bytes at a time) is not read half-way."""
+        text = self.console()
+        return text[:text.rfind("\n") + 1]
+
     def qemu_output(self) -> str:
         try:
             return self.output_path.read_bytes()[-3000:].decode(errors="replace")
@@ -1748,11 +1754,11 @@ class QemuVm:
         rx = re.compile(pattern, re.M)
         deadline = time.monotonic() + timeout
         while True:
-            m = rx.search(self.console())
+            m = rx.search(self.console_lines())
             if m:
                 return m
             if not self.alive():
-                m = rx.search(self.console())  # written just before it exited
+                m = rx.search(self.console_lines())  # written just before it exited
                 if m:
                     return m
                 raise AssertionError(f"the VM ended before {what or pattern!r}\n{self.describe()}")

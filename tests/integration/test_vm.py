@@ -128,7 +128,7 @@ def test_vm_joins_through_its_tap_and_receives_the_group(guest, vm_lab):
         result = None
         while result is None:
             h1.send_udp(G, PORT, count=1, marker=f"{token} END".encode())
-            found = re.search(r"^VMRESULT .*$", vm.console(), re.M)
+            found = re.search(r"^VMRESULT .*$", vm.console_lines(), re.M)
             if found:
                 result = found.group(0)
             elif not vm.alive() or time.monotonic() > deadline:
