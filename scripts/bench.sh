@@ -415,8 +415,15 @@ measure_multicast() {
     for i in "${joiners[@]}"; do unspawn "$i"; done
 }
 
-measure_tcp() {
-    local kind="$1" pg out="$TMP/$1-iperf3.json" rc=0
+# One TCP figure is the median of TCP_RUNS iperf3 runs: a single run of the kernel bridge
+# moved between 14 and 27 Gbit/s on the 2-core machine (where the scheduler put client and
+# server), ours less; the median keeps one lucky or unlucky placement from setting the ratio.
+TCP_RUNS=3
+
+TCP_GBPS=""
+tcp_once() {            # tcp_once KIND RUN: one iperf3 run; sets TCP_GBPS (empty and a note on failure)
+    local kind="$1" pg out="$TMP/$1-iperf3-$2.json" rc=0
+    TCP_GBPS=""
     spawn "$TMP/$kind-iperf3-server.log" ip netns exec "$(ns r1)" iperf3 -s -1 -p 5201
     pg=$SPAWNED
     sleep 0.5
@@ -439,15 +446,24 @@ try:
 except Exception:
     print("")' "$out")
     if [[ -n "$bps" ]]; then
-        record "$kind" tcp "$("$PY" -c "print($bps / 1e9)")"
+        TCP_GBPS=$("$PY" -c "print($bps / 1e9)")
         [[ $rc == 0 ]] || note "$kind: iperf3 exited with status $rc"
     elif [[ $rc == 124 ]]; then
-        record "$kind" tcp 0
         note "$kind: TCP stalled: iperf3 got no result in $((DURATION + 20)) s (recorded as 0)"
     else
-        record "$kind" tcp 0
         note "$kind: TCP failed (recorded as 0): iperf3 status $rc${error:+: $error}"
     fi
+}
+
+measure_tcp() {
+    local kind="$1" run runs=()
+    for run in $(seq 1 "$TCP_RUNS"); do
+        tcp_once "$kind" "$run"
+        [[ -n "$TCP_GBPS" ]] || { record "$kind" tcp 0; return; }   # a failed run: no figure
+        runs+=("$TCP_GBPS")
+    done
+    record "$kind" tcp "$(printf '%s\n' "${runs[@]}" | sort -g | sed -n "$(( (TCP_RUNS + 1) / 2 ))p")"
+    note "$kind: TCP over $TCP_RUNS runs of $DURATION s, Gbit/s: $(printf '%.2f ' "${runs[@]}")(the median is the figure)"
 }
 
 measure_latency() {
