@@ -140,7 +140,8 @@ public final class ControlServer {
 
     /// Reads what a client sent. Once its request line is complete (or too long, or the client
     /// left), `handler` answers it and the connection closes, unless the handler took the
-    /// descriptor over (it returns nil: a capture stream). `unregister` takes it off the loop.
+    /// descriptor over (it returns nil: a capture stream, or an answer sent later with
+    /// `respond`). `unregister` takes it off the loop.
     public func readable(_ fd: Int32, unregister: (Int32) -> Void, _ handler: (String, Int32) -> String?) {
         guard var client = clients[fd] else { return }
         var chunk = [UInt8](repeating: 0, count: 4096)
@@ -187,6 +188,10 @@ public final class ControlServer {
         answer(fd, reply)
     }
 
+    /// Answers a client whose request the handler took over, and closes it once sent. `line`
+    /// ends with a newline: a large document is made ready on another thread, not here.
+    public func respond(_ fd: Int32, line: [UInt8]) { answer(fd, bytes: line) }
+
     /// An answer still being written to a client that reads it slowly.
     struct Outgoing {
         var data: [UInt8]
@@ -197,8 +202,10 @@ public final class ControlServer {
 
     /// Writes an answer without blocking; what does not fit now is sent later by `sendPending`.
     /// A client that closed early costs nothing (no SIGPIPE: MSG_NOSIGNAL).
-    private func answer(_ fd: Int32, _ text: String) {
-        var pending = Outgoing(data: Array((text + "\n").utf8), offset: 0, since: monotonicNow())
+    private func answer(_ fd: Int32, _ text: String) { answer(fd, bytes: Array((text + "\n").utf8)) }
+
+    private func answer(_ fd: Int32, bytes: [UInt8]) {
+        var pending = Outgoing(data: bytes, offset: 0, since: monotonicNow())
         var size: Int32 = 4 << 20
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         if send(fd, &pending) { close(fd) } else { outgoing[fd] = pending }

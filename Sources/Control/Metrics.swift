@@ -56,7 +56,7 @@ extension StatusReport {
 }
 
 /// A minimal HTTP/1.0 endpoint for Prometheus: GET /metrics answers the text format, anything
-/// else 404. It runs on the switch's loop; each client gets a short timeout.
+/// else 404. The daemon serves it off its forwarding threads; each client gets a short timeout.
 public final class MetricsServer {
     public let descriptor: Int32
     public let address: String

@@ -150,40 +150,77 @@ public struct PortRuntime: Sendable {
     }
 }
 
+/// The engine's state as plain values, copied under the datapath's lock. The report is made
+/// from it (port names, sorting, text, JSON) after the lock is let go: for 100,000 groups that
+/// takes seconds, and the forwarding threads must not wait for it.
+public struct StatusSnapshot {
+    public var at: Instant
+    public var ports: [PortConfiguration?]
+    public var linkUp: PortSet
+    public var counters: SwitchCounters
+    public var refusals: [String: UInt64]
+    public var macAging: Duration
+    public var macs: [(vlan: VLANID, mac: MACAddress, entry: MacTable.Entry)]
+    public var groups: MembershipTable<IPv4Address, IGMPVersion>.Snapshot
+    public var learnedRouters: [(vlan: VLANID, port: PortID, learned: RouterPortTracker.Learned)]
+    public var queriers: [QuerierElection.VLANStatus]
+
+    /// Copies what the status shows; the large tables unsorted (sorting waits for the report).
+    public init(engine: SnoopingSwitch, at now: Instant) {
+        at = now
+        ports = engine.ports
+        linkUp = engine.linkUp
+        counters = engine.counters
+        refusals = engine.memberships.refusals
+        macAging = engine.macs.aging
+        macs = engine.macs.unorderedEntries()
+        groups = engine.memberships.snapshot()
+        learnedRouters = engine.routers.learnedPorts()
+        queriers = engine.querier.status(at: now)
+    }
+}
+
 extension StatusReport {
     /// Reads the engine's state at `now`, with the datapath's per-port figures.
     public init(engine: SnoopingSwitch, ports runtime: [PortRuntime], datapath: Datapath = Datapath(threads: 1, ringBytes: 0),
                 at now: Instant) {
+        self.init(snapshot: StatusSnapshot(engine: engine, at: now), ports: runtime, datapath: datapath)
+    }
+
+    /// The report of a snapshot, with the datapath's per-port figures.
+    public init(snapshot: StatusSnapshot, ports runtime: [PortRuntime],
+                datapath: Datapath = Datapath(threads: 1, ringBytes: 0)) {
+        let now = snapshot.at
         self.datapath = datapath
-        func name(_ port: PortID) -> String { engine.ports[port.index]?.name ?? "port\(port.index)" }
+        func name(_ port: PortID) -> String { snapshot.ports[port.index]?.name ?? "port\(port.index)" }
         func seconds(until t: Instant) -> Double { max(0, (t - now).secondsValue) }
-        let learnedRouters = engine.routers.learnedPorts()
+        let learnedRouters = snapshot.learnedRouters
         let learnedRouterPorts = Set(learnedRouters.map(\.port))
 
-        ports = engine.ports.enumerated().compactMap { index, port in
+        ports = snapshot.ports.enumerated().compactMap { index, port in
             guard let port else { return nil }
             let id = PortID(index)
             let run = index < runtime.count ? runtime[index] : PortRuntime(interfaceIndex: nil, txFrames: 0, txDrops: 0)
             return Port(
                 name: port.name, ifindex: run.interfaceIndex,
-                link: engine.linkUp.contains(id) ? "up" : "down",
+                link: snapshot.linkUp.contains(id) ? "up" : "down",
                 pvid: port.pvid.map { Int($0.rawValue) },
                 tagged: port.tagged.map { Int($0.rawValue) }.sorted(),
                 router: port.isStaticRouterPort ? "static" : (learnedRouterPorts.contains(id) ? "learned" : nil),
                 fastLeave: port.fastLeave,
                 queryGuard: port.queryGuard,
-                rxFrames: engine.counters.rxFrames[index],
+                rxFrames: snapshot.counters.rxFrames[index],
                 txFrames: run.txFrames,
-                rxBytes: engine.counters.rxBytes[index],
+                rxBytes: snapshot.counters.rxBytes[index],
                 txBytes: run.txBytes,
-                drops: engine.counters.drops[index] + run.txDrops,
+                drops: snapshot.counters.drops[index] + run.txDrops,
                 linkChanges: run.linkChanges)
         }
-        macs = engine.macs.allEntries()
-            .filter { now < $0.entry.lastSeen + engine.macs.aging }
+        macs = snapshot.macs.filter { now < $0.entry.lastSeen + snapshot.macAging }
+            .sorted { ($0.vlan, $0.mac) < ($1.vlan, $1.mac) }
             .map { MacEntry(vlan: Int($0.vlan.rawValue), mac: $0.mac.description, port: name($0.entry.port),
                             ageSeconds: (now - $0.entry.lastSeen).secondsValue) }
-        groups = engine.memberships.allGroups().map { key, members in
+        groups = snapshot.groups.ordered().map { key, members in
             Group(vlan: Int(key.vlan.rawValue), group: key.group.description,
                   members: members.map { port, member in
                       Member(port: name(port), expiresIn: seconds(until: member.expires), version: member.version.rawValue,
@@ -195,30 +232,30 @@ extension StatusReport {
                   })
         }
         var routerPorts: [RouterPort] = []
-        for (index, port) in engine.ports.enumerated() where port?.isStaticRouterPort == true {
+        for (index, port) in snapshot.ports.enumerated() where port?.isStaticRouterPort == true {
             guard let port else { continue }
             for vlan in port.vlans.sorted() {
                 routerPorts.append(RouterPort(vlan: Int(vlan.rawValue), port: name(PortID(index)),
                                               kind: "static", reason: RouterPortReason.static.rawValue, expiresIn: nil))
             }
         }
-        for learned in learnedRouters where engine.ports[learned.port.index]?.isStaticRouterPort == false {
+        for learned in learnedRouters where snapshot.ports[learned.port.index]?.isStaticRouterPort == false {
             routerPorts.append(RouterPort(vlan: Int(learned.vlan.rawValue), port: name(learned.port), kind: "learned",
                                           reason: learned.learned.reason.rawValue,
                                           expiresIn: seconds(until: learned.learned.expires)))
         }
         self.routerPorts = routerPorts.sorted { ($0.vlan, $0.port) < ($1.vlan, $1.port) }
-        queriers = engine.querier.status(at: now).map { status in
+        queriers = snapshot.queriers.map { status in
             Querier(vlan: Int(status.vlan.rawValue), role: status.role.rawValue,
                     address: status.address?.description, version: status.version.rawValue,
                     nextQueryIn: status.nextQuery.map(seconds(until:)),
                     otherQuerierExpiresIn: status.otherQuerierExpires.map(seconds(until:)))
         }
-        var errors = engine.counters.errors
-        for (limit, count) in engine.memberships.refusals { errors["limit_\(limit)"] = count }
-        igmp = IGMPCounters(received: engine.counters.received, sent: engine.counters.sent, errors: errors)
-        dropsByReason = Dictionary(uniqueKeysWithValues: engine.counters.dropsByReason.map { ($0.key.rawValue, $0.value) })
-        if engine.counters.macTableFull > 0 { dropsByReason["mac_table_full"] = engine.counters.macTableFull }
+        var errors = snapshot.counters.errors
+        for (limit, count) in snapshot.refusals { errors["limit_\(limit)"] = count }
+        igmp = IGMPCounters(received: snapshot.counters.received, sent: snapshot.counters.sent, errors: errors)
+        dropsByReason = Dictionary(uniqueKeysWithValues: snapshot.counters.dropsByReason.map { ($0.key.rawValue, $0.value) })
+        if snapshot.counters.macTableFull > 0 { dropsByReason["mac_table_full"] = snapshot.counters.macTableFull }
         let overruns = runtime.reduce(0) { $0 + $1.socketOverruns }
         if overruns > 0 { dropsByReason["socket_overrun"] = overruns }
     }

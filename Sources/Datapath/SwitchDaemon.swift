@@ -136,7 +136,6 @@ public final class SwitchDaemon: @unchecked Sendable {
         static let linkMonitor: UInt64 = 1 << 32
         static let signals: UInt64 = 1 << 32 + 1
         static let control: UInt64 = 1 << 32 + 2
-        static let metrics: UInt64 = 1 << 32 + 3
         static let wakeup: UInt64 = 1 << 32 + 4
         /// Control clients: this plus their descriptor.
         static let controlClient: UInt64 = 1 << 33
@@ -161,7 +160,8 @@ public final class SwitchDaemon: @unchecked Sendable {
     private let links: LinkMonitor
     private let signals: SignalDescriptor
     private var control: ControlServer!
-    private var metrics: MetricsServer?
+    /// Builds status documents and serves the metrics endpoint off the forwarding threads.
+    private var statusWorker: StatusWorker!
     private var running = true
     /// When to look at the links again: some port is held up by its frames alone.
     private var carrierCheck: Instant?
@@ -231,14 +231,13 @@ public final class SwitchDaemon: @unchecked Sendable {
             try open(port, index: index)
         }
         refreshLinks(at: now)
-        if let metricsAddress {
-            let metrics = try MetricsServer(listen: metricsAddress)
-            try poller.add(metrics.descriptor, token: Token.metrics)
-            self.metrics = metrics
-        }
+        let metrics = try metricsAddress.map { address throws(ControlError) in try MetricsServer(listen: address) }
+        statusWorker = try StatusWorker(lock: lock, metrics: metrics, copyState: { [unowned self] in statusParts() },
+                                        answered: { [wakeMain] in wakeMain.signal() })
         control = try ControlServer(path: controlPath, group: controlGroup)
         try poller.add(control.descriptor, token: Token.control)
         startThreads()
+        try statusWorker.start()
     }
 
     /// Starts the forwarding threads other than this one (they wait for the lock until `run`),
@@ -363,6 +362,7 @@ public final class SwitchDaemon: @unchecked Sendable {
                     refreshLinks(at: now)
                 case Token.wakeup:
                     wakeMain.drain()
+                    for (client, line) in statusWorker.takeAnswers() { control.respond(client, line: line) }
                     if linkCheckWanted {
                         linkCheckWanted = false
                         refreshLinks(at: now)
@@ -371,12 +371,12 @@ public final class SwitchDaemon: @unchecked Sendable {
                     control.accept(at: now.nanoseconds) { try? poller.add($0, token: Token.controlClient + UInt64($0)) }
                 case let token where token >= Token.controlClient:
                     control.readable(Int32(token - Token.controlClient), unregister: { poller.remove($0) }, answer(_:client:))
-                case Token.metrics: metrics?.serve { statusReport().prometheusText() }
                 default: receive(onPort: Int(token), thread: threads[0])
                 }
             }
         }
         lock.unlock()
+        statusWorker.stop()
         for thread in threads.dropFirst() { thread.wakeup?.signal() }
         for thread in threads.dropFirst() { thread.system?.join() }
         control.shutdown()
@@ -712,7 +712,10 @@ public final class SwitchDaemon: @unchecked Sendable {
             case "capture":
                 try startCapture(Array(words.dropFirst()), client: client)
                 return nil
-            case "status": return try statusDocument()
+            case "status":
+                // Made on the status worker and sent when it is done (`run`, Token.wakeup).
+                guard statusWorker.submit(client: client) else { throw ControlError("busy: too many status requests waiting") }
+                return nil
             case "ping": return "{\"pong\":true}"
             case "port": try portCommand(Array(words.dropFirst()))
             case "fdb": try fdbCommand(Array(words.dropFirst()))
@@ -725,15 +728,8 @@ public final class SwitchDaemon: @unchecked Sendable {
         }
     }
 
-    private func statusDocument() throws -> String {
-        let document = String(decoding: try ControlProtocol.encoder().encode(statusReport()), as: UTF8.self)
-        // A large table's document takes many times its size to build; give that memory back
-        // rather than keep it for the next request.
-        if document.utf8.count > 1 << 20 { clinux_release_free_memory() }
-        return document
-    }
-
-    private func statusReport() -> StatusReport {
+    /// What the status shows, copied out of the engine and the ports. Called with `lock` held.
+    private func statusParts() -> StatusParts {
         for port in ports {
             port?.collectKernelDrops()
         }
@@ -752,7 +748,7 @@ public final class SwitchDaemon: @unchecked Sendable {
         let datapath = StatusReport.Datapath(threads: threads.count, nice: nice, ringBytes: ringBytes,
                                              packetPorts: packetPorts.count,
                                              hostStackFilteredPorts: packetPorts.filter { $0.hostStackFilter != nil }.count)
-        return StatusReport(engine: engine, ports: runtime, datapath: datapath, at: Self.now())
+        return StatusParts(snapshot: StatusSnapshot(engine: engine, at: Self.now()), runtime: runtime, datapath: datapath)
     }
 
     /// `capture PORT|* all|control`: the client's socket becomes a capture stream.

@@ -82,8 +82,13 @@ public final class MacTable {
     }
 
     public func allEntries() -> [(vlan: VLANID, mac: MACAddress, entry: Entry)] {
+        unorderedEntries().sorted { ($0.vlan, $0.mac) < ($1.vlan, $1.mac) }
+    }
+
+    /// Every entry, in no order: a copy to read without the table.
+    public func unorderedEntries() -> [(vlan: VLANID, mac: MACAddress, entry: Entry)] {
         entries.entries().map { key, entry in
             (VLANID(Int(key >> 48))!, MACAddress(rawValue: key), entry)
-        }.sorted { ($0.vlan, $0.mac) < ($1.vlan, $1.mac) }
+        }
     }
 }

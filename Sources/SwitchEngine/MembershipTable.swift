@@ -570,8 +570,24 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
 
     /// Every group with its members, sorted, for the status dump.
     public func allGroups() -> [(key: Key, members: [(port: PortID, member: Member)])] {
-        records.map { record in
-            (record.key, record.members.map { ($0.port, $0.member) }.sorted { $0.port < $1.port })
-        }.sorted { ($0.key.vlan, $0.key.group) < ($1.key.vlan, $1.key.group) }
+        snapshot().ordered()
     }
+
+    /// The groups as they are at one moment, to read on another thread while the table goes
+    /// on. It shares the records' storage: taking it costs nothing, and the table's next change
+    /// copies the records once (milliseconds for 100,000 groups, where listing them took over
+    /// a hundred, under the datapath's lock).
+    public struct Snapshot {
+        fileprivate let records: [GroupRecord]
+
+        public var count: Int { records.count }
+
+        /// Groups by VLAN and address, each group's members by port.
+        public func ordered() -> [(key: Key, members: [(port: PortID, member: Member)])] {
+            records.map { record in (record.key, record.members.sorted { $0.port < $1.port }) }
+                .sorted { ($0.key.vlan, $0.key.group) < ($1.key.vlan, $1.key.group) }
+        }
+    }
+
+    public func snapshot() -> Snapshot { Snapshot(records: records) }
 }

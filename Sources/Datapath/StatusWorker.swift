@@ -1,0 +1,147 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinux
+import Control
+import Ports
+import Synchronization
+
+/// What a status shows, copied out of the engine and the ports under the datapath's lock.
+struct StatusParts {
+    var snapshot: StatusSnapshot
+    var runtime: [PortRuntime]
+    var datapath: StatusReport.Datapath
+
+    var report: StatusReport { StatusReport(snapshot: snapshot, ports: runtime, datapath: datapath) }
+}
+
+/// The control plane's slow work, on a thread of its own so that no forwarding thread waits for
+/// it: status documents (seconds of sorting and JSON for 100,000 groups) and the metrics
+/// endpoint (whose clients may take their time to send a request). It copies the state under
+/// the datapath's lock, briefly, and formats without it. Status answers go back to the main
+/// thread, which owns the control socket's clients and sends them.
+final class StatusWorker: @unchecked Sendable {
+    /// Status requests waiting, at most this many; more are refused rather than queued.
+    static let maximumQueued = 16
+
+    private struct Queue {
+        var requests: [Int32] = []
+        var answers: [(client: Int32, line: [UInt8])] = []
+        var stopping = false
+    }
+    private let queue = Mutex(Queue())
+    private let wakeup: Wakeup
+    private let poller: Poller
+    private let metrics: MetricsServer?
+    private let lock: DatapathLock
+    /// Called with `lock` held.
+    private let copyState: () -> StatusParts
+    /// Tells the main thread that answers wait (`takeAnswers`).
+    private let answered: () -> Void
+    private var thread: SystemThread?
+
+    private enum Token {
+        static let wakeup: UInt64 = 0
+        static let metrics: UInt64 = 1
+    }
+
+    init(lock: DatapathLock, metrics: MetricsServer?, copyState: @escaping () -> StatusParts,
+         answered: @escaping () -> Void) throws(SystemError) {
+        self.lock = lock
+        self.metrics = metrics
+        self.copyState = copyState
+        self.answered = answered
+        wakeup = try Wakeup()
+        poller = try Poller(capacity: 4)
+        try poller.add(wakeup.descriptor, token: Token.wakeup)
+        if let metrics { try poller.add(metrics.descriptor, token: Token.metrics) }
+    }
+
+    func start() throws(SystemError) {
+        thread = try SystemThread(name: "snoopswitch/st") { [self] in loop() }
+    }
+
+    /// Queues a status request; false when too many wait already.
+    func submit(client: Int32) -> Bool {
+        let queued = queue.withLock { queue in
+            guard queue.requests.count < Self.maximumQueued else { return false }
+            queue.requests.append(client)
+            return true
+        }
+        if queued { wakeup.signal() }
+        return queued
+    }
+
+    /// The documents made since the last call, each a line of JSON, with the clients they answer.
+    func takeAnswers() -> [(client: Int32, line: [UInt8])] {
+        queue.withLock { queue in
+            defer { queue.answers = [] }
+            return queue.answers
+        }
+    }
+
+    /// Ends the thread; requests not yet answered are closed.
+    func stop() {
+        queue.withLock { $0.stopping = true }
+        wakeup.signal()
+        thread?.join()
+        thread = nil
+        let left = queue.withLock { queue in
+            defer { queue.requests = []; queue.answers = [] }
+            return queue.requests + queue.answers.map(\.client)
+        }
+        for client in left { close(client) }
+    }
+
+    private func loop() {
+        // Forwarding runs at a raised priority; formatting yields to it and to the hosts.
+        try? SystemThread.setCurrentNice(0)
+        while true {
+            let count = poller.wait(timeoutMilliseconds: -1)
+            for i in 0..<count where poller.ready[i] == Token.metrics {
+                metrics?.serve { currentState().report.prometheusText() }
+            }
+            wakeup.drain()
+            requests: while true {
+                switch nextRequest() {
+                case .idle: break requests
+                case .stop: return
+                case .request(let client):
+                    let line = statusLine()
+                    queue.withLock { $0.answers.append((client, line)) }
+                    answered()
+                }
+            }
+        }
+    }
+
+    private enum Next { case request(Int32), idle, stop }
+
+    private func nextRequest() -> Next {
+        queue.withLock { queue in
+            if queue.stopping { return .stop }
+            return queue.requests.isEmpty ? .idle : .request(queue.requests.removeFirst())
+        }
+    }
+
+    private func currentState() -> StatusParts {
+        lock.lock()
+        defer { lock.unlock() }
+        return copyState()
+    }
+
+    /// The status as one line of JSON.
+    private func statusLine() -> [UInt8] {
+        var line: [UInt8]
+        do {
+            line = [UInt8](try ControlProtocol.encoder().encode(currentState().report))
+        } catch {
+            line = Array(ControlProtocol.errorDocument("cannot encode the status: \(error)").utf8)
+        }
+        line.append(UInt8(ascii: "\n"))
+        // A large table's document takes many times its size to build; give that memory back
+        // rather than keep it for the next request.
+        if line.count > 1 << 20 { clinux_release_free_memory() }
+        return line
+    }
+}
