@@ -9,6 +9,10 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <linux/bpf.h>
+#include <linux/if_packet.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 #include "CLinux.h"
 
 _Static_assert(sizeof(struct clinux_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr layout");
@@ -60,6 +64,35 @@ int clinux_nice(void) {
 // What a TCX program returns to drop the frame.
 #define CLINUX_TCX_DROP 2
 
+static int load_program(enum bpf_prog_type type, const struct bpf_insn *program, unsigned count, const char *name,
+                        char *log, unsigned log_size) {
+    union bpf_attr load;
+    memset(&load, 0, sizeof(load));
+    load.prog_type = type;
+    load.insns = (uint64_t)(uintptr_t)program;
+    load.insn_cnt = count;
+    load.license = (uint64_t)(uintptr_t)"GPL";
+    if (log && log_size) {
+        log[0] = 0;
+        load.log_buf = (uint64_t)(uintptr_t)log;
+        load.log_size = log_size;
+        load.log_level = 1;
+    }
+    strncpy(load.prog_name, name, sizeof(load.prog_name) - 1);
+    int prog = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof(load));
+    return prog >= 0 ? prog : -errno;
+}
+
+int clinux_tcx_ingress_attach(int ifindex, int prog) {
+    union bpf_attr link;
+    memset(&link, 0, sizeof(link));
+    link.link_create.prog_fd = (uint32_t)prog;
+    link.link_create.target_ifindex = (uint32_t)ifindex;
+    link.link_create.attach_type = CLINUX_BPF_TCX_INGRESS;
+    int fd = (int)syscall(SYS_bpf, BPF_LINK_CREATE, &link, sizeof(link));
+    return fd >= 0 ? fd : -errno;
+}
+
 int clinux_tcx_ingress_drop(int ifindex) {
     struct bpf_insn program[2];
     memset(program, 0, sizeof(program));
@@ -67,22 +100,129 @@ int clinux_tcx_ingress_drop(int ifindex) {
     program[0].dst_reg = BPF_REG_0;
     program[0].imm = CLINUX_TCX_DROP;
     program[1].code = BPF_JMP | BPF_EXIT;
-    union bpf_attr load;
-    memset(&load, 0, sizeof(load));
-    load.prog_type = BPF_PROG_TYPE_SCHED_CLS;
-    load.insns = (uint64_t)(uintptr_t)program;
-    load.insn_cnt = 2;
-    load.license = (uint64_t)(uintptr_t)"GPL";
-    memcpy(load.prog_name, "snoopswitch_rx", 15);
-    int prog = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof(load));
-    if (prog < 0) return -errno;
-    union bpf_attr link;
-    memset(&link, 0, sizeof(link));
-    link.link_create.prog_fd = (uint32_t)prog;
-    link.link_create.target_ifindex = (uint32_t)ifindex;
-    link.link_create.attach_type = CLINUX_BPF_TCX_INGRESS;
-    int fd = (int)syscall(SYS_bpf, BPF_LINK_CREATE, &link, sizeof(link));
-    int error = errno;
+    int prog = load_program(BPF_PROG_TYPE_SCHED_CLS, program, 2, "snoopswitch_rx", NULL, 0);
+    if (prog < 0) return prog;
+    int fd = clinux_tcx_ingress_attach(ifindex, prog);
     close(prog);  // the link holds the program
-    return fd >= 0 ? fd : -error;
+    return fd;
+}
+
+// ---- the kernel fast path for unicast flows ------------------------------------------------
+
+_Static_assert(sizeof(struct clinux_flow_key) == 16, "flow key layout");
+_Static_assert(sizeof(struct clinux_flow_value) == 32, "flow value layout");
+
+static int map_call(int command, int map, const void *key, void *value, uint64_t flags) {
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.map_fd = (uint32_t)map;
+    attr.key = (uint64_t)(uintptr_t)key;
+    attr.value = (uint64_t)(uintptr_t)value;
+    attr.flags = flags;
+    return syscall(SYS_bpf, command, &attr, sizeof(attr)) == 0 ? 0 : -errno;
+}
+
+int clinux_flow_map_create(unsigned max_entries) {
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.map_type = BPF_MAP_TYPE_HASH;
+    attr.key_size = sizeof(struct clinux_flow_key);
+    attr.value_size = sizeof(struct clinux_flow_value);
+    attr.max_entries = max_entries;
+    strncpy(attr.map_name, "snoopswitch_fl", sizeof(attr.map_name) - 1);
+    int fd = (int)syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof(attr));
+    return fd >= 0 ? fd : -errno;
+}
+
+int clinux_flow_map_insert(int map, const struct clinux_flow_key *key, const struct clinux_flow_value *value) {
+    return map_call(BPF_MAP_UPDATE_ELEM, map, key, (void *)value, BPF_ANY);
+}
+
+int clinux_flow_map_lookup(int map, const struct clinux_flow_key *key, struct clinux_flow_value *value) {
+    return map_call(BPF_MAP_LOOKUP_ELEM, map, key, value, 0);
+}
+
+int clinux_flow_map_delete(int map, const struct clinux_flow_key *key) {
+    return map_call(BPF_MAP_DELETE_ELEM, map, key, NULL, 0);
+}
+
+#define INSN(c, d, s, o, i) ((struct bpf_insn){ .code = (c), .dst_reg = (d), .src_reg = (s), .off = (o), .imm = (i) })
+#define MOV64_REG(d, s) INSN(BPF_ALU64 | BPF_MOV | BPF_X, d, s, 0, 0)
+#define MOV64_IMM(d, i) INSN(BPF_ALU64 | BPF_MOV | BPF_K, d, 0, 0, i)
+#define ADD64_IMM(d, i) INSN(BPF_ALU64 | BPF_ADD | BPF_K, d, 0, 0, i)
+#define LDX(size, d, s, o) INSN(BPF_LDX | BPF_MEM | (size), d, s, o, 0)
+#define STX(size, d, s, o) INSN(BPF_STX | BPF_MEM | (size), d, s, o, 0)
+#define ATOMIC_ADD64(d, s, o) INSN(BPF_STX | BPF_ATOMIC | BPF_DW, d, s, o, BPF_ADD)
+#define JNE_IMM(d, i, o) INSN(BPF_JMP | BPF_JNE | BPF_K, d, 0, o, i)
+#define JEQ_IMM(d, i, o) INSN(BPF_JMP | BPF_JEQ | BPF_K, d, 0, o, i)
+#define CALL(f) INSN(BPF_JMP | BPF_CALL, 0, 0, 0, f)
+#define EXIT() INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0)
+#define LD_MAP_FD(d, fd) INSN(BPF_LD | BPF_DW | BPF_IMM, d, BPF_PSEUDO_MAP_FD, 0, fd), INSN(0, 0, 0, 0, 0)
+#define CTX(field) ((short)offsetof(struct __sk_buff, field))
+
+// Looks up the flow of the frame in r6's context, its key built at r10-16: r0 = the map's value,
+// or a jump to the miss. Tagged frames (the kernel moved the tag to the skb) always miss.
+#define LOOKUP_FLOW(map, after)                                          \
+    LDX(BPF_W, BPF_REG_0, BPF_REG_6, CTX(vlan_present)),                 \
+    JNE_IMM(BPF_REG_0, 0, (after) + 15),                                  \
+    MOV64_REG(BPF_REG_1, BPF_REG_6),                                      \
+    MOV64_IMM(BPF_REG_2, 0),                                              \
+    MOV64_REG(BPF_REG_3, BPF_REG_10),                                     \
+    ADD64_IMM(BPF_REG_3, -12),                                            \
+    MOV64_IMM(BPF_REG_4, 12),                                             \
+    CALL(BPF_FUNC_skb_load_bytes),    /* destination and source MACs */  \
+    JNE_IMM(BPF_REG_0, 0, (after) + 8),                                   \
+    LDX(BPF_W, BPF_REG_0, BPF_REG_6, CTX(ifindex)),                       \
+    STX(BPF_W, BPF_REG_10, BPF_REG_0, -16),                               \
+    LD_MAP_FD(BPF_REG_1, map),                                            \
+    MOV64_REG(BPF_REG_2, BPF_REG_10),                                     \
+    ADD64_IMM(BPF_REG_2, -16),                                            \
+    CALL(BPF_FUNC_map_lookup_elem),                                       \
+    JEQ_IMM(BPF_REG_0, 0, (after))
+// LOOKUP_FLOW is 17 instructions; a miss jumps `after` instructions past its end.
+
+int clinux_fast_path_tcx_program(int map, int drop_misses, char *log, unsigned log_size) {
+    const int miss = drop_misses ? CLINUX_TCX_DROP : -1;  // TCX_NEXT: on to the host's stack
+    struct bpf_insn program[] = {
+        MOV64_REG(BPF_REG_6, BPF_REG_1),
+        LOOKUP_FLOW(map, 11),
+        // A flow the switch installed: count it, note when, send it out of the egress port.
+        MOV64_REG(BPF_REG_7, BPF_REG_0),
+        MOV64_IMM(BPF_REG_1, 1),
+        ATOMIC_ADD64(BPF_REG_7, BPF_REG_1, offsetof(struct clinux_flow_value, frames)),
+        LDX(BPF_W, BPF_REG_1, BPF_REG_6, CTX(len)),
+        ATOMIC_ADD64(BPF_REG_7, BPF_REG_1, offsetof(struct clinux_flow_value, bytes)),
+        CALL(BPF_FUNC_ktime_get_ns),
+        STX(BPF_DW, BPF_REG_7, BPF_REG_0, offsetof(struct clinux_flow_value, last_used)),
+        LDX(BPF_W, BPF_REG_1, BPF_REG_7, offsetof(struct clinux_flow_value, egress)),
+        MOV64_IMM(BPF_REG_2, 0),
+        CALL(BPF_FUNC_redirect),
+        EXIT(),
+        // The switch's: its packet sockets have the frame already.
+        MOV64_IMM(BPF_REG_0, miss),
+        EXIT(),
+    };
+    return load_program(BPF_PROG_TYPE_SCHED_CLS, program, sizeof(program) / sizeof(program[0]), "snoopswitch_fp",
+                        log, log_size);
+}
+
+int clinux_fast_path_socket_filter(int map, char *log, unsigned log_size) {
+    struct bpf_insn program[] = {
+        MOV64_REG(BPF_REG_6, BPF_REG_1),
+        // Outgoing frames (a fanout group hears them on kernels before 6.9) are never the
+        // switch's: those of the fast path, the namespace's own.
+        LDX(BPF_W, BPF_REG_0, BPF_REG_6, CTX(pkt_type)),
+        JEQ_IMM(BPF_REG_0, PACKET_OUTGOING, 17),  // past LOOKUP_FLOW: not for this socket
+        LOOKUP_FLOW(map, 2),
+        MOV64_IMM(BPF_REG_0, 0),           // the fast path forwards it: not for this socket
+        EXIT(),
+        INSN(BPF_ALU | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, -1),  // all of the frame
+        EXIT(),
+    };
+    return load_program(BPF_PROG_TYPE_SOCKET_FILTER, program, sizeof(program) / sizeof(program[0]), "snoopswitch_sf",
+                        log, log_size);
+}
+
+int clinux_attach_socket_filter(int socket, int prog) {
+    return setsockopt(socket, SOL_SOCKET, SO_ATTACH_BPF, &prog, sizeof(prog)) == 0 ? 0 : -errno;
 }

@@ -90,13 +90,20 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var ringBytes: Int
         public var packetPorts: Int
         public var hostStackFilteredPorts: Int
+        /// Packet ports whose established unicast flows the kernel forwards (the fast path).
+        public var fastPathPorts: Int
+        /// Unicast flows (ingress port, destination, source) the kernel forwards now.
+        public var kernelFlows: Int
 
-        public init(threads: Int, nice: Int = 0, ringBytes: Int, packetPorts: Int = 0, hostStackFilteredPorts: Int = 0) {
+        public init(threads: Int, nice: Int = 0, ringBytes: Int, packetPorts: Int = 0, hostStackFilteredPorts: Int = 0,
+                    fastPathPorts: Int = 0, kernelFlows: Int = 0) {
             self.threads = threads
             self.nice = nice
             self.ringBytes = ringBytes
             self.packetPorts = packetPorts
             self.hostStackFilteredPorts = hostStackFilteredPorts
+            self.fastPathPorts = fastPathPorts
+            self.kernelFlows = kernelFlows
         }
     }
 

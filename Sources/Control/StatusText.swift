@@ -8,6 +8,9 @@ extension StatusReport {
             + (datapath.ringBytes > 0 ? "\(datapath.ringBytes / 1024) KiB receive ring per socket" : "no receive rings (recvmmsg)")
         if datapath.packetPorts > 0 {
             out += ", host IP stack kept off \(datapath.hostStackFilteredPorts) of \(datapath.packetPorts) packet ports"
+            out += datapath.fastPathPorts > 0
+                ? ", kernel fast path on \(datapath.fastPathPorts) ports (\(datapath.kernelFlows) unicast flow\(datapath.kernelFlows == 1 ? "" : "s"))"
+                : ", no kernel fast path"
         }
         out += "\n\n"
         out += table(title: "Ports", ["PORT", "IFINDEX", "LINK", "PVID", "TAGGED", "ROUTER", "FAST-LEAVE", "RX", "TX", "DROPS"],

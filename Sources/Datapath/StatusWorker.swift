@@ -58,7 +58,7 @@ final class StatusWorker: @unchecked Sendable {
     }
 
     func start() throws(SystemError) {
-        thread = try SystemThread(name: "snoopswitch/st") { [self] in loop() }
+        thread = try SystemThread(name: "snoopswitch-st") { [self] in loop() }
     }
 
     /// Queues a status request; false when too many wait already.
@@ -94,8 +94,9 @@ final class StatusWorker: @unchecked Sendable {
     }
 
     private func loop() {
-        // Forwarding runs at a raised priority; formatting yields to it and to the hosts.
-        try? SystemThread.setCurrentNice(0)
+        // Forwarding runs at a raised priority (nice -10 by default); formatting yields to it
+        // and to the hosts, and never runs ahead of forwarding (--nice 5).
+        try? SystemThread.setCurrentNice(max(0, SystemThread.currentNice))
         while true {
             let count = poller.wait(timeoutMilliseconds: -1)
             for i in 0..<count where poller.ready[i] == Token.metrics {

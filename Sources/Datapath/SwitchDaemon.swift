@@ -41,6 +41,11 @@ public final class SwitchDaemon: @unchecked Sendable {
         var threadSockets: [PacketSocket] = []
         /// Keeps the port's frames from the host's IP stack (packet ports, where the kernel can).
         var hostStackFilter: HostStackFilter?
+        /// The kernel fast path's program on the port's ingress (it also keeps the port's other
+        /// frames from the host's IP stack, unless `--no-host-stack-filter`).
+        var fastPathHook: KernelFastPath.Hook?
+        /// The interface the fast path forwards from and to, while it has the port.
+        var fastPathInterface: Int32? { fastPathHook == nil ? nil : interfaceIndex }
         var rxErrors: UInt64 = 0
         /// Frames the kernel dropped before we could read them (socket buffer full).
         var kernelDrops: UInt64 = 0
@@ -109,6 +114,8 @@ public final class SwitchDaemon: @unchecked Sendable {
         var system: SystemThread?
         /// When this thread last received frames.
         var lastFrames = Instant.zero
+        /// Unicast routes decided in this batch, handed to the kernel once the batch is sent.
+        var routes: [(route: SnoopingSwitch.UnicastRoute, ingress: Int32, egress: Int32)] = []
 
         init(number: Int) throws(SystemError) {
             self.number = number
@@ -184,6 +191,8 @@ public final class SwitchDaemon: @unchecked Sendable {
     /// Whether packet ports get a HostStackFilter (`--no-host-stack-filter` turns it off).
     private let filterHostStack: Bool
     private var hostStackFilterRefused = false
+    /// Unicast flows the kernel forwards (nil: `--no-fast-path`, or the kernel cannot).
+    private var fastPath: FastPathFlows?
     /// The forwarding threads' nice value.
     private let nice: Int
     /// Called on SIGHUP; returns a line for the log.
@@ -193,7 +202,8 @@ public final class SwitchDaemon: @unchecked Sendable {
     /// Throws, with nothing left open, if any part cannot start.
     public init(configuration: SwitchConfiguration, controlPath: String, controlGroup: String? = nil,
                 metricsAddress: String? = nil, threads threadCount: Int = 1, ringBytes: Int = 1 << 20,
-                cpus: [Int] = [], busyPoll: Bool = false, filterHostStack: Bool = true, logger: Logger) throws {
+                cpus: [Int] = [], busyPoll: Bool = false, filterHostStack: Bool = true, kernelFastPath: Bool = true,
+                logger: Logger) throws {
         self.logger = logger
         self.busyPoll = busyPoll
         self.ringBytes = ringBytes
@@ -223,6 +233,13 @@ public final class SwitchDaemon: @unchecked Sendable {
         let now = Self.now()
         engine = SnoopingSwitch(configuration: configuration, at: now)
         ports = engine.ports.map { $0.map(PortIO.init) }
+        if kernelFastPath {
+            do throws(SystemError) {
+                fastPath = FastPathFlows(kernel: try KernelFastPath(dropMisses: filterHostStack))
+            } catch {
+                logger.warning("\(error); unicast flows are forwarded by the switch's threads alone (the kernel fast path needs Linux 6.6 and CAP_BPF)")
+            }
+        }
         try poller.add(signals.descriptor, token: Token.signals)
         try poller.add(links.descriptor, token: Token.linkMonitor)
         try poller.add(wakeMain.descriptor, token: Token.wakeup)
@@ -236,8 +253,9 @@ public final class SwitchDaemon: @unchecked Sendable {
                                         answered: { [wakeMain] in wakeMain.signal() })
         control = try ControlServer(path: controlPath, group: controlGroup)
         try poller.add(control.descriptor, token: Token.control)
-        startThreads()
+        // Started before the forwarding threads pin this one (--cpus): it runs where it may.
         try statusWorker.start()
+        startThreads()
     }
 
     /// Starts the forwarding threads other than this one (they wait for the lock until `run`),
@@ -277,7 +295,8 @@ public final class SwitchDaemon: @unchecked Sendable {
                 }
             }
             device = .packet(socket)
-            port.hostStackFilter = filterHostStack(of: socket)
+            port.fastPathHook = fastPathHook(on: socket, others: others)
+            if port.fastPathHook == nil { port.hostStackFilter = filterHostStack(of: socket) }
         case .pcap:
             try? InterfaceState.bringUp(port.name)
             device = .pcap(try PcapPort(interface: port.name))
@@ -302,7 +321,42 @@ public final class SwitchDaemon: @unchecked Sendable {
         port.device = nil
         port.threadSockets = []
         port.hostStackFilter = nil
+        port.fastPathHook = nil
         port.interfaceIndex = nil
+        revalidateFastPath(at: Self.now())
+    }
+
+    /// The fast path's program on a packet port, its sockets filtered; nil (said once) where
+    /// the kernel will not.
+    private func fastPathHook(on socket: PacketSocket, others: [PacketSocket]) -> KernelFastPath.Hook? {
+        guard let kernel = fastPath?.kernel else { return nil }
+        do throws(SystemError) {
+            for each in [socket] + others { try kernel.filter(each) }
+            return try kernel.attach(interface: socket.interfaceName, index: socket.interfaceIndex)
+        } catch {
+            logger.warning("\(error); the port's unicast flows stay with the switch's threads")
+            return nil
+        }
+    }
+
+    // MARK: - Kernel fast path
+
+    /// Counts what the kernel forwarded of a route: received on its ingress port (in the
+    /// engine, which also keeps the source learned), sent on its egress port.
+    private func settleFastPath(_ route: SnoopingSwitch.UnicastRoute, frames: UInt64, bytes: UInt64, lastSeen: Instant?) {
+        engine.forwardedElsewhere(route, frames: frames, bytes: bytes, lastSeen: lastSeen)
+        threads[0].traffic[route.egress.index].frames &+= frames
+        threads[0].traffic[route.egress.index].bytes &+= bytes
+    }
+
+    /// Takes back the flows the engine would no longer decide the same way. Called with `lock`
+    /// held, after anything that may have changed them.
+    private func revalidateFastPath(at now: Instant) {
+        guard let fastPath else { return }
+        fastPath.revalidate(generation: engine.macs.generation, at: now, settle: settleFastPath) { route, ingress, egress in
+            engine.holds(route, at: now) && ports[route.ingress.index]?.fastPathInterface == ingress
+                && ports[route.egress.index]?.fastPathInterface == egress
+        }
     }
 
     /// The port's host stack filter, or nil (said once) where the kernel has none to give.
@@ -328,10 +382,17 @@ public final class SwitchDaemon: @unchecked Sendable {
             // The loop turns once per batch under load: the engine's timers are only walked
             // when one is due (advance sorts and copies the querier's state).
             if engine.nextDeadline(at: now) <= now { engine.advance(to: now) }
+            // Stations aged out, links went down, the table was flushed: flows the kernel
+            // carries may no longer be the engine's decisions.
+            if let fastPath, fastPath.checkedGeneration != engine.macs.generation { revalidateFastPath(at: now) }
             sendGenerated()
             reportRefusals(at: now)
             var deadline = engine.nextDeadline(at: now)
             plannedEngineDeadline = deadline
+            if let fastPath, let settle = fastPath.nextSettle {
+                if settle <= now { fastPath.settleAll(at: now, settle: settleFastPath) }
+                if let next = fastPath.nextSettle { deadline = min(deadline, next) }
+            }
             control.expireClients(at: now.nanoseconds) { poller.remove($0) }
             control.sendPending(at: now.nanoseconds)
             if control.hasPendingAnswers { deadline = min(deadline, now + .milliseconds(5)) }
@@ -481,10 +542,34 @@ public final class SwitchDaemon: @unchecked Sendable {
                         .append(frame.bytes, header: frame.header, tag: tag, headerPrecedes: frame.headerPrecedes)
                     if !captures.isEmpty { capture(frame.bytes, tag: tag, port: egress.index, outbound: true, at: wallClock) }
                 }
+                // The flow's next frames: the kernel's, once the engine has decided one.
+                if fastPath != nil, captures.isEmpty, let ingressInterface = port.fastPathInterface,
+                   let route = engine.unicastRoute(of: IngressFrame(bytes: frame.bytes, tag: frame.tag), on: ingress,
+                                                   decision: decision, at: now),
+                   let egressInterface = ports[route.egress.index]?.fastPathInterface {
+                    thread.routes.append((route, ingressInterface, egressInterface))
+                }
                 if !engine.outbox.isEmpty { queueGenerated(thread: thread) }
             }
+            // Before the batch is sent: a frame that moved a station may be answered within
+            // the send (the receiver's stack runs in our softirq), and the answer must not
+            // meet a flow that still points where the station was.
+            if let fastPath, fastPath.checkedGeneration != engine.macs.generation { revalidateFastPath(at: now) }
             flushPending(thread: thread)
             if case .packet(let socket) = device { socket.ring?.release() }
+            if let fastPath {
+                // After the batch is sent: the kernel must not overtake the frame that decided
+                // the route (frames of the flow still in the ring may be, at its start).
+                if !thread.routes.isEmpty {
+                    for (route, ingress, egress) in thread.routes
+                    where captures.isEmpty && engine.holds(route, at: now)
+                        && ports[route.ingress.index]?.fastPathInterface == ingress
+                        && ports[route.egress.index]?.fastPathInterface == egress {
+                        fastPath.offer(route, ingressInterface: ingress, egressInterface: egress, at: now)
+                    }
+                    thread.routes.removeAll(keepingCapacity: true)
+                }
+            }
             if count < batch.capacity { return }
         }
     }
@@ -677,6 +762,7 @@ public final class SwitchDaemon: @unchecked Sendable {
         closeDevice(of: port)
         engine.removePort(id, at: Self.now())
         ports[id.index] = nil
+        revalidateFastPath(at: Self.now())
         logger.notice("port \(name) removed")
     }
 
@@ -698,6 +784,7 @@ public final class SwitchDaemon: @unchecked Sendable {
             }
         }
         let kept = engine.reconfigure(new, at: Self.now())
+        revalidateFastPath(at: Self.now())
         var line = "configuration re-read; ports: \(changes.isEmpty ? "unchanged" : changes.joined(separator: " "))"
         if !kept.isEmpty { line += "; needs a restart to change: \(kept.joined(separator: ", "))" }
         return line
@@ -730,6 +817,7 @@ public final class SwitchDaemon: @unchecked Sendable {
 
     /// What the status shows, copied out of the engine and the ports. Called with `lock` held.
     private func statusParts() -> StatusParts {
+        fastPath?.settleAll(at: Self.now(), settle: settleFastPath)
         for port in ports {
             port?.collectKernelDrops()
         }
@@ -747,7 +835,11 @@ public final class SwitchDaemon: @unchecked Sendable {
         let packetPorts = ports.compactMap { $0 }.filter { $0.attachment == .packetSocket && $0.device != nil }
         let datapath = StatusReport.Datapath(threads: threads.count, nice: nice, ringBytes: ringBytes,
                                              packetPorts: packetPorts.count,
-                                             hostStackFilteredPorts: packetPorts.filter { $0.hostStackFilter != nil }.count)
+                                             hostStackFilteredPorts: packetPorts.filter {
+                                                 $0.hostStackFilter != nil || ($0.fastPathHook != nil && filterHostStack)
+                                             }.count,
+                                             fastPathPorts: packetPorts.filter { $0.fastPathHook != nil }.count,
+                                             kernelFlows: fastPath?.count ?? 0)
         return StatusParts(snapshot: StatusSnapshot(engine: engine, at: Self.now()), runtime: runtime, datapath: datapath)
     }
 
@@ -763,6 +855,8 @@ public final class SwitchDaemon: @unchecked Sendable {
         }
         writeAll(client, Array("{\"ok\":true}\n".utf8))
         captures.append(CaptureStream(descriptor: client, port: port, controlOnly: words[1] == "control"))
+        // A capture sees every frame: while one runs, the switch's threads forward them all.
+        fastPath?.removeAll(settle: settleFastPath)
         logger.info("capture started (\(words[0] == "*" ? "every port" : words[0]), \(words[1]) frames)")
     }
 

@@ -106,12 +106,21 @@ public final class PacketSocket {
     /// one flow go to one socket (hash), and a socket whose ring is full rolls its excess over
     /// to the next instead of dropping it. `group` nil starts a new group with an id the kernel
     /// picks; returns the group's id for the other sockets to join.
+    ///
+    /// A fanout group hears the interface's outgoing frames too (the PACKET_IGNORE_OUTGOING of
+    /// its sockets does not carry over): the namespace's own IPv6 chatter on the interface, and
+    /// frames the kernel fast path redirects out of it. The group is asked to leave them out
+    /// (Linux 6.9 and later; before, the fast path's socket filter does).
     public func joinFanout(group: UInt16?) throws(SystemError) -> UInt16 {
         let mode = clinux_PACKET_FANOUT_HASH | clinux_PACKET_FANOUT_FLAG_ROLLOVER
-        var value = group.map { Int32($0) | Int32(mode) << 16 } ?? Int32(mode | clinux_PACKET_FANOUT_FLAG_UNIQUEID) << 16
-        guard setsockopt(descriptor, clinux_SOL_PACKET, clinux_PACKET_FANOUT, &value, 4) == 0 else {
+        func join(_ flags: Int32) -> Bool {
+            var value = group.map { Int32($0) | flags << 16 } ?? (flags | clinux_PACKET_FANOUT_FLAG_UNIQUEID) << 16
+            return setsockopt(descriptor, clinux_SOL_PACKET, clinux_PACKET_FANOUT, &value, 4) == 0
+        }
+        guard join(mode | Self.fanoutIgnoresOutgoing) || (errno == EINVAL && join(mode)) else {
             throw SystemError("setsockopt(PACKET_FANOUT)", "interface \(interfaceName)")
         }
+        var value: Int32 = 0
         if let group { return group }
         var length = socklen_t(4)
         guard getsockopt(descriptor, clinux_SOL_PACKET, clinux_PACKET_FANOUT, &value, &length) == 0 else {
@@ -119,6 +128,9 @@ public final class PacketSocket {
         }
         return UInt16(truncatingIfNeeded: value)
     }
+
+    /// PACKET_FANOUT_FLAG_IGNORE_OUTGOING, newer than the headers Debian ships.
+    static let fanoutIgnoresOutgoing: Int32 = 0x4000
 
     /// Takes the error the kernel left on the socket when its interface went down (ENETDOWN):
     /// left there, it fails the next send, that is the first frame after the link is back.

@@ -22,6 +22,9 @@ public final class MacTable {
     public let aging: Duration
     /// Stations seen on a port other than the one learned (a station move).
     public private(set) var moves: UInt64 = 0
+    /// Changes each time an entry moves or goes: what was decided from the table may no longer
+    /// hold (the kernel fast path's flows are checked again).
+    public private(set) var generation: UInt64 = 0
 
     public init(limit: Int, perPortLimit: Int = .max, portCount: Int = PortSet.capacity, aging: Duration) {
         self.limit = limit
@@ -42,6 +45,7 @@ public final class MacTable {
             let old = entries.value(at: slot).port
             if old != port {
                 moves += 1
+                generation &+= 1
                 perPort[old.index] -= 1
                 perPort[port.index] += 1
             }
@@ -56,6 +60,15 @@ public final class MacTable {
 
     public func count(on port: PortID) -> Int { perPort[port.index] }
 
+    /// Notes that a station learned on `port` was seen at `seen` by someone else (the kernel
+    /// fast path forwarded its frames). An entry on another port, or seen later, stays.
+    public func refresh(_ mac: MACAddress, vlan: VLANID, port: PortID, seen: Instant) {
+        guard let slot = entries.slot(of: Self.key(vlan, mac)) else { return }
+        let entry = entries.value(at: slot)
+        guard entry.port == port, entry.lastSeen < seen else { return }
+        entries.setValue(Entry(port: port, lastSeen: seen), at: slot)
+    }
+
     /// The port a station was learned on, if it has not aged out.
     @inline(__always)
     public func lookup(_ mac: MACAddress, vlan: VLANID, at now: Instant) -> PortID? {
@@ -64,11 +77,13 @@ public final class MacTable {
     }
 
     public func removeAll(on port: PortID) {
+        generation &+= 1
         entries.removeAll { $1.port == port }
         perPort[port.index] = 0
     }
 
     public func removeAll() {
+        generation &+= 1
         entries.removeAll()
         for i in perPort.indices { perPort[i] = 0 }
     }
@@ -76,7 +91,9 @@ public final class MacTable {
     /// Drops every entry idle for the aging time.
     public func expire(at now: Instant) {
         let aging = self.aging
+        let before = entries.count
         entries.removeAll { now >= $1.lastSeen + aging }
+        if entries.count != before { generation &+= 1 }
         for i in perPort.indices { perPort[i] = 0 }
         for (_, entry) in entries.entries() { perPort[entry.port.index] += 1 }
     }

@@ -258,6 +258,60 @@ public final class SnoopingSwitch {
         return .none
     }
 
+    // MARK: - Unicast routes the kernel may carry
+
+    /// A unicast decision that holds for every frame from `source` to `destination` arriving
+    /// untagged on `ingress`, for as long as the MAC table and the ports stay as they are. The
+    /// datapath may hand such a flow to the kernel and leave it there while `holds` says so.
+    public struct UnicastRoute: Hashable, Sendable {
+        public var vlan: VLANID
+        public var source: MACAddress
+        public var destination: MACAddress
+        public var ingress: PortID
+        public var egress: PortID
+
+        public init(vlan: VLANID, source: MACAddress, destination: MACAddress, ingress: PortID, egress: PortID) {
+            self.vlan = vlan
+            self.source = source
+            self.destination = destination
+            self.ingress = ingress
+            self.egress = egress
+        }
+    }
+
+    /// The route `decision` (just made for `frame` on `port`) took, when it is one: an untagged
+    /// frame to one learned unicast station, out of an untagged port. Every other decision is
+    /// the engine's alone (floods, multicast, VLAN tags, IGMP).
+    @inline(__always)
+    public func unicastRoute(of frame: IngressFrame, on port: PortID, decision: ForwardingDecision,
+                             at now: Instant) -> UnicastRoute? {
+        guard frame.tag == nil, decision.ports.count == 1, frame.bytes.count >= 14, frame.bytes[0] & 1 == 0,
+              let egress = decision.ports.first(where: { _ in true }) else { return nil }
+        let route = UnicastRoute(vlan: decision.vlan, source: MACAddress(frame.bytes, at: 6),
+                                 destination: MACAddress(frame.bytes, at: 0), ingress: port, egress: egress)
+        return holds(route, at: now) ? route : nil
+    }
+
+    /// Whether every frame of `route` would still be decided as it was: both links up, the
+    /// ingress port's untagged VLAN and the egress port's untagged membership unchanged, the
+    /// destination learned on the egress port and the source on the ingress port.
+    public func holds(_ route: UnicastRoute, at now: Instant) -> Bool {
+        route.ingress != route.egress
+            && linkUp.contains(route.ingress) && linkUp.contains(route.egress)
+            && pvids[route.ingress.index] == route.vlan && pvids[route.egress.index] == route.vlan
+            && vlanPorts[Int(route.vlan.rawValue)].contains(route.egress)
+            && macs.lookup(route.destination, vlan: route.vlan, at: now) == route.egress
+            && macs.lookup(route.source, vlan: route.vlan, at: now) == route.ingress
+    }
+
+    /// Frames of `route` that the kernel forwarded: received on its ingress port, as if the
+    /// engine had seen them, and its source learned as of the last one.
+    public func forwardedElsewhere(_ route: UnicastRoute, frames: UInt64, bytes: UInt64, lastSeen: Instant?) {
+        counters.rxFrames[route.ingress.index] &+= frames
+        counters.rxBytes[route.ingress.index] &+= bytes
+        if let lastSeen { macs.refresh(route.source, vlan: route.vlan, port: route.ingress, seen: lastSeen) }
+    }
+
     // MARK: - IGMP
 
     private func receiveIGMP(_ ip: IPv4HeaderView, frame: IngressFrame, decision: ForwardingDecision,

@@ -146,6 +146,10 @@ struct Run: ParsableCommand {
           help: "Keep the frames of packet ports from this namespace's own IP stack, as a bridge port does (BPF on the TCX ingress hook, Linux 6.6 or later).")
     var hostStackFilter = true
 
+    @Flag(inversion: .prefixedNo,
+          help: "Let the kernel forward the later frames of a unicast flow between two untagged packet ports once the switch has decided its first (BPF on the TCX ingress hook, Linux 6.6 or later); without it, the switch's threads forward every frame.")
+    var kernelFastPath = true
+
     @Option(help: "Serve Prometheus metrics on ADDRESS:PORT (GET /metrics).")
     var metrics: String?
 
@@ -338,7 +342,7 @@ struct Run: ParsableCommand {
                                       metricsAddress: metrics,
                                       threads: threads ?? (cpuList.isEmpty ? min(4, usableCPUCount()) : cpuList.count),
                                       ringBytes: ringSize * 1024, cpus: cpuList, busyPoll: busyPoll,
-                                      filterHostStack: hostStackFilter, logger: logger)
+                                      filterHostStack: hostStackFilter, kernelFastPath: kernelFastPath, logger: logger)
         } catch {
             throw Failure("\(error)")
         }

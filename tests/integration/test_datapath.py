@@ -61,13 +61,17 @@ FIXED_SIZES = [0, 1, 7, 18, 64, 200, 300, *BOUNDARY, 1000, 1400, 1471, 1472]
 # than the kernel puts into two with rollover (a ring takes frames until it has less than
 # a quarter free, the excess of a big flow goes to a socket that has more, then each ring
 # fills up: 96 + 96 + 32 = 224), so they arrive only if the excess rolled over.
+# The switch's own datapath: unicast flows stay with its threads (--no-kernel-fast-path), except
+# in the last variant, where the kernel forwards them once the switch has decided one frame.
+USERSPACE = ["--no-kernel-fast-path"]
 VARIANTS = {
-    "threads-1": (["--threads", "1"], None),
-    "threads-2": (["--threads", "2"], None),
-    "no-ring": (["--ring-size", "0"], None),
-    "threads-2-tiny-ring": (["--threads", "2", "--ring-size", "64"], 192),
+    "threads-1": (["--threads", "1", *USERSPACE], None),
+    "threads-2": (["--threads", "2", *USERSPACE], None),
+    "no-ring": (["--ring-size", "0", *USERSPACE], None),
+    "threads-2-tiny-ring": (["--threads", "2", "--ring-size", "64", *USERSPACE], 192),
     # One thread per CPU this test may use, each bound to its CPU.
-    "pinned": (["--cpus", ",".join(map(str, sorted(os.sched_getaffinity(0))[:2]))], None),
+    "pinned": (["--cpus", ",".join(map(str, sorted(os.sched_getaffinity(0))[:2])), *USERSPACE], None),
+    "kernel-fast-path": (["--threads", "2"], None),
 }
 
 
@@ -186,7 +190,10 @@ def test_every_frame_size_crosses_intact(four, variant):
         assert thread_cpus(sw.proc.pid) == want, f"--cpus {','.join(cpus)}: threads and their CPUs {thread_cpus(sw.proc.pid)}"
 
     rxs = {"h1": h1.join(G, PORT), "h2": h2.join(G, PORT), "h3": h3.receiver(None, PORT)}
-    assert h4.ping(h3.addr), "h4 cannot ping h3"
+    # Both ways, so that with the kernel fast path both flows are the kernel's before the test.
+    assert h4.ping(h3.addr) and h3.ping(h4.addr), "h4 and h3 cannot ping each other"
+    if variant == "kernel-fast-path":
+        sw.wait_status(lambda s: s["datapath"]["kernel_flows"] >= 2, what="the kernel forwarding h3's and h4's flows")
     cap3 = h3.capture()
     seed = random.getrandbits(32)
     rng = random.Random(seed)
@@ -224,20 +231,27 @@ def test_every_frame_size_crosses_intact(four, variant):
 
 
 # ---- TCP: GSO frames through the queue path -------------------------------------------
-@pytest.mark.parametrize("variant", ["threads-2", "no-ring", "threads-2-tiny-ring"])
+@pytest.mark.parametrize("variant", ["threads-2", "no-ring", "threads-2-tiny-ring", "kernel-fast-path"])
 def test_tcp_with_default_offloads_crosses_intact(four, variant):
     """8 MB of TCP from h2 to h1 with the hosts' default offloads arrive intact (length
     and SHA-256): h2 hands its veth GSO frames far larger than a ring slot (and the MTU),
-    which the switch reads from the socket's queue, while h1's ACKs fit the ring."""
+    which the switch reads from the socket's queue, while h1's ACKs fit the ring. With the
+    kernel fast path the kernel carries the connection after its first frames, and the
+    status counts what it forwarded."""
     sw = four.start_switch(*VARIANTS[variant][0])
     h1, h2 = four["h1"], four["h2"]
     cap = h2.capture()
     result = tcp_transfer(h1.ns, h1.addr, h2.ns, nbytes=8 << 20, port=5202, timeout=20)
     cap.stop()
     print(f"{variant}: {result}")
-    assert result.ok, f"{variant}: {result}; socket_overrun {overruns(sw.status())}"
+    st = sw.status()
+    assert result.ok, f"{variant}: {result}; socket_overrun {overruns(st)}"
     biggest = max((f.orig_len for f in cap.outgoing()), default=0)
     assert biggest > 1514, f"h2 never sent a frame larger than the MTU (largest {biggest}): GSO was not exercised"
+    if variant == "kernel-fast-path":
+        assert st["datapath"]["kernel_flows"] >= 2, f"no kernel flows after the transfer: {st['datapath']}"
+        rx = port_entry(st, "h2")["rx_bytes"]
+        assert rx >= 8 << 20, f"h2's port counted {rx} bytes received of the 8 MiB the kernel forwarded"
 
 
 # ---- IGMP on any thread ---------------------------------------------------------------
@@ -438,15 +452,19 @@ def thread_nices(pid: int) -> dict[str, int]:
 @pytest.mark.parametrize("flags,nice", [([], -10), (["--nice", "0"], 0), (["--nice", "5"], 5), (["--nice", "-7"], -7)],
                          ids=["default", "nice-0", "nice-5", "nice-minus-7"])
 def test_forwarding_threads_run_at_the_nice_value_asked_for(four, flags, nice):
-    """By default every thread of the switch, the forwarding ones included, runs at nice -10
-    (ahead of the hosts' processes, like the kernel's forwarding in softirq); --nice N sets
-    N (a negative N too, written as a separate word). The status reports it, and the switch
-    forwards."""
+    """By default the forwarding threads of the switch (the main one and snoopswitch/N) run
+    at nice -10 (ahead of the hosts' processes, like the kernel's forwarding in softirq);
+    --nice N sets N (a negative N too, written as a separate word). The status thread
+    (snoopswitch-st) runs at nice 0, or N if N is higher: it never runs ahead of forwarding.
+    The status reports the forwarding threads' value, and the switch forwards."""
     sw = four.start_switch("--threads", "2", *flags)
     status = sw.status()  # answered once the threads run, named
     nices = thread_nices(sw.proc.pid)
     assert len([n for n in nices if n.startswith("snoopswitch/")]) == 1, f"threads: {nices}"
-    assert set(nices.values()) == {nice}, f"expected every thread at nice {nice}: {nices}"
+    worker = {name: n for name, n in nices.items() if name.startswith("snoopswitch-st[")}
+    assert list(worker.values()) == [max(0, nice)], f"expected the status thread at nice {max(0, nice)}: {nices}"
+    forwarding = {name: n for name, n in nices.items() if name not in worker}
+    assert set(forwarding.values()) == {nice}, f"expected every forwarding thread at nice {nice}: {nices}"
     assert status["datapath"]["nice"] == nice
     assert f"at nice {nice}," in sw.status_text()
     assert four["h1"].ping(four["h2"].addr)
@@ -529,21 +547,22 @@ def run_with_capabilities(four, caps: list[str], tag: str) -> tuple[dict, str]:
 
 def test_the_service_units_capabilities_suffice_and_without_them_the_switch_falls_back(four):
     """With only the capabilities contrib/snoopswitch.service grants, the switch runs as by
-    default: nice -10 and both ports kept from the host stack, no warning. Without
-    CAP_SYS_NICE and CAP_BPF it still forwards, at nice 0 with no filter, and says why in
-    one warning each."""
+    default: nice -10, both ports kept from the host stack and on the kernel fast path, no
+    warning. Without CAP_SYS_NICE and CAP_BPF it still forwards, at nice 0 with no filter and
+    no fast path, and says why in one warning each."""
     caps = unit_capabilities()
     assert {"sys_nice", "bpf", "net_raw", "net_admin"} <= set(caps), f"unit capabilities: {caps}"
     status, log = run_with_capabilities(four, caps, "unit")
     dp = status["datapath"]
-    assert (dp["nice"], dp["host_stack_filtered_ports"], dp["packet_ports"]) == (-10, 2, 2), f"{dp}\n{log}"
+    assert (dp["nice"], dp["host_stack_filtered_ports"], dp["packet_ports"], dp["fast_path_ports"]) == (-10, 2, 2, 2), \
+        f"{dp}\n{log}"
     assert "warning" not in log, log
     fewer = [c for c in caps if c not in ("sys_nice", "bpf")]
     status, log = run_with_capabilities(four, fewer, "fewer")
     dp = status["datapath"]
-    assert (dp["nice"], dp["host_stack_filtered_ports"]) == (0, 0), f"{dp}\n{log}"
+    assert (dp["nice"], dp["host_stack_filtered_ports"], dp["fast_path_ports"]) == (0, 0, 0), f"{dp}\n{log}"
     warnings = [l for l in log.splitlines() if "warning" in l]
-    assert len(warnings) == 2 and "nice -10" in warnings[0] and "TCX" in warnings[1], log
+    assert len(warnings) == 3 and "nice -10" in warnings[0] and "fast path" in warnings[1] and "TCX" in warnings[2], log
 
 
 # ---- bad values -------------------------------------------------------------------------

@@ -124,6 +124,40 @@ int clinux_nice(void);
 /// sockets have their copy before that hook runs; the host's protocol stack then never sees
 /// the frame. Returns the link's descriptor (closing it detaches the program) or -errno.
 int clinux_tcx_ingress_drop(int ifindex);
+/// Attaches a loaded program to the interface's TCX ingress hook; the link's descriptor or -errno.
+int clinux_tcx_ingress_attach(int ifindex, int prog);
+
+/// The kernel fast path's flow table, a BPF hash map: frames from `source` to `destination`
+/// arriving on interface `ifindex` leave by interface `egress`.
+struct clinux_flow_key {
+    uint32_t ifindex;
+    uint8_t destination[6];
+    uint8_t source[6];
+};
+/// The BPF program counts `frames` and `bytes` and stamps `last_used` (CLOCK_MONOTONIC ns).
+struct clinux_flow_value {
+    uint32_t egress;
+    uint32_t reserved;
+    uint64_t frames;
+    uint64_t bytes;
+    uint64_t last_used;
+};
+/// A flow table for `max_entries` flows: its descriptor or -errno.
+int clinux_flow_map_create(unsigned max_entries);
+/// 0 or -errno (-E2BIG: the table is full; -ENOENT: no such flow).
+int clinux_flow_map_insert(int map, const struct clinux_flow_key *key, const struct clinux_flow_value *value);
+int clinux_flow_map_lookup(int map, const struct clinux_flow_key *key, struct clinux_flow_value *value);
+int clinux_flow_map_delete(int map, const struct clinux_flow_key *key);
+/// The TCX ingress program: a frame of a flow in `map` is counted and redirected out of its
+/// egress interface; any other frame dropped (`drop_misses`, the host stack filter) or passed
+/// on. Tagged frames are never in the table. Its descriptor or -errno (the verifier's words in
+/// `log`).
+int clinux_fast_path_tcx_program(int map, int drop_misses, char *log, unsigned log_size);
+/// The packet sockets' filter: frames of flows in `map` are not theirs (the TCX program
+/// forwards them); every other frame whole.
+int clinux_fast_path_socket_filter(int map, char *log, unsigned log_size);
+/// SO_ATTACH_BPF: 0 or -errno.
+int clinux_attach_socket_filter(int socket, int prog);
 
 /// Names a thread (top -H, ps -L show it).
 int clinux_set_thread_name(pthread_t thread, const char *name);

@@ -1,0 +1,141 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLinux
+import Wire
+
+/// The kernel's share of unicast forwarding. The switch decides the first frame of a flow (an
+/// ingress interface, a destination and a source MAC) itself, then installs the flow here, in a
+/// BPF hash map. A TCX program on each port's ingress hook sends the flow's later frames out of
+/// its egress interface in the kernel, as the Linux bridge does, and counts them; a filter on
+/// the switch's packet sockets keeps those frames from them. A TCP stream through a user-space
+/// switch costs two copies of every 64 KB segment and a trip through the switch's thread; here
+/// it costs neither. Frames of flows not installed go on to the packet sockets, and the TCX
+/// program drops them after (the host stack filter) or passes them on.
+///
+/// The kernel detaches the programs when their descriptors close: a switch that stops or
+/// crashes leaves nothing behind.
+public final class KernelFastPath {
+    /// A flow: frames from `source` to `destination` arriving on interface `ingress`.
+    public struct Flow: Hashable, Sendable {
+        public var ingress: Int32
+        public var destination: MACAddress
+        public var source: MACAddress
+
+        public init(ingress: Int32, destination: MACAddress, source: MACAddress) {
+            self.ingress = ingress
+            self.destination = destination
+            self.source = source
+        }
+
+        var key: clinux_flow_key {
+            var key = clinux_flow_key()
+            key.ifindex = UInt32(bitPattern: ingress)
+            withUnsafeMutableBytes(of: &key.destination) { Self.store(destination, into: $0) }
+            withUnsafeMutableBytes(of: &key.source) { Self.store(source, into: $0) }
+            return key
+        }
+
+        private static func store(_ mac: MACAddress, into bytes: UnsafeMutableRawBufferPointer) {
+            for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: mac.rawValue >> (40 - 8 * i)) }
+        }
+    }
+
+    /// What the kernel forwarded of a flow since it was installed.
+    public struct Counts: Equatable, Sendable {
+        public var frames: UInt64
+        public var bytes: UInt64
+        /// CLOCK_MONOTONIC nanoseconds of the last frame; 0 before the first.
+        public var lastUsed: Int64
+
+        public init(frames: UInt64, bytes: UInt64, lastUsed: Int64) {
+            self.frames = frames
+            self.bytes = bytes
+            self.lastUsed = lastUsed
+        }
+    }
+
+    public enum InsertResult { case installed, full }
+
+    /// The most flows the kernel holds at once; more are forwarded by the switch itself.
+    public let capacity: Int
+    private let map: Int32
+    private let ingressProgram: Int32
+    private let socketFilter: Int32
+
+    /// Loads the programs and creates the flow table. `dropMisses`: frames not forwarded here
+    /// never reach the host's IP stack (the host stack filter). Throws where the kernel has no
+    /// TCX (before 6.6) or refuses BPF.
+    public init(capacity: Int = 16_384, dropMisses: Bool) throws(SystemError) {
+        self.capacity = capacity
+        let map = clinux_flow_map_create(UInt32(capacity))
+        guard map >= 0 else { throw SystemError("BPF flow table", "kernel fast path", errno: -map) }
+        var log = [CChar](repeating: 0, count: 8192)
+        let ingress = clinux_fast_path_tcx_program(map, dropMisses ? 1 : 0, &log, UInt32(log.count))
+        guard ingress >= 0 else {
+            close(map)
+            throw Self.loadError("TCX program", -ingress, log)
+        }
+        let filter = clinux_fast_path_socket_filter(map, &log, UInt32(log.count))
+        guard filter >= 0 else {
+            close(ingress)
+            close(map)
+            throw Self.loadError("socket filter", -filter, log)
+        }
+        self.map = map
+        self.ingressProgram = ingress
+        self.socketFilter = filter
+    }
+
+    deinit {
+        close(socketFilter)
+        close(ingressProgram)
+        close(map)
+    }
+
+    private static func loadError(_ what: String, _ code: Int32, _ log: [CChar]) -> SystemError {
+        let words = log.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            .split(separator: "\n").last.map(String.init) ?? ""
+        return SystemError("BPF \(what)\(words.isEmpty ? "" : " (\(words))")", "kernel fast path", errno: code)
+    }
+
+    /// The TCX program on an interface's ingress, until the link is closed.
+    public final class Hook {
+        fileprivate let link: Int32
+        fileprivate init(link: Int32) { self.link = link }
+        deinit { close(link) }
+    }
+
+    public func attach(interface name: String, index: Int32) throws(SystemError) -> Hook {
+        let link = clinux_tcx_ingress_attach(index, ingressProgram)
+        guard link >= 0 else { throw SystemError("BPF TCX ingress attach", "interface \(name)", errno: -link) }
+        return Hook(link: link)
+    }
+
+    /// Keeps the installed flows' frames from a packet socket.
+    public func filter(_ socket: PacketSocket) throws(SystemError) {
+        let status = clinux_attach_socket_filter(socket.descriptor, socketFilter)
+        guard status == 0 else { throw SystemError("SO_ATTACH_BPF", "interface \(socket.interfaceName)", errno: -status) }
+    }
+
+    /// Installs a flow, or replaces its egress (its counts start again).
+    public func insert(_ flow: Flow, egress: Int32) -> InsertResult {
+        var key = flow.key
+        var value = clinux_flow_value()
+        value.egress = UInt32(bitPattern: egress)
+        return clinux_flow_map_insert(map, &key, &value) == 0 ? .installed : .full
+    }
+
+    /// The flow's counts; nil when it is not installed.
+    public func counts(of flow: Flow) -> Counts? {
+        var key = flow.key
+        var value = clinux_flow_value()
+        guard clinux_flow_map_lookup(map, &key, &value) == 0 else { return nil }
+        return Counts(frames: value.frames, bytes: value.bytes, lastUsed: Int64(bitPattern: value.last_used))
+    }
+
+    public func remove(_ flow: Flow) {
+        var key = flow.key
+        _ = clinux_flow_map_delete(map, &key)
+    }
+}
