@@ -277,7 +277,7 @@ start_snoopswitch() {
         > "$TMP/snoopswitch.log" 2>&1 < /dev/null &
     SWITCH_PID=$!
     [[ -n "${SNOOPSWITCH_FLAGS:-}" ]] && note "snoopswitch ran with SNOOPSWITCH_FLAGS: ${SNOOPSWITCH_FLAGS}, otherwise as below"
-    note "snoopswitch ran with its defaults, in its own session: $(( $(nproc) < 4 ? $(nproc) : 4 )) forwarding threads (one per CPU, at most 4) at nice -10, a 1 MiB receive ring per packet socket, the ports' frames kept from the switch namespace's IP stack"
+    note "snoopswitch ran with its defaults, in its own session: $(( $(nproc) < 4 ? $(nproc) : 4 )) forwarding threads (one per CPU, at most 4) at nice -10, a 1 MiB receive ring per packet socket, the ports' frames kept from the switch namespace's IP stack, the kernel fast path on (a unicast flow's frames after the first the switch decides are forwarded by the kernel: the unicast and TCP figures)"
     local i
     for i in $(seq 1 200); do
         [[ -S "$SOCK" ]] && return 0
@@ -464,6 +464,10 @@ measure_tcp() {
     done
     record "$kind" tcp "$(printf '%s\n' "${runs[@]}" | sort -g | sed -n "$(( (TCP_RUNS + 1) / 2 ))p")"
     note "$kind: TCP over $TCP_RUNS runs of $DURATION s, Gbit/s: $(printf '%.2f ' "${runs[@]}")(the median is the figure)"
+    if [[ "$kind" == snoopswitch ]]; then
+        note "snoopswitch: after the TCP runs: $(ip netns exec "$SW" "$BIN" status --control "$SOCK" --json 2>/dev/null \
+            | "$PY" -c 'import json,sys; d=json.load(sys.stdin)["datapath"]; print("kernel fast path on %d ports, %d unicast flows in the kernel" % (d["fast_path_ports"], d["kernel_flows"]))' 2>/dev/null || echo "no status")"
+    fi
 }
 
 measure_latency() {

@@ -172,6 +172,9 @@ def test_metrics_endpoint_serves_prometheus_text_matching_the_status(four):
     assert sample(m, "snoopswitch_memberships", vlan="1") == 2
     assert sample(m, "snoopswitch_mac_entries") in (len(before["macs"]), len(after["macs"])), \
         f"mac_entries {sample(m, 'snoopswitch_mac_entries')}, status: {len(before['macs'])} / {len(after['macs'])}"
+    # h1-h2 and h3-h4 pinged each other: four flows, the kernel's (the fast path).
+    assert sample(m, "snoopswitch_kernel_flows") in (before["datapath"]["kernel_flows"], after["datapath"]["kernel_flows"])
+    assert sample(m, "snoopswitch_kernel_flows") >= 4
     assert sample(m, "snoopswitch_querier", role="us", vlan="1") == 1
     assert sample(m, "snoopswitch_querier", role="other", vlan="1") == 0
     assert sample(m, "snoopswitch_igmp_sent_total", type="general_query") >= 1
