@@ -150,6 +150,9 @@ struct Run: ParsableCommand {
           help: "Let the kernel forward the later frames of a unicast flow between two untagged packet ports once the switch has decided its first (BPF on the TCX ingress hook, Linux 6.6 or later); without it, the switch's threads forward every frame.")
     var kernelFastPath = true
 
+    @Option(help: ArgumentHelp("With the kernel fast path, a flow goes to the kernel once the switch decides one of its frames of at least BYTES, its way back with it (default \(SwitchDaemon.defaultKernelFastPathFrameBytes): bulk traffic, which costs the switch's threads two copies a frame; 1: every flow).", valueName: "BYTES"))
+    var kernelFastPathFrame: Int = SwitchDaemon.defaultKernelFastPathFrameBytes
+
     @Option(help: "Serve Prometheus metrics on ADDRESS:PORT (GET /metrics).")
     var metrics: String?
 
@@ -320,6 +323,9 @@ struct Run: ParsableCommand {
         }
         let logger = Logger(label: "snoopswitch")
         if let threads, !(1...64).contains(threads) { throw Failure("--threads takes 1 to 64, not \(threads)") }
+        guard (1...65535).contains(kernelFastPathFrame) else {
+            throw Failure("--kernel-fast-path-frame takes 1 to 65535 bytes, not \(kernelFastPathFrame)")
+        }
         let cpuList = try cpus.map(Run.parseCPUs) ?? []
         guard (0...262_144).contains(ringSize) else { throw Failure("--ring-size takes 0 to 262144 KiB, not \(ringSize)") }
         if let nice, !(-20...19).contains(nice) { throw Failure("--nice takes -20 to 19, not \(nice)") }
@@ -342,7 +348,8 @@ struct Run: ParsableCommand {
                                       metricsAddress: metrics,
                                       threads: threads ?? (cpuList.isEmpty ? min(4, usableCPUCount()) : cpuList.count),
                                       ringBytes: ringSize * 1024, cpus: cpuList, busyPoll: busyPoll,
-                                      filterHostStack: hostStackFilter, kernelFastPath: kernelFastPath, logger: logger)
+                                      filterHostStack: hostStackFilter, kernelFastPath: kernelFastPath,
+                                      kernelFastPathFrameBytes: kernelFastPathFrame, logger: logger)
         } catch {
             throw Failure("\(error)")
         }

@@ -71,7 +71,7 @@ VARIANTS = {
     "threads-2-tiny-ring": (["--threads", "2", "--ring-size", "64", *USERSPACE], 192),
     # One thread per CPU this test may use, each bound to its CPU.
     "pinned": (["--cpus", ",".join(map(str, sorted(os.sched_getaffinity(0))[:2])), *USERSPACE], None),
-    "kernel-fast-path": (["--threads", "2"], None),
+    "kernel-fast-path": (["--threads", "2", "--kernel-fast-path-frame", "1"], None),
 }
 
 
@@ -576,6 +576,7 @@ BAD = {
     "nice-20": (["--nice", "20"], "--nice"),
     "nice-below": (["--nice=-21"], "--nice"),
     "nice-word": (["--nice", "high"], "--nice"),
+    "fast-path-frame-0": (["--kernel-fast-path-frame", "0"], "--kernel-fast-path-frame"),
 }
 
 

@@ -1,7 +1,8 @@
 """The kernel fast path (topologies/four-hosts.topo: h1..h4 = 192.0.2.1-4, MACs
-02:00:00:00:00:01-04). Once the switch has decided a frame from a station to another
-learned station, between untagged packet ports, the kernel forwards the rest of that flow
-(ingress port, destination MAC, source MAC) itself: a BPF program on the port's TCX ingress
+02:00:00:00:00:01-04). Once the switch has decided a frame of at least 1,024 bytes (here
+mostly --kernel-fast-path-frame 1: any frame) from a station to another learned station,
+between untagged packet ports, the kernel forwards the rest of that flow (ingress port,
+destination MAC, source MAC), and the flow back, itself: a BPF program on the port's TCX ingress
 hook redirects it, and a filter keeps it from the switch's sockets. The switch counts what
 the kernel forwarded, keeps its sources learned, and takes a flow back as soon as it would
 decide it otherwise (a station moved, a link went down) or a capture wants every frame.
@@ -16,6 +17,11 @@ import time
 import pytest
 
 from lab import binary_path, macs, port_entry, random_marker, send_frames, udp_frame, wait_until
+
+
+# Every flow to the kernel, small frames too (pings): the default takes those with a frame of
+# 1,024 bytes or more (test_small_frame_flows_stay_with_the_switch_bulk_ones_go_to_the_kernel).
+ANY = ["--kernel-fast-path-frame", "1"]
 
 
 def flows(sw) -> int:
@@ -33,7 +39,7 @@ def test_an_established_flow_crosses_a_stopped_switch_and_a_new_one_does_not(fou
     switch has not heard yet, cannot reach h1 (its ARP broadcast needs the switch). Once the
     switch runs again, h2's port counts the frames the kernel forwarded meanwhile. Without
     the fast path nothing crosses a stopped switch."""
-    sw = four.start_switch("--threads", "2", *flags)
+    sw = four.start_switch("--threads", "2", *ANY, *flags)
     h1, h2, h3 = four["h1"], four["h2"], four["h3"]
     assert h2.ping(h1.addr) and h1.ping(h2.addr), "h1 and h2 cannot ping each other"
     fast = not flags
@@ -61,7 +67,7 @@ def test_a_station_move_takes_its_flows_back_at_once(four):
     h3's port (the station moved, or a host claims it): the very next datagrams from h2 to
     h1's MAC go to h3's port, as the switch now decides, not where the kernel sent them.
     When h1 speaks again from its own port, its flows come back and h1 receives again."""
-    sw = four.start_switch("--threads", "2")
+    sw = four.start_switch("--threads", "2", *ANY)
     h1, h2, h3 = four["h1"], four["h2"], four["h3"]
     assert h2.ping(h1.addr) and h1.ping(h2.addr)
     settle_flows(sw, 2)
@@ -88,7 +94,7 @@ def test_a_station_move_takes_its_flows_back_at_once(four):
 def test_a_link_going_down_takes_its_flows_back(four):
     """h1's link goes down: the switch forgets h1's MAC and the kernel forgets every flow
     to or from h1's port; back up, h1 and h2 reach each other again."""
-    sw = four.start_switch()
+    sw = four.start_switch(*ANY)
     h1, h2 = four["h1"], four["h2"]
     assert h2.ping(h1.addr) and h1.ping(h2.addr)
     settle_flows(sw, 2)
@@ -104,7 +110,7 @@ def test_a_capture_sees_every_frame_of_a_flow_the_kernel_had(four):
     """While `snoopswitch capture` runs, the switch forwards every frame itself, so the
     capture holds h2's pings to h1 although the kernel carried that flow before; afterwards
     the kernel takes the flow again."""
-    sw = four.start_switch()
+    sw = four.start_switch(*ANY)
     h1, h2 = four["h1"], four["h2"]
     assert h2.ping(h1.addr) and h1.ping(h2.addr)
     settle_flows(sw, 2)
@@ -133,7 +139,7 @@ def test_frames_the_switch_namespace_sends_on_a_port_are_not_switched(four, flag
     to h1's host only: with two forwarding threads the ports' sockets share a fanout group,
     which hears outgoing frames unless told not to. h2 never sees it and the switch does not
     learn its source."""
-    sw = four.start_switch("--threads", "2", *flags)
+    sw = four.start_switch("--threads", "2", *ANY, *flags)
     h2 = four["h2"]
     assert h2.ping(four["h1"].addr)
     cap2 = h2.capture()
@@ -145,3 +151,15 @@ def test_frames_the_switch_namespace_sends_on_a_port_are_not_switched(four, flag
     cap2.stop()
     assert cap2.with_marker(marker) == [], "h2 received a frame the switch's namespace sent out of port h1"
     assert (1, stranger) not in macs(sw.status()), "the switch learned the source of a frame its namespace sent"
+
+
+def test_small_frame_flows_stay_with_the_switch_bulk_ones_go_to_the_kernel(four):
+    """By default a flow goes to the kernel once it carries a frame of 1,024 bytes or more,
+    and its way back with it: pings of 56 bytes leave the kernel's table empty, one ping of
+    1,200 bytes fills it with h2's flow to h1 and h1's back."""
+    sw = four.start_switch()
+    h1, h2 = four["h1"], four["h2"]
+    assert h2.ping(h1.addr, count=3) and h1.ping(h2.addr, count=3)
+    assert flows(sw) == 0, "small pings went to the kernel"
+    h2.run("ping", "-c", "1", "-s", "1200", h1.addr)
+    settle_flows(sw, 2, "h2's flow to h1 and its way back, after a 1,200-byte ping")
