@@ -134,6 +134,22 @@ int clinux_flow_map_create(unsigned max_entries) {
     return fd >= 0 ? fd : -errno;
 }
 
+int clinux_flow_gate_create(void) {
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.map_type = BPF_MAP_TYPE_ARRAY;
+    attr.key_size = 4;
+    attr.value_size = 4;
+    attr.max_entries = 256;
+    strncpy(attr.map_name, "snoopswitch_gt", sizeof(attr.map_name) - 1);
+    int fd = (int)syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof(attr));
+    return fd >= 0 ? fd : -errno;
+}
+
+int clinux_flow_gate_set(int gate, uint32_t slot, uint32_t flows) {
+    return map_call(BPF_MAP_UPDATE_ELEM, gate, &slot, &flows, BPF_ANY);
+}
+
 int clinux_flow_map_insert(int map, const struct clinux_flow_key *key, const struct clinux_flow_value *value) {
     return map_call(BPF_MAP_UPDATE_ELEM, map, key, (void *)value, BPF_ANY);
 }
@@ -161,10 +177,23 @@ int clinux_flow_map_delete(int map, const struct clinux_flow_key *key) {
 #define CTX(field) ((short)offsetof(struct __sk_buff, field))
 
 // Looks up the flow of the frame in r6's context, its key built at r10-16: r0 = the map's value,
-// or a jump to the miss. Tagged frames (the kernel moved the tag to the skb) always miss.
-#define LOOKUP_FLOW(map, after)                                          \
+// or a jump to the miss. Tagged frames (the kernel moved the tag to the skb) always miss, and so
+// do frames of an interface with no flow (the gate: flows by ingress interface index modulo 256),
+// at the cost of an array lookup rather than a copy and a hash lookup: the switch's own traffic
+// (floods of small frames) pays almost nothing for the fast path.
+#define LOOKUP_FLOW(gate, map, after)                                    \
     LDX(BPF_W, BPF_REG_0, BPF_REG_6, CTX(vlan_present)),                 \
-    JNE_IMM(BPF_REG_0, 0, (after) + 15),                                  \
+    JNE_IMM(BPF_REG_0, 0, (after) + 26),                                  \
+    LDX(BPF_W, BPF_REG_0, BPF_REG_6, CTX(ifindex)),                       \
+    INSN(BPF_ALU64 | BPF_AND | BPF_K, BPF_REG_0, 0, 0, 255),              \
+    STX(BPF_W, BPF_REG_10, BPF_REG_0, -20),                               \
+    LD_MAP_FD(BPF_REG_1, gate),                                           \
+    MOV64_REG(BPF_REG_2, BPF_REG_10),                                     \
+    ADD64_IMM(BPF_REG_2, -20),                                            \
+    CALL(BPF_FUNC_map_lookup_elem),                                       \
+    JEQ_IMM(BPF_REG_0, 0, (after) + 17),                                  \
+    LDX(BPF_W, BPF_REG_0, BPF_REG_0, 0),                                  \
+    JEQ_IMM(BPF_REG_0, 0, (after) + 15),                                  \
     MOV64_REG(BPF_REG_1, BPF_REG_6),                                      \
     MOV64_IMM(BPF_REG_2, 0),                                              \
     MOV64_REG(BPF_REG_3, BPF_REG_10),                                     \
@@ -179,13 +208,13 @@ int clinux_flow_map_delete(int map, const struct clinux_flow_key *key) {
     ADD64_IMM(BPF_REG_2, -16),                                            \
     CALL(BPF_FUNC_map_lookup_elem),                                       \
     JEQ_IMM(BPF_REG_0, 0, (after))
-// LOOKUP_FLOW is 17 instructions; a miss jumps `after` instructions past its end.
+// LOOKUP_FLOW is 28 instructions; a miss jumps `after` instructions past its end.
 
-int clinux_fast_path_tcx_program(int map, int drop_misses, char *log, unsigned log_size) {
+int clinux_fast_path_tcx_program(int gate, int map, int drop_misses, char *log, unsigned log_size) {
     const int miss = drop_misses ? CLINUX_TCX_DROP : -1;  // TCX_NEXT: on to the host's stack
     struct bpf_insn program[] = {
         MOV64_REG(BPF_REG_6, BPF_REG_1),
-        LOOKUP_FLOW(map, 11),
+        LOOKUP_FLOW(gate, map, 11),
         // A flow the switch installed: count it, note when, send it out of the egress port.
         MOV64_REG(BPF_REG_7, BPF_REG_0),
         MOV64_IMM(BPF_REG_1, 1),
@@ -206,14 +235,14 @@ int clinux_fast_path_tcx_program(int map, int drop_misses, char *log, unsigned l
                         log, log_size);
 }
 
-int clinux_fast_path_socket_filter(int map, char *log, unsigned log_size) {
+int clinux_fast_path_socket_filter(int gate, int map, char *log, unsigned log_size) {
     struct bpf_insn program[] = {
         MOV64_REG(BPF_REG_6, BPF_REG_1),
         // Outgoing frames (a fanout group hears them on kernels before 6.9) are never the
         // switch's: those of the fast path, the namespace's own.
         LDX(BPF_W, BPF_REG_0, BPF_REG_6, CTX(pkt_type)),
-        JEQ_IMM(BPF_REG_0, PACKET_OUTGOING, 17),  // past LOOKUP_FLOW: not for this socket
-        LOOKUP_FLOW(map, 2),
+        JEQ_IMM(BPF_REG_0, PACKET_OUTGOING, 28),  // past LOOKUP_FLOW: not for this socket
+        LOOKUP_FLOW(gate, map, 2),
         MOV64_IMM(BPF_REG_0, 0),           // the fast path forwards it: not for this socket
         EXIT(),
         INSN(BPF_ALU | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, -1),  // all of the frame

@@ -60,6 +60,9 @@ public final class KernelFastPath {
     /// The most flows the kernel holds at once; more are forwarded by the switch itself.
     public let capacity: Int
     private let map: Int32
+    /// Flows by ingress interface index modulo 256, mirrored in the kernel's gate array.
+    private let gate: Int32
+    private var gateCounts = [UInt32](repeating: 0, count: 256)
     private let ingressProgram: Int32
     private let socketFilter: Int32
 
@@ -70,19 +73,27 @@ public final class KernelFastPath {
         self.capacity = capacity
         let map = clinux_flow_map_create(UInt32(capacity))
         guard map >= 0 else { throw SystemError("BPF flow table", "kernel fast path", errno: -map) }
+        let gate = clinux_flow_gate_create()
+        guard gate >= 0 else {
+            close(map)
+            throw SystemError("BPF flow gate", "kernel fast path", errno: -gate)
+        }
         var log = [CChar](repeating: 0, count: 8192)
-        let ingress = clinux_fast_path_tcx_program(map, dropMisses ? 1 : 0, &log, UInt32(log.count))
+        let ingress = clinux_fast_path_tcx_program(gate, map, dropMisses ? 1 : 0, &log, UInt32(log.count))
         guard ingress >= 0 else {
+            close(gate)
             close(map)
             throw Self.loadError("TCX program", -ingress, log)
         }
-        let filter = clinux_fast_path_socket_filter(map, &log, UInt32(log.count))
+        let filter = clinux_fast_path_socket_filter(gate, map, &log, UInt32(log.count))
         guard filter >= 0 else {
             close(ingress)
+            close(gate)
             close(map)
             throw Self.loadError("socket filter", -filter, log)
         }
         self.map = map
+        self.gate = gate
         self.ingressProgram = ingress
         self.socketFilter = filter
     }
@@ -90,6 +101,7 @@ public final class KernelFastPath {
     deinit {
         close(socketFilter)
         close(ingressProgram)
+        close(gate)
         close(map)
     }
 
@@ -119,11 +131,17 @@ public final class KernelFastPath {
     }
 
     /// Installs a flow, or replaces its egress (its counts start again).
+    /// The gate opens before the flow is there, and closes after it is gone.
     public func insert(_ flow: Flow, egress: Int32) -> InsertResult {
         var key = flow.key
         var value = clinux_flow_value()
         value.egress = UInt32(bitPattern: egress)
-        return clinux_flow_map_insert(map, &key, &value) == 0 ? .installed : .full
+        adjustGate(of: flow, by: 1)
+        guard clinux_flow_map_insert(map, &key, &value) == 0 else {
+            adjustGate(of: flow, by: -1)
+            return .full
+        }
+        return .installed
     }
 
     /// The flow's counts; nil when it is not installed.
@@ -134,8 +152,15 @@ public final class KernelFastPath {
         return Counts(frames: value.frames, bytes: value.bytes, lastUsed: Int64(bitPattern: value.last_used))
     }
 
+    /// Takes a flow out that `insert` put in.
     public func remove(_ flow: Flow) {
         var key = flow.key
-        _ = clinux_flow_map_delete(map, &key)
+        if clinux_flow_map_delete(map, &key) == 0 { adjustGate(of: flow, by: -1) }
+    }
+
+    private func adjustGate(of flow: Flow, by change: Int) {
+        let slot = Int(UInt32(bitPattern: flow.ingress) & 255)
+        gateCounts[slot] = UInt32(Int(gateCounts[slot]) + change)
+        _ = clinux_flow_gate_set(gate, UInt32(slot), gateCounts[slot])
     }
 }

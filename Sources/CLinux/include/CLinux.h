@@ -144,6 +144,10 @@ struct clinux_flow_value {
 };
 /// A flow table for `max_entries` flows: its descriptor or -errno.
 int clinux_flow_map_create(unsigned max_entries);
+/// The flow table's gate: an array of 256 counts, flows by ingress interface index modulo 256.
+/// The programs look a frame up only where its interface's count is not 0.
+int clinux_flow_gate_create(void);
+int clinux_flow_gate_set(int gate, uint32_t slot, uint32_t flows);
 /// 0 or -errno (-E2BIG: the table is full; -ENOENT: no such flow).
 int clinux_flow_map_insert(int map, const struct clinux_flow_key *key, const struct clinux_flow_value *value);
 int clinux_flow_map_lookup(int map, const struct clinux_flow_key *key, struct clinux_flow_value *value);
@@ -152,10 +156,10 @@ int clinux_flow_map_delete(int map, const struct clinux_flow_key *key);
 /// egress interface; any other frame dropped (`drop_misses`, the host stack filter) or passed
 /// on. Tagged frames are never in the table. Its descriptor or -errno (the verifier's words in
 /// `log`).
-int clinux_fast_path_tcx_program(int map, int drop_misses, char *log, unsigned log_size);
+int clinux_fast_path_tcx_program(int gate, int map, int drop_misses, char *log, unsigned log_size);
 /// The packet sockets' filter: frames of flows in `map` are not theirs (the TCX program
 /// forwards them); every other frame whole.
-int clinux_fast_path_socket_filter(int map, char *log, unsigned log_size);
+int clinux_fast_path_socket_filter(int gate, int map, char *log, unsigned log_size);
 /// SO_ATTACH_BPF: 0 or -errno.
 int clinux_attach_socket_filter(int socket, int prog);
 
