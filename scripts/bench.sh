@@ -277,7 +277,7 @@ start_snoopswitch() {
         > "$TMP/snoopswitch.log" 2>&1 < /dev/null &
     SWITCH_PID=$!
     [[ -n "${SNOOPSWITCH_FLAGS:-}" ]] && note "snoopswitch ran with SNOOPSWITCH_FLAGS: ${SNOOPSWITCH_FLAGS}, otherwise as below"
-    note "snoopswitch ran with its defaults, in its own session: $(( $(nproc) < 4 ? $(nproc) : 4 )) forwarding threads (one per CPU, at most 4) at nice -10, a 1 MiB receive ring per packet socket, the ports' frames kept from the switch namespace's IP stack, the kernel fast path on (a unicast flow's frames after the first the switch decides are forwarded by the kernel: the unicast and TCP figures)"
+    note "snoopswitch ran with its defaults, in its own session: $(( $(nproc) < 4 ? $(nproc) : 4 )) forwarding threads (one per CPU, at most 4) at nice -10, a 1 MiB receive ring per packet socket, the ports' frames kept from the switch namespace's IP stack, the kernel fast path on for flows with frames of 1,024 bytes or more and their way back (TCP: the kernel forwards the stream after its first frames; the 64-byte unicast and the multicast frames go through the switch's threads)"
     local i
     for i in $(seq 1 200); do
         [[ -S "$SOCK" ]] && return 0
