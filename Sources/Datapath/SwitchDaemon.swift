@@ -364,9 +364,15 @@ public final class SwitchDaemon: @unchecked Sendable {
     private func revalidateFastPath(at now: Instant) {
         guard let fastPath else { return }
         fastPath.revalidate(generation: engine.macs.generation, at: now, settle: settleFastPath) { route, ingress, egress in
-            engine.holds(route, at: now) && ports[route.ingress.index]?.fastPathInterface == ingress
-                && ports[route.egress.index]?.fastPathInterface == egress
+            kernelMayCarry(route, ingress: ingress, egress: egress, at: now)
         }
+    }
+
+    /// Whether the kernel may carry `route` between these interfaces: the engine would decide
+    /// it so, and both ports still have the fast path on them.
+    private func kernelMayCarry(_ route: SnoopingSwitch.UnicastRoute, ingress: Int32, egress: Int32, at now: Instant) -> Bool {
+        engine.holds(route, at: now) && ports[route.ingress.index]?.fastPathInterface == ingress
+            && ports[route.egress.index]?.fastPathInterface == egress
     }
 
     /// The port's host stack filter, or nil (said once) where the kernel has none to give.
@@ -573,16 +579,11 @@ public final class SwitchDaemon: @unchecked Sendable {
                 // the route (frames of the flow still in the ring may be, at its start).
                 if !thread.routes.isEmpty {
                     for (route, ingress, egress) in thread.routes
-                    where captures.isEmpty && engine.holds(route, at: now)
-                        && ports[route.ingress.index]?.fastPathInterface == ingress
-                        && ports[route.egress.index]?.fastPathInterface == egress {
+                    where captures.isEmpty && kernelMayCarry(route, ingress: ingress, egress: egress, at: now) {
                         fastPath.offer(route, ingressInterface: ingress, egressInterface: egress, at: now)
                         // The way back (a TCP stream's ACKs), when the engine would decide it so.
-                        let back = SnoopingSwitch.UnicastRoute(vlan: route.vlan, source: route.destination,
-                                                               destination: route.source, ingress: route.egress,
-                                                               egress: route.ingress)
-                        if engine.holds(back, at: now) {
-                            fastPath.offer(back, ingressInterface: egress, egressInterface: ingress, at: now)
+                        if kernelMayCarry(route.reversed, ingress: egress, egress: ingress, at: now) {
+                            fastPath.offer(route.reversed, ingressInterface: egress, egressInterface: ingress, at: now)
                         }
                     }
                     thread.routes.removeAll(keepingCapacity: true)

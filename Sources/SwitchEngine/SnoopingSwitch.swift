@@ -277,6 +277,11 @@ public final class SnoopingSwitch {
             self.ingress = ingress
             self.egress = egress
         }
+
+        /// The flow back: from the destination, on the egress port, to the source.
+        public var reversed: UnicastRoute {
+            UnicastRoute(vlan: vlan, source: destination, destination: source, ingress: egress, egress: ingress)
+        }
     }
 
     /// The route `decision` (just made for `frame` on `port`) took, when it is one: an untagged

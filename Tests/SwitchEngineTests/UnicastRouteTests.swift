@@ -22,7 +22,7 @@ final class UnicastRouteTests: XCTestCase {
         XCTAssertEqual(back, SnoopingSwitch.UnicastRoute(vlan: .default, source: EngineHarness.host(1),
                                                           destination: EngineHarness.host(0),
                                                           ingress: PortID(1), egress: PortID(0)))
-        XCTAssertNotNil(route(s, from: 0, to: 1))
+        XCTAssertEqual(route(s, from: 0, to: 1), back?.reversed, "the flow back is the reverse of the route")
     }
 
     func testBroadcastMulticastAndFramesForTheirOwnSegmentAreNotRoutes() {
