@@ -547,9 +547,8 @@ public final class SwitchDaemon: @unchecked Sendable {
                     continue
                 }
                 if !captures.isEmpty { capture(frame.bytes, tag: frame.tag, port: index, outbound: false, at: wallClock) }
-                let decision = engine.receive(
-                    IngressFrame(bytes: frame.bytes, tag: frame.tag, checksumPending: frame.header.checksumPending),
-                    on: ingress, at: now)
+                let input = IngressFrame(bytes: frame.bytes, tag: frame.tag, checksumPending: frame.header.checksumPending)
+                let decision = engine.receive(input, on: ingress, at: now)
                 for egress in decision.ports {
                     guard let out = ports[egress.index] else { continue }
                     let tag = engine.egressTagged(egress, vlan: decision.vlan)
@@ -561,8 +560,7 @@ public final class SwitchDaemon: @unchecked Sendable {
                 // The flow's next frames: the kernel's, once the engine has decided a large one.
                 if fastPath != nil, frame.bytes.count >= kernelFastPathFrameBytes, captures.isEmpty,
                    let ingressInterface = port.fastPathInterface,
-                   let route = engine.unicastRoute(of: IngressFrame(bytes: frame.bytes, tag: frame.tag), on: ingress,
-                                                   decision: decision, at: now),
+                   let route = engine.unicastRoute(of: input, on: ingress, decision: decision, at: now),
                    let egressInterface = ports[route.egress.index]?.fastPathInterface {
                     thread.routes.append((route, ingressInterface, egressInterface))
                 }
