@@ -319,8 +319,28 @@ def verdict(key, ours, bridge):
     return None
 
 
+def round_notes(rounds):
+    """One line per frame-rate figure measured in more than one round: each round's figures and
+    snoopswitch's ratio to the bridge in that round."""
+    lines = []
+    for key, label, unit, _better, _target in FIGURES:
+        if unit != "rate" or key.endswith("_gen"):
+            continue
+        ours, bridge = rounds.get(("snoopswitch", key), []), rounds.get(("bridge", key), [])
+        if max(len(ours), len(bridge)) < 2:
+            continue
+        parts = []
+        for i in range(max(len(ours), len(bridge))):
+            a = ours[i] if i < len(ours) else None
+            b = bridge[i] if i < len(bridge) else None
+            ratio = f" = {a / b:.2f}x" if a is not None and b else ""
+            parts.append(f"{fmt(a, unit)} / {fmt(b, unit)}{ratio}")
+        lines.append(f"{label.split(',')[0]}, snoopswitch / bridge by round: " + "; ".join(parts))
+    return lines
+
+
 def cmd_table(args):
-    values, notes = {}, []
+    values, notes, rounds = {}, [], {}
     with open(args.results) as f:
         for line in f:
             line = line.rstrip("\n")
@@ -331,7 +351,12 @@ def cmd_table(args):
                 notes.append(rest)
                 continue
             column, key, value = rest.split("|", 2)
-            values[(column, key)] = None if value in ("", "n/a") else float(value)
+            rounds.setdefault((column, key), []).append(None if value in ("", "n/a") else float(value))
+    # A figure measured in several rounds is their median (rounds without a figure left out).
+    for where, measured in rounds.items():
+        present = [v for v in measured if v is not None]
+        values[where] = statistics.median(present) if present else None
+    notes += round_notes(rounds)
 
     def ratio(key, peer):
         ours, theirs = values.get(("snoopswitch", key)), values.get((peer, key))

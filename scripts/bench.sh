@@ -3,9 +3,13 @@
 # userspace datapath, one topology, the same generator, one table.
 #
 #   scripts/bench.sh [--duration S] [--only snoopswitch|bridge|ovs] [--out FILE] [--skip-build]
-#                    [--trials N]
+#                    [--trials N] [--rounds N]
 #   env SNOOPSWITCH=/path/to/snoopswitch   use this binary (no build)
 #   env SNOOPSWITCH_FLAGS="--nice 0"         add these flags to `snoopswitch run` (a variant)
+#
+# The frame rates are measured in ROUNDS rounds (default 3), each switch in turn in every round,
+# and the median round is the figure: one quiet or busy minute of a shared machine then falls on
+# one round of each switch, not on one switch's only figure.
 #
 # Topology, built anew for each switch: namespaces gen (generator, 192.0.2.1), r1, r2, r3
 # (receivers and members, 192.0.2.11-13), each joined by a veth pair to a switch namespace
@@ -23,6 +27,7 @@ ONLY=all
 OUT=""
 SKIP_BUILD=0
 TRIALS=5
+ROUNDS=3
 ARGS_TEXT="$0 $*"
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -31,6 +36,7 @@ while [[ $# -gt 0 ]]; do
         --out) OUT="${2:?--out needs a file}"; shift 2 ;;
         --skip-build) SKIP_BUILD=1; shift ;;
         --trials) TRIALS="${2:?--trials needs a count}"; shift 2 ;;
+        --rounds) ROUNDS="${2:?--rounds needs a count}"; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "bench.sh: unknown argument '$1'" >&2; usage 2 ;;
     esac
@@ -38,6 +44,7 @@ done
 case "$ONLY" in all|snoopswitch|bridge|ovs) ;; *) echo "bench.sh: --only takes snoopswitch, bridge or ovs" >&2; exit 2 ;; esac
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 ]] || { echo "bench.sh: --duration takes whole seconds (>= 1)" >&2; exit 2; }
 [[ "$TRIALS" =~ ^[0-9]+$ && "$TRIALS" -ge 1 ]] || { echo "bench.sh: --trials takes a count (>= 1)" >&2; exit 2; }
+[[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 ]] || { echo "bench.sh: --rounds takes a count (>= 1)" >&2; exit 2; }
 [[ $EUID -eq 0 ]] || { echo "bench.sh: needs root (namespaces, veth, packet sockets)" >&2; exit 1; }
 if [[ -n "$OUT" ]]; then OUT="$(cd "$(dirname "$OUT")" && pwd)/$(basename "$OUT")"; fi
 
@@ -59,6 +66,7 @@ NAMESPACES=()          # every namespace this run created
 PGROUPS=()             # process groups started with setsid (generators, joiners, servers)
 SWITCH_PID=""          # snoopswitch
 OVSDIR=""              # private OVS run/db/log folder while OVS runs
+OVS_STARTS=0
 
 kill_group() {          # kill_group PGID [SIGNAL]: a process group this script started
     local pg="$1" sig="${2:-TERM}"
@@ -309,7 +317,8 @@ OVS_BR=ssbr0
 vsctl() { ovs-vsctl --db="unix:$OVSDIR/db.sock" --timeout=20 "$@"; }
 start_ovs() {
     command -v ovs-vswitchd >/dev/null || { log "Open vSwitch is not installed"; return 1; }
-    OVSDIR="$TMP/ovs"
+    OVS_STARTS=$((OVS_STARTS + 1))          # a fresh database and run folder for each start
+    OVSDIR="$TMP/ovs-$OVS_STARTS"
     mkdir -p "$OVSDIR" || return 1
     export OVS_RUNDIR="$OVSDIR" OVS_LOGDIR="$OVSDIR" OVS_DBDIR="$OVSDIR"
     local schema=/usr/share/openvswitch/vswitch.ovsschema
@@ -530,23 +539,41 @@ measure_cpu() {
     record "$kind" cpu_idle "$("$PY" "$HELPER" cpu "$pid" "$DURATION")"
 }
 
-run_switch() {
-    local kind="$1"
-    log "== $kind"
+bring_up() {            # bring_up KIND: topology, switch, warm-up; fails (and cleans up) if the switch does not start
     setup_topology
-    if ! "start_$kind"; then
-        note "$kind: could not be started, not measured (see the log above)"
+    if ! "start_$1"; then
+        note "$1: could not be started, not measured (see the log above)"
         stop_processes
         teardown_topology
-        return 0
+        return 1
     fi
-    warm_up "$kind"
+    warm_up "$1"
+}
+
+bring_down() {
+    if [[ "$1" == snoopswitch ]] && ! kill -0 "$SWITCH_PID" 2>/dev/null; then
+        note "snoopswitch exited during the run: $(tail -3 "$TMP/snoopswitch.log" | tr '\n' ' ')"
+    fi
+    stop_processes
+    teardown_topology
+}
+
+run_rates() {           # run_rates KIND ROUND: one round of the frame-rate figures
+    log "== $1: frame rates, round $2 of $ROUNDS"
+    bring_up "$1" || return 0
+    log "$1: unicast rate"
+    measure_unicast "$1"
+    log "$1: multicast rate"
+    measure_multicast "$1"
+    bring_down "$1"
+}
+
+run_switch() {          # run_switch KIND: every other figure
+    local kind="$1"
+    log "== $kind"
+    bring_up "$kind" || return 0
     log "$kind: CPU with no traffic ($DURATION s)"
     measure_cpu "$kind"
-    log "$kind: unicast rate"
-    measure_unicast "$kind"
-    log "$kind: multicast rate"
-    measure_multicast "$kind"
     log "$kind: TCP"
     measure_tcp "$kind"
     log "$kind: join and leave latency ($TRIALS trials)"
@@ -555,11 +582,7 @@ run_switch() {
         log "$kind: memory with 100,000 groups"
         measure_memory
     fi
-    if [[ "$kind" == snoopswitch ]] && ! kill -0 "$SWITCH_PID" 2>/dev/null; then
-        note "snoopswitch exited during the run: $(tail -3 "$TMP/snoopswitch.log" | tr '\n' ' ')"
-    fi
-    stop_processes
-    teardown_topology
+    bring_down "$kind"
 }
 
 measure_ceiling() {     # the generator alone into a veth whose other end nobody reads
@@ -588,7 +611,13 @@ note "the generator (trafgen, 64-byte frames, one worker pinned to CPU 1) shares
 note "rates count rx_packets at the receivers' eth0 over $DURATION s of steady sending; unicast counts the addressed receiver only, multicast sums the 3 members"
 note "latency: sender: trafgen --gap 100us (one frame every 100-150 us, so about 0.1 ms of resolution), kernel timestamps of the member's outgoing report/leave and incoming group frames on its own eth0; bridge: mcast_flood off on every port and fastleave on r1; OVS: mcast-snooping-disable-flood-unregistered, prunes on any leave (no fast-leave option); a leave figure of 0 means no group frame arrived after the leave left the member"
 note "memory and CPU are the switch process's (snoopswitch, ovs-vswitchd); the kernel bridge has no process: n/a"
+note "frame rates: the median of $ROUNDS rounds; each round brings up and measures every switch in turn (the rounds are listed below the table)"
 measure_ceiling
+for round in $(seq 1 "$ROUNDS"); do
+    for kind in snoopswitch bridge ovs; do
+        if wants "$kind"; then run_rates "$kind" "$round"; fi
+    done
+done
 for kind in snoopswitch bridge ovs; do
     if wants "$kind"; then run_switch "$kind"; fi
 done
