@@ -48,5 +48,6 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "SwitchEngineTests", dependencies: ["SwitchEngine", "Wire"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "SwitchEngine", "Wire"]),
+        .testTarget(name: "PortsTests", dependencies: ["Ports"]),
     ]
 )

@@ -32,6 +32,16 @@ int clinux_usable_cpus(void) {
     return n > 0 ? n : 1;
 }
 
+int clinux_allowed_cpus(int *cpus, int capacity) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
+    int n = 0;
+    for (int cpu = 0; cpu < CPU_SETSIZE && n < capacity; cpu++) {
+        if (CPU_ISSET(cpu, &set)) cpus[n++] = cpu;
+    }
+    return n;
+}
+
 int clinux_set_thread_name(pthread_t thread, const char *name) {
     return pthread_setname_np(thread, name);
 }

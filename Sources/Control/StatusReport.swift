@@ -94,9 +94,11 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var fastPathPorts: Int
         /// Unicast flows (ingress port, destination, source) the kernel forwards now.
         public var kernelFlows: Int
+        /// The CPU each forwarding thread is bound to, by thread number (null: not bound).
+        public var threadCpus: [Int?]
 
         public init(threads: Int, nice: Int = 0, ringBytes: Int, packetPorts: Int = 0, hostStackFilteredPorts: Int = 0,
-                    fastPathPorts: Int = 0, kernelFlows: Int = 0) {
+                    fastPathPorts: Int = 0, kernelFlows: Int = 0, threadCPUs: [Int?] = []) {
             self.threads = threads
             self.nice = nice
             self.ringBytes = ringBytes
@@ -104,6 +106,7 @@ public struct StatusReport: Codable, Equatable, Sendable {
             self.hostStackFilteredPorts = hostStackFilteredPorts
             self.fastPathPorts = fastPathPorts
             self.kernelFlows = kernelFlows
+            self.threadCpus = threadCPUs
         }
     }
 

@@ -4,7 +4,9 @@ import Foundation
 /// `bridge mdb show` and a switch's `show ip igmp snooping`.
 extension StatusReport {
     public func renderText() -> String {
+        let bound = datapath.threadCpus.compactMap { $0 }
         var out = "Datapath: \(datapath.threads) forwarding thread\(datapath.threads == 1 ? "" : "s") at nice \(datapath.nice), "
+            + (bound.isEmpty ? "" : "bound to CPU\(bound.count == 1 ? "" : "s") \(datapath.threadCpus.map { $0.map(String.init) ?? "-" }.joined(separator: ",")), ")
             + (datapath.ringBytes > 0 ? "\(datapath.ringBytes / 1024) KiB receive ring per socket" : "no receive rings (recvmmsg)")
         if datapath.packetPorts > 0 {
             out += ", host IP stack kept off \(datapath.hostStackFilteredPorts) of \(datapath.packetPorts) packet ports"

@@ -186,8 +186,11 @@ public final class SwitchDaemon: @unchecked Sendable {
     static let pollWindow = Duration.microseconds(20)
     /// Receive ring per packet socket (0: recvmmsg instead).
     private let ringBytes: Int
-    /// Forwarding thread i runs on cpus[i % count] when set (`--cpus`).
+    /// Forwarding thread i runs on cpus[i % count] when set: `--cpus`, or else each thread away
+    /// from the CPUs whose frames it takes (`ThreadPlacement`); empty: where the scheduler puts it.
     private let cpus: [Int]
+    /// The CPU each thread was bound to (nil: not bound), for the status.
+    private var threadCPUs: [Int?] = []
     /// Whether packet ports get a HostStackFilter (`--no-host-stack-filter` turns it off).
     private let filterHostStack: Bool
     private var hostStackFilterRefused = false
@@ -217,7 +220,7 @@ public final class SwitchDaemon: @unchecked Sendable {
         self.logger = logger
         self.busyPoll = busyPoll
         self.ringBytes = ringBytes
-        self.cpus = cpus
+        self.cpus = cpus.isEmpty ? ThreadPlacement.awayFromSenders(threads: max(1, threadCount), allowed: allowedCPUs()) : cpus
         self.filterHostStack = filterHostStack
         // Threads started later inherit the main thread's nice value (set by the caller).
         self.nice = SystemThread.currentNice
@@ -271,17 +274,41 @@ public final class SwitchDaemon: @unchecked Sendable {
     /// Starts the forwarding threads other than this one (they wait for the lock until `run`),
     /// each bound to its CPU with `--cpus`, and binds this one.
     private func startThreads() {
-        if !cpus.isEmpty {
-            do throws(SystemError) { try SystemThread.pinCurrent(to: cpus[0]) } catch { logger.warning("\(error)") }
+        threadCPUs = Array(repeating: nil, count: threads.count)
+        func cpu(of thread: Int) -> Int? { cpus.isEmpty ? nil : cpus[thread % cpus.count] }
+        if let cpu = cpu(of: 0) {
+            do throws(SystemError) {
+                try SystemThread.pinCurrent(to: cpu)
+                threadCPUs[0] = cpu
+            } catch {
+                logger.warning("\(error); forwarding thread 0 runs where the scheduler puts it")
+            }
         }
         for thread in threads.dropFirst() {
+            let system: SystemThread
             do {
-                let system = try SystemThread(name: "snoopswitch/\(thread.number)") { [self] in forwardingLoop(thread) }
-                thread.system = system
-                if !cpus.isEmpty { try system.pin(to: cpus[thread.number % cpus.count]) }
+                system = try SystemThread(name: "snoopswitch/\(thread.number)") { [self] in forwardingLoop(thread) }
             } catch {
                 logger.warning("\(error); forwarding with fewer threads")
+                continue
             }
+            thread.system = system
+            guard let cpu = cpu(of: thread.number) else { continue }
+            do throws(SystemError) {
+                try system.pin(to: cpu)
+                threadCPUs[thread.number] = cpu
+            } catch {
+                logger.warning("\(error); forwarding thread \(thread.number) runs where the scheduler puts it")
+            }
+        }
+        if threads.count > 1 {
+            let allowed = allowedCPUs()
+            let placement = threads.map { thread in
+                let cpu = threadCPUs[thread.number].map { "CPU \($0)" } ?? "any CPU"
+                let from = ThreadPlacement.receivingCPUs(of: thread.number, threads: threads.count, allowed: allowed)
+                return "\(thread.number) on \(cpu) (frames received on CPU \(from.map(String.init).joined(separator: ",")))"
+            }
+            logger.info("forwarding threads: \(placement.joined(separator: ", "))")
         }
     }
 
@@ -856,7 +883,7 @@ public final class SwitchDaemon: @unchecked Sendable {
                                                  $0.hostStackFilter != nil || ($0.fastPathHook != nil && filterHostStack)
                                              }.count,
                                              fastPathPorts: packetPorts.filter { $0.fastPathHook != nil }.count,
-                                             kernelFlows: fastPath?.count ?? 0)
+                                             kernelFlows: fastPath?.count ?? 0, threadCPUs: threadCPUs)
         return StatusParts(snapshot: StatusSnapshot(engine: engine, at: Self.now()), runtime: runtime, datapath: datapath)
     }
 

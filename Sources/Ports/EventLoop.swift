@@ -183,5 +183,12 @@ public final class SystemThread: @unchecked Sendable {
 /// Whether the process may run on `cpu` (its affinity mask).
 public func cpuAllowed(_ cpu: Int) -> Bool { clinux_cpu_allowed(Int32(cpu)) == 1 }
 
+/// The CPUs the process may run on (its affinity mask), in ascending order.
+public func allowedCPUs() -> [Int] {
+    var cpus = [Int32](repeating: 0, count: 1024)
+    let n = Int(clinux_allowed_cpus(&cpus, Int32(cpus.count)))
+    return cpus.prefix(n).map(Int.init)
+}
+
 /// How many CPUs the process may run on (its affinity mask).
 public func usableCPUCount() -> Int { Int(clinux_usable_cpus()) }

@@ -4,9 +4,10 @@
 A packet port reads small frames in place from its ring (512-byte slots: about 436 bytes
 of frame); larger ones (MTU-sized, 64 KB GSO frames) the kernel marks TP_STATUS_COPY and
 queues whole on the socket, read in ring order. With --threads N each further thread has
-its own socket on every packet port, in a PACKET_FANOUT group (hash by flow, rollover
-when a ring is full), and decides frames in the one engine; the main thread runs the
-timers and is woken when a frame moved the engine's deadlines.
+its own socket on every packet port, in a PACKET_FANOUT group (by the CPU the kernel
+received a frame on, rollover when a ring is full), and decides frames in the one engine;
+the main thread runs the timers and is woken when a frame moved the engine's deadlines.
+Without --cpus, each thread is bound to a CPU whose frames it does not take.
 
 Delivery is checked with real sockets, byte for byte: veth leaves checksums partial, so
 a datagram reaches a socket only if the switch handed the kernel a valid virtio-net
@@ -379,6 +380,71 @@ def test_status_counts_frames_of_both_threads(four):
         raise AssertionError(f"(rx_frames, tx_frames) before {before}, after {now}: the switch sent 200 "
                              f"datagrams to h1 and to h3 each, and received 400 from h4") from None
     assert d["h2"][1] < 20, f"h2 got no datagram but its tx_frames grew by {d['h2'][1]}: {d}"
+
+
+def thread_ticks(pid: int) -> dict[str, int]:
+    """CPU time (user + system, in clock ticks) of the forwarding threads of process `pid`."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            comm = f.read().strip()
+        if int(tid) != pid and not comm.startswith("snoopswitch/"):
+            continue
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        out["main" if int(tid) == pid else comm] = int(fields[11]) + int(fields[12])
+    return out
+
+
+FLOOD = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dst, payload = (sys.argv[1], int(sys.argv[2])), bytes(32)
+start = time.monotonic()
+for burst in range(int(float(sys.argv[3]) * 400)):   # 100 datagrams every 2.5 ms: 40,000 a second
+    for _ in range(100):
+        try:
+            s.sendto(payload, dst)
+        except OSError:
+            pass
+    time.sleep(max(0.0, start + (burst + 1) / 400 - time.monotonic()))
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_a_flood_is_forwarded_from_another_cpu_than_its_senders(four):
+    """Without --cpus, thread i of n takes the frames the kernel receives on CPUs c with
+    c % n == i (on a veth, the CPU of their sender) and is bound to a CPU whose frames it does
+    not take. h1, pinned to one CPU, sends h3 40,000 small datagrams a second for 3 s (a rate
+    a debug build keeps up with, so that no ring overflows into the other thread's): the
+    thread bound to another CPU forwards them, the thread bound to h1's CPU does next to
+    nothing, and h1 keeps its CPU. The status and the log say where each thread runs."""
+    allowed = sorted(os.sched_getaffinity(0))[:2]
+    # The switch inherits an affinity of two CPUs, so that its placement is known.
+    mask = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, allowed)
+    try:
+        sw = four.start_switch("--threads", "2", "--no-kernel-fast-path")
+    finally:
+        os.sched_setaffinity(0, mask)
+    bound = sw.status()["datapath"]["thread_cpus"]
+    assert bound == [allowed[1], allowed[0]], f"threads bound to CPUs {bound}, expected {[allowed[1], allowed[0]]}"
+    assert thread_cpus(sw.proc.pid) == {"main": str(allowed[1]), "snoopswitch/1": str(allowed[0])}
+    assert f"0 on CPU {allowed[1]}" in sw.log() and f"1 on CPU {allowed[0]}" in sw.log(), sw.log()
+    text = sw.status_text()
+    assert f"2 forwarding threads at nice -10, bound to CPUs {allowed[1]},{allowed[0]}," in text, text
+    h1, h3 = four["h1"], four["h3"]
+    assert h1.ping(h3.addr) and h3.ping(h1.addr)
+    sender_cpu = allowed[0]
+    on_sender = "main" if bound[0] == sender_cpu else "snoopswitch/1"
+    elsewhere = "snoopswitch/1" if on_sender == "main" else "main"
+    before = thread_ticks(sw.proc.pid)
+    h1.run("taskset", "-c", str(sender_cpu), "/usr/bin/python3", "-c", FLOOD, h3.addr, str(PORT), "3.0", timeout=20)
+    after = thread_ticks(sw.proc.pid)
+    used = {name: after[name] - before[name] for name in after}
+    assert used[elsewhere] >= 15, f"the thread away from h1's CPU {sender_cpu} used {used[elsewhere]} ticks in 3 s: {used}"
+    assert used[on_sender] * 5 <= used[elsewhere], \
+        f"the thread on h1's CPU {sender_cpu} did a share of the forwarding: CPU ticks by thread {used}"
 
 
 # ---- the host's own stack ---------------------------------------------------------------

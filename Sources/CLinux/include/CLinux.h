@@ -43,6 +43,7 @@ static const int clinux_PACKET_RX_RING = PACKET_RX_RING;
 static const int clinux_PACKET_COPY_THRESH = PACKET_COPY_THRESH;
 static const int clinux_PACKET_FANOUT = PACKET_FANOUT;
 static const int clinux_PACKET_FANOUT_HASH = PACKET_FANOUT_HASH;
+static const int clinux_PACKET_FANOUT_CPU = PACKET_FANOUT_CPU;
 static const int clinux_PACKET_FANOUT_FLAG_ROLLOVER = PACKET_FANOUT_FLAG_ROLLOVER;
 static const int clinux_PACKET_FANOUT_FLAG_UNIQUEID = PACKET_FANOUT_FLAG_UNIQUEID;
 static const unsigned clinux_TP_STATUS_USER = TP_STATUS_USER;
@@ -110,6 +111,8 @@ static inline void clinux_release_free_memory(void) { malloc_trim(0); }
 
 /// How many CPUs this process may run on.
 int clinux_usable_cpus(void);
+/// The CPUs the process may run on, in ascending order: up to `capacity` of them into `cpus`; returns how many.
+int clinux_allowed_cpus(int *cpus, int capacity);
 /// Binds a thread to one CPU; 0 or an errno.
 int clinux_pin_thread(pthread_t thread, int cpu);
 /// Whether this process may run on `cpu`.
