@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <linux/bpf.h>
 #include <linux/if_packet.h>
+#include <linux/filter.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -264,4 +265,81 @@ int clinux_fast_path_socket_filter(int gate, int map, char *log, unsigned log_si
 
 int clinux_attach_socket_filter(int socket, int prog) {
     return setsockopt(socket, SOL_SOCKET, SO_ATTACH_BPF, &prog, sizeof(prog)) == 0 ? 0 : -errno;
+}
+
+// ---- sharing a port's frames among the forwarding threads ----------------------------------
+
+#ifndef PACKET_FANOUT_DATA
+#define PACKET_FANOUT_DATA 22
+#endif
+#define SUB64_REG(d, s) INSN(BPF_ALU64 | BPF_SUB | BPF_X, d, s, 0, 0)
+#define JGT_IMM(d, i, o) INSN(BPF_JMP | BPF_JGT | BPF_K, d, 0, o, i)
+#define LD_ABS_W(k) INSN(BPF_LD | BPF_ABS | BPF_W, 0, 0, 0, k)
+
+int clinux_steering_map_create(unsigned max_entries) {
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.map_type = BPF_MAP_TYPE_LRU_HASH;
+    attr.key_size = 12;    // destination and source MAC
+    attr.value_size = 16;  // the CPU the pair was first received on; its last frame, ns
+    attr.max_entries = max_entries;
+    strncpy(attr.map_name, "snoopswitch_st", sizeof(attr.map_name) - 1);
+    int fd = (int)syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof(attr));
+    return fd >= 0 ? fd : -errno;
+}
+
+int clinux_steering_program(int map, uint32_t idle_ns, char *log, unsigned log_size) {
+    struct bpf_insn program[] = {
+        MOV64_REG(BPF_REG_6, BPF_REG_1),
+        // The key: the frame's destination and source MAC, from its link-layer header (the
+        // frame's data starts at its network header here).
+        LD_ABS_W(SKF_LL_OFF + 0),
+        STX(BPF_W, BPF_REG_10, BPF_REG_0, -16),
+        LD_ABS_W(SKF_LL_OFF + 4),
+        STX(BPF_W, BPF_REG_10, BPF_REG_0, -12),
+        LD_ABS_W(SKF_LL_OFF + 8),
+        STX(BPF_W, BPF_REG_10, BPF_REG_0, -8),
+        CALL(BPF_FUNC_ktime_get_ns),
+        MOV64_REG(BPF_REG_7, BPF_REG_0),
+        LD_MAP_FD(BPF_REG_1, map),
+        MOV64_REG(BPF_REG_2, BPF_REG_10),
+        ADD64_IMM(BPF_REG_2, -16),
+        CALL(BPF_FUNC_map_lookup_elem),
+        JEQ_IMM(BPF_REG_0, 0, 11),                         // a new pair
+        // A known pair keeps its socket while its frames keep coming.
+        MOV64_REG(BPF_REG_8, BPF_REG_0),
+        LDX(BPF_DW, BPF_REG_1, BPF_REG_8, 8),
+        MOV64_REG(BPF_REG_2, BPF_REG_7),
+        SUB64_REG(BPF_REG_2, BPF_REG_1),
+        STX(BPF_DW, BPF_REG_8, BPF_REG_7, 8),
+        JGT_IMM(BPF_REG_2, (int32_t)idle_ns, 2),           // idle long enough: nothing in flight
+        LDX(BPF_W, BPF_REG_0, BPF_REG_8, 0),
+        EXIT(),
+        // Idle: it goes where its frames arrive now.
+        CALL(BPF_FUNC_get_smp_processor_id),
+        STX(BPF_W, BPF_REG_8, BPF_REG_0, 0),
+        EXIT(),
+        // New: where its first frame arrives.
+        CALL(BPF_FUNC_get_smp_processor_id),
+        MOV64_REG(BPF_REG_9, BPF_REG_0),
+        STX(BPF_W, BPF_REG_10, BPF_REG_9, -32),
+        MOV64_IMM(BPF_REG_1, 0),
+        STX(BPF_W, BPF_REG_10, BPF_REG_1, -28),
+        STX(BPF_DW, BPF_REG_10, BPF_REG_7, -24),
+        LD_MAP_FD(BPF_REG_1, map),
+        MOV64_REG(BPF_REG_2, BPF_REG_10),
+        ADD64_IMM(BPF_REG_2, -16),
+        MOV64_REG(BPF_REG_3, BPF_REG_10),
+        ADD64_IMM(BPF_REG_3, -32),
+        MOV64_IMM(BPF_REG_4, BPF_ANY),
+        CALL(BPF_FUNC_map_update_elem),
+        MOV64_REG(BPF_REG_0, BPF_REG_9),
+        EXIT(),
+    };
+    return load_program(BPF_PROG_TYPE_SOCKET_FILTER, program, sizeof(program) / sizeof(program[0]), "snoopswitch_fo",
+                        log, log_size);
+}
+
+int clinux_fanout_set_program(int socket, int prog) {
+    return setsockopt(socket, SOL_PACKET, PACKET_FANOUT_DATA, &prog, sizeof(prog)) == 0 ? 0 : -errno;
 }

@@ -189,6 +189,8 @@ public final class SwitchDaemon: @unchecked Sendable {
     /// Forwarding thread i runs on cpus[i % count] when set: `--cpus`, or else each thread away
     /// from the CPUs whose frames it takes (`ThreadPlacement`); empty: where the scheduler puts it.
     private let cpus: [Int]
+    /// How the ports' sockets share frames among the threads (nil: by flow hash, or one thread).
+    private let steering: FanoutSteering?
     /// The CPU each thread was bound to (nil: not bound), for the status.
     private var threadCPUs: [Int?] = []
     /// Whether packet ports get a HostStackFilter (`--no-host-stack-filter` turns it off).
@@ -220,7 +222,21 @@ public final class SwitchDaemon: @unchecked Sendable {
         self.logger = logger
         self.busyPoll = busyPoll
         self.ringBytes = ringBytes
-        self.cpus = cpus.isEmpty ? ThreadPlacement.awayFromSenders(threads: max(1, threadCount), allowed: allowedCPUs()) : cpus
+        // Several threads share each packet port's frames by the CPU a flow arrives on, each
+        // bound away from the CPUs whose frames it takes; where BPF is refused, by flow hash,
+        // and the scheduler places them (bound to one CPU, a hashed flow's thread would share
+        // its sender's as often as not).
+        var steering: FanoutSteering?
+        if threadCount > 1 {
+            do throws(SystemError) {
+                steering = try FanoutSteering()
+            } catch {
+                logger.warning("\(error); the forwarding threads share the ports' frames by flow hash, where the scheduler puts them")
+            }
+        }
+        self.steering = steering
+        self.cpus = !cpus.isEmpty ? cpus
+            : steering == nil ? [] : ThreadPlacement.awayFromSenders(threads: threadCount, allowed: allowedCPUs())
         self.filterHostStack = filterHostStack
         // Threads started later inherit the main thread's nice value (set by the caller).
         self.nice = SystemThread.currentNice
@@ -301,7 +317,7 @@ public final class SwitchDaemon: @unchecked Sendable {
                 logger.warning("\(error); forwarding thread \(thread.number) runs where the scheduler puts it")
             }
         }
-        if threads.count > 1 {
+        if threads.count > 1 && steering != nil {
             let allowed = allowedCPUs()
             let placement = threads.map { thread in
                 let cpu = threadCPUs[thread.number].map { "CPU \($0)" } ?? "any CPU"
@@ -324,10 +340,10 @@ public final class SwitchDaemon: @unchecked Sendable {
             try? InterfaceState.bringUp(port.name)
             let socket = try PacketSocket(interface: port.name, ringBytes: ringBytes)
             if threads.count > 1 {
-                let group = try socket.joinFanout(group: nil)
+                let group = try socket.joinFanout(group: nil, steering: steering)
                 for _ in 1..<threads.count {
                     let other = try PacketSocket(interface: port.name, ringBytes: ringBytes)
-                    _ = try other.joinFanout(group: group)
+                    _ = try other.joinFanout(group: group, steering: steering)
                     others.append(other)
                 }
             }

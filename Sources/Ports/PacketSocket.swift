@@ -102,26 +102,19 @@ public final class PacketSocket {
         }
     }
 
-    /// Shares the interface's frames with other sockets, one per forwarding thread: the i-th
-    /// socket to join of n takes the frames the kernel receives on CPUs i, i + n, i + 2n...
-    /// (on a veth, the CPU its sender sent them from), and a socket whose ring is full rolls its
-    /// excess over to another instead of dropping it. `group` nil starts a new group with an
-    /// id the kernel picks; returns the group's id for the other sockets to join.
-    ///
-    /// By receiving CPU and not by flow hash: the switch binds each thread away from the CPUs
-    /// whose frames it takes (`ThreadPlacement`), so that a thread never competes for a CPU
-    /// with the sender it forwards for. With a hash, a busy flow's thread could land on its
-    /// sender's CPU, where, ahead of it in priority, it left the sender a sixth of the CPU
-    /// and the other core idle (bench.sh's multicast: 190,000-275,000 frames/s there, against
-    /// 405,000-545,000 with the thread on the other core). It also spares the hash, which
-    /// dissects every frame. A flow keeps its order while its sender stays on one CPU.
+    /// Shares the interface's frames with other sockets, one per forwarding thread, and a
+    /// socket whose ring is full rolls its excess over to another instead of dropping it.
+    /// With `steering`, a flow's frames go to the socket of the CPU its first frame arrived on
+    /// (the i-th socket to join of n takes CPUs i, i + n...: see FanoutSteering); without, by
+    /// flow hash. `group` nil starts a new group with an id the kernel picks, and gives it the
+    /// steering program; returns the group's id for the other sockets to join.
     ///
     /// A fanout group hears the interface's outgoing frames too (the PACKET_IGNORE_OUTGOING of
     /// its sockets does not carry over): the namespace's own IPv6 chatter on the interface, and
     /// frames the kernel fast path redirects out of it. The group is asked to leave them out
     /// (Linux 6.9 and later; before, the fast path's socket filter does).
-    public func joinFanout(group: UInt16?) throws(SystemError) -> UInt16 {
-        let mode = clinux_PACKET_FANOUT_CPU | clinux_PACKET_FANOUT_FLAG_ROLLOVER
+    public func joinFanout(group: UInt16?, steering: FanoutSteering?) throws(SystemError) -> UInt16 {
+        let mode = (steering == nil ? clinux_PACKET_FANOUT_HASH : clinux_PACKET_FANOUT_EBPF) | clinux_PACKET_FANOUT_FLAG_ROLLOVER
         func join(_ flags: Int32) -> Bool {
             var value = group.map { Int32($0) | flags << 16 } ?? (flags | clinux_PACKET_FANOUT_FLAG_UNIQUEID) << 16
             return setsockopt(descriptor, clinux_SOL_PACKET, clinux_PACKET_FANOUT, &value, 4) == 0
@@ -131,6 +124,7 @@ public final class PacketSocket {
         }
         var value: Int32 = 0
         if let group { return group }
+        try steering?.attach(to: descriptor, interface: interfaceName)
         var length = socklen_t(4)
         guard getsockopt(descriptor, clinux_SOL_PACKET, clinux_PACKET_FANOUT, &value, &length) == 0 else {
             throw SystemError("getsockopt(PACKET_FANOUT)", "interface \(interfaceName)")

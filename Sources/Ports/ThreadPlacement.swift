@@ -1,7 +1,7 @@
 /// Which CPU each forwarding thread is bound to when `--cpus` does not say.
 ///
-/// A packet port's sockets share its frames by the CPU the kernel receives them on
-/// (`PacketSocket.joinFanout`): of n threads, thread i takes the frames received on CPUs c with
+/// A packet port's sockets share its frames by the CPU the kernel receives a flow's first frame
+/// on (`FanoutSteering`): of n threads, thread i takes the flows that began on CPUs c with
 /// c % n == i, which on a veth is the CPU their sender sent them from. Each thread is bound to a
 /// CPU whose frames it does not take, so that it never competes for a CPU with the senders it
 /// forwards for: the sender keeps its CPU, and the forwarding (with the receivers' IP stacks,

@@ -122,7 +122,7 @@ struct Run: ParsableCommand {
     @Option(help: "Forwarding threads, each with its own socket on every port (default: one per CPU the switch may run on, at most 4).")
     var threads: Int?
 
-    @Option(help: ArgumentHelp("Bind forwarding thread i to the i-th CPU of LIST (e.g. 0,1 or 2-3). Thread i of n takes the frames the kernel receives on CPUs i, i+n... (a veth's: its sender's CPU); by default each thread is bound to a CPU whose frames it does not take.",
+    @Option(help: ArgumentHelp("Bind forwarding thread i to the i-th CPU of LIST (e.g. 0,1 or 2-3). Thread i of n takes the flows whose first frame the kernel receives on CPUs i, i+n... (a veth's: its sender's CPU); by default each thread is bound to a CPU whose flows it does not take.",
                                valueName: "LIST"))
     var cpus: String?
 

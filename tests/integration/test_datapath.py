@@ -4,8 +4,8 @@
 A packet port reads small frames in place from its ring (512-byte slots: about 436 bytes
 of frame); larger ones (MTU-sized, 64 KB GSO frames) the kernel marks TP_STATUS_COPY and
 queues whole on the socket, read in ring order. With --threads N each further thread has
-its own socket on every packet port, in a PACKET_FANOUT group (by the CPU the kernel
-received a frame on, rollover when a ring is full), and decides frames in the one engine;
+its own socket on every packet port, in a PACKET_FANOUT group (a flow by the CPU the kernel
+received its first frame on, rollover when a ring is full), and decides frames in the one engine;
 the main thread runs the timers and is woken when a frame moved the engine's deadlines.
 Without --cpus, each thread is bound to a CPU whose frames it does not take.
 
@@ -447,6 +447,44 @@ def test_a_flood_is_forwarded_from_another_cpu_than_its_senders(four):
         f"the thread on h1's CPU {sender_cpu} did a share of the forwarding: CPU ticks by thread {used}"
 
 
+MIGRATING_SENDER = """
+import os, socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dst, cpus, marker, n = (sys.argv[1], int(sys.argv[2])), [int(c) for c in sys.argv[3].split(",")], sys.argv[4].encode(), 0
+for _ in range(6):
+    for cpu in cpus:                      # 400 back to back on one CPU, then at once on the other
+        os.sched_setaffinity(0, {cpu})
+        for _ in range(400):
+            s.sendto(marker + struct.pack("!I", n) + bytes(16), dst)
+            n += 1
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+@pytest.mark.parametrize("flags", [[], ["--cpus", ",".join(map(str, sorted(os.sched_getaffinity(0))[:2]))]],
+                         ids=["placed", "pinned"])
+def test_a_sender_moving_between_cpus_keeps_its_frames_in_order(four, flags):
+    """The threads share a port's frames by the CPU a flow's first frame arrives on; a sender
+    that moves to another CPU mid-stream must not have its frames forwarded by two threads at
+    once (IEEE 802.1Q: the frames of a destination and source pair stay in order). h1 sends
+    h3 400 numbered datagrams from one CPU and, at once, 400 from the other, six times over
+    (a backlog for the first thread when the second burst starts, far from a full ring): h3
+    gets them in the order sent."""
+    sw = four.start_switch("--threads", "2", "--no-kernel-fast-path", *flags)
+    h1, h3 = four["h1"], four["h3"]
+    rx = h3.receiver(None, PORT)
+    assert h1.ping(h3.addr) and h3.ping(h1.addr)
+    marker = random_marker("order")
+    cpus = ",".join(map(str, sorted(os.sched_getaffinity(0))[:2]))
+    h1.run("/usr/bin/python3", "-c", MIGRATING_SENDER, h3.addr, str(PORT), cpus, marker.decode(), timeout=30)
+    got = [struct.unpack("!I", d[len(marker):len(marker) + 4])[0] for d in rx.collect(4800, timeout=5, marker=marker)]
+    overruns = sw.status()["datapath"]
+    assert len(got) >= 4800 * 0.95, f"h3 got {len(got)} of 4,800 datagrams ({overruns})"
+    out_of_order = [(i, a, b) for i, (a, b) in enumerate(zip(got, got[1:])) if b <= a]
+    assert not out_of_order, f"{len(out_of_order)} datagrams arrived after a later one, first {out_of_order[:5]}"
+
+
 # ---- the host's own stack ---------------------------------------------------------------
 STACK_ADDR = "192.0.2.201"  # given to the switch namespace's end of h1's veth
 
@@ -615,19 +653,26 @@ def test_the_service_units_capabilities_suffice_and_without_them_the_switch_fall
     """With only the capabilities contrib/snoopswitch.service grants, the switch runs as by
     default: nice -10, both ports kept from the host stack and on the kernel fast path, no
     warning. Without CAP_SYS_NICE and CAP_BPF it still forwards, at nice 0 with no filter and
-    no fast path, and says why in one warning each."""
+    no fast path, its threads sharing the ports' frames by flow hash where the scheduler puts
+    them, and says why in one warning each."""
     caps = unit_capabilities()
     assert {"sys_nice", "bpf", "net_raw", "net_admin"} <= set(caps), f"unit capabilities: {caps}"
     status, log = run_with_capabilities(four, caps, "unit")
     dp = status["datapath"]
     assert (dp["nice"], dp["host_stack_filtered_ports"], dp["packet_ports"], dp["fast_path_ports"]) == (-10, 2, 2, 2), \
         f"{dp}\n{log}"
+    if dp["threads"] > 1:
+        assert None not in dp["thread_cpus"], f"threads not bound away from their senders: {dp}\n{log}"
     assert "warning" not in log, log
     fewer = [c for c in caps if c not in ("sys_nice", "bpf")]
     status, log = run_with_capabilities(four, fewer, "fewer")
     dp = status["datapath"]
     assert (dp["nice"], dp["host_stack_filtered_ports"], dp["fast_path_ports"]) == (0, 0, 0), f"{dp}\n{log}"
     warnings = [l for l in log.splitlines() if "warning" in l]
+    if dp["threads"] > 1:
+        assert dp["thread_cpus"] == [None] * dp["threads"], f"{dp}\n{log}"
+        assert len(warnings) == 4 and "flow hash" in warnings[1], log
+        del warnings[1]
     assert len(warnings) == 3 and "nice -10" in warnings[0] and "fast path" in warnings[1] and "TCX" in warnings[2], log
 
 

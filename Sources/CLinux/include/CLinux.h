@@ -43,7 +43,7 @@ static const int clinux_PACKET_RX_RING = PACKET_RX_RING;
 static const int clinux_PACKET_COPY_THRESH = PACKET_COPY_THRESH;
 static const int clinux_PACKET_FANOUT = PACKET_FANOUT;
 static const int clinux_PACKET_FANOUT_HASH = PACKET_FANOUT_HASH;
-static const int clinux_PACKET_FANOUT_CPU = PACKET_FANOUT_CPU;
+static const int clinux_PACKET_FANOUT_EBPF = PACKET_FANOUT_EBPF;
 static const int clinux_PACKET_FANOUT_FLAG_ROLLOVER = PACKET_FANOUT_FLAG_ROLLOVER;
 static const int clinux_PACKET_FANOUT_FLAG_UNIQUEID = PACKET_FANOUT_FLAG_UNIQUEID;
 static const unsigned clinux_TP_STATUS_USER = TP_STATUS_USER;
@@ -163,6 +163,14 @@ int clinux_fast_path_tcx_program(int gate, int map, int drop_misses, char *log, 
 /// The packet sockets' filter: frames of flows in `map` are not theirs (the TCX program
 /// forwards them); every other frame whole.
 int clinux_fast_path_socket_filter(int gate, int map, char *log, unsigned log_size);
+/// The table of MAC pairs (destination, source) and the CPU each is steered by: an LRU hash.
+int clinux_steering_map_create(unsigned max_entries);
+/// The fanout program (PACKET_FANOUT_EBPF) of a port's sockets: a pair's frames go to the
+/// socket of the CPU its first frame arrived on (the kernel takes it modulo the sockets), and
+/// stay there while they keep coming; a pair idle for `idle_ns` is steered anew.
+int clinux_steering_program(int map, uint32_t idle_ns, char *log, unsigned log_size);
+/// PACKET_FANOUT_DATA: gives a fanout group its program. 0 or -errno.
+int clinux_fanout_set_program(int socket, int prog);
 /// SO_ATTACH_BPF: 0 or -errno.
 int clinux_attach_socket_filter(int socket, int prog);
 
