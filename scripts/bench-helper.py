@@ -335,7 +335,9 @@ def round_notes(rounds):
             b = bridge[i] if i < len(bridge) else None
             ratio = f" = {a / b:.2f}x" if a is not None and b else ""
             parts.append(f"{fmt(a, unit)} / {fmt(b, unit)}{ratio}")
-        lines.append(f"{label.split(',')[0]}, snoopswitch / bridge by round: " + "; ".join(parts))
+        ratios = sorted(a / b for a, b in zip(ours, bridge) if a is not None and b)
+        paired = f" (the median of the rounds' own ratios: {statistics.median(ratios):.2f}x)" if ratios else ""
+        lines.append(f"{label.split(',')[0]}, snoopswitch / bridge by round: " + "; ".join(parts) + paired)
     return lines
 
 

@@ -288,7 +288,7 @@ start_snoopswitch() {
     if [[ -z "$SNOOPSWITCH_NOTED" ]]; then   # once, not at every round's start
         SNOOPSWITCH_NOTED=1
         [[ -n "${SNOOPSWITCH_FLAGS:-}" ]] && note "snoopswitch ran with SNOOPSWITCH_FLAGS: ${SNOOPSWITCH_FLAGS}, otherwise as below"
-        note "snoopswitch ran with its defaults, in its own session: $(( $(nproc) < 4 ? $(nproc) : 4 )) forwarding threads (one per CPU, at most 4) at nice -10, each bound to a CPU whose frames it does not take (the ports' frames are shared among the threads by the CPU they arrive on: the generator's CPU 1 is served by the thread on CPU 0, and the excess rolls over to the other), a 1 MiB receive ring per packet socket, the ports' frames kept from the switch namespace's IP stack, the kernel fast path on for flows with frames of 1,024 bytes or more and their way back (TCP: the kernel forwards the stream after its first frames; the 64-byte unicast and the multicast frames go through the switch's threads)"
+        note "snoopswitch ran with its defaults, in its own session: $(( $(nproc) < 4 ? $(nproc) : 4 )) forwarding threads (one per CPU, at most 4) at nice -10, each bound to a CPU whose flows it does not take (a port's flows are shared among the threads by the CPU their first frame arrives on: the generator's CPU 1 is served by the thread on CPU 0, and the excess rolls over to the other), a 1 MiB receive ring per packet socket, the ports' frames kept from the switch namespace's IP stack, the kernel fast path on for flows with frames of 1,024 bytes or more and their way back (TCP: the kernel forwards the stream after its first frames; the 64-byte unicast and the multicast frames go through the switch's threads)"
     fi
     local i
     for i in $(seq 1 200); do
