@@ -322,7 +322,7 @@ public final class SwitchDaemon: @unchecked Sendable {
             let placement = threads.map { thread in
                 let cpu = threadCPUs[thread.number].map { "CPU \($0)" } ?? "any CPU"
                 let from = ThreadPlacement.receivingCPUs(of: thread.number, threads: threads.count, allowed: allowed)
-                return "\(thread.number) on \(cpu) (frames received on CPU \(from.map(String.init).joined(separator: ",")))"
+                return "\(thread.number) on \(cpu) (flows first seen on CPU \(from.map(String.init).joined(separator: ",")))"
             }
             logger.info("forwarding threads: \(placement.joined(separator: ", "))")
         }

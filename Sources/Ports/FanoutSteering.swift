@@ -28,14 +28,12 @@ public final class FanoutSteering {
 
     public init(pairs: Int = 16_384) throws(SystemError) {
         let map = clinux_steering_map_create(UInt32(pairs))
-        guard map >= 0 else { throw SystemError("BPF steering table", "fanout", errno: -map) }
+        guard map >= 0 else { throw SystemError.bpf("steering table", "fanout", errno: -map) }
         var log = [CChar](repeating: 0, count: 8192)
         let program = clinux_steering_program(map, Self.idleNanoseconds, &log, UInt32(log.count))
         guard program >= 0 else {
             close(map)
-            let words = log.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-                .split(separator: "\n").last.map(String.init) ?? ""
-            throw SystemError("BPF fanout program\(words.isEmpty ? "" : " (\(words))")", "fanout", errno: -program)
+            throw SystemError.bpf("fanout program", "fanout", errno: -program, log: log)
         }
         self.map = map
         self.program = program

@@ -106,9 +106,7 @@ public final class KernelFastPath {
     }
 
     private static func loadError(_ what: String, _ code: Int32, _ log: [CChar]) -> SystemError {
-        let words = log.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-            .split(separator: "\n").last.map(String.init) ?? ""
-        return SystemError("BPF \(what)\(words.isEmpty ? "" : " (\(words))")", "kernel fast path", errno: code)
+        SystemError.bpf(what, "kernel fast path", errno: code, log: log)
     }
 
     /// The TCX program on an interface's ingress, until the link is closed.

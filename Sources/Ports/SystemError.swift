@@ -19,6 +19,16 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
     }
 }
 
+extension SystemError {
+    /// A BPF program or table the kernel refused: the verifier's last words, when it left any in
+    /// `log`, go with the call's name.
+    static func bpf(_ what: String, _ subject: String, errno: Int32, log: [CChar] = [0]) -> SystemError {
+        let words = log.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            .split(separator: "\n").last.map(String.init) ?? ""
+        return SystemError("BPF \(what)\(words.isEmpty ? "" : " (\(words))")", subject, errno: errno)
+    }
+}
+
 /// Runs a system call, retrying on EINTR, turning -1 into a thrown SystemError.
 @inline(__always)
 func retryingInterrupts<T: BinaryInteger>(_ call: String, _ subject: String, _ body: () -> T) throws(SystemError) -> T {
