@@ -76,18 +76,24 @@ VARIANTS = {
 }
 
 
-def thread_cpus(pid: int) -> dict[str, str]:
-    """The forwarding threads of process `pid` (the main one and snoopswitch/N) and the CPUs
-    each may run on."""
+def forwarding_threads(pid: int) -> dict[str, str]:
+    """The forwarding threads of process `pid` (the main one and snoopswitch/N): their /proc
+    folders by name ("main", "snoopswitch/1"...)."""
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{tid}/comm") as f:
             comm = f.read().strip()
-        if int(tid) != pid and not comm.startswith("snoopswitch/"):
-            continue
-        with open(f"/proc/{pid}/task/{tid}/status") as f:
-            allowed = next(line.split(":", 1)[1].strip() for line in f if line.startswith("Cpus_allowed_list"))
-        out["main" if int(tid) == pid else comm] = allowed
+        if int(tid) == pid or comm.startswith("snoopswitch/"):
+            out["main" if int(tid) == pid else comm] = f"/proc/{pid}/task/{tid}"
+    return out
+
+
+def thread_cpus(pid: int) -> dict[str, str]:
+    """The forwarding threads of process `pid` and the CPUs each may run on."""
+    out = {}
+    for name, folder in forwarding_threads(pid).items():
+        with open(f"{folder}/status") as f:
+            out[name] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("Cpus_allowed_list"))
     return out
 
 
@@ -385,14 +391,10 @@ def test_status_counts_frames_of_both_threads(four):
 def thread_ticks(pid: int) -> dict[str, int]:
     """CPU time (user + system, in clock ticks) of the forwarding threads of process `pid`."""
     out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/comm") as f:
-            comm = f.read().strip()
-        if int(tid) != pid and not comm.startswith("snoopswitch/"):
-            continue
-        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+    for name, folder in forwarding_threads(pid).items():
+        with open(f"{folder}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        out["main" if int(tid) == pid else comm] = int(fields[11]) + int(fields[12])
+        out[name] = int(fields[11]) + int(fields[12])
     return out
 
 
