@@ -49,5 +49,6 @@ let package = Package(
         .testTarget(name: "SwitchEngineTests", dependencies: ["SwitchEngine", "Wire"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "SwitchEngine", "Wire"]),
         .testTarget(name: "PortsTests", dependencies: ["Ports"]),
+        .testTarget(name: "DatapathTests", dependencies: ["Datapath", "SwitchEngine"]),
     ]
 )

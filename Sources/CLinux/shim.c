@@ -72,6 +72,7 @@ int clinux_nice(void) {
 
 // Not in the 6.1 headers Debian ships; the kernel's ABI value since 6.6.
 #define CLINUX_BPF_TCX_INGRESS 46
+#define CLINUX_BPF_TCX_EGRESS 47
 // What a TCX program returns to drop the frame.
 #define CLINUX_TCX_DROP 2
 
@@ -91,18 +92,29 @@ static int load_program(enum bpf_prog_type type, const struct bpf_insn *program,
     }
     strncpy(load.prog_name, name, sizeof(load.prog_name) - 1);
     int prog = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof(load));
+    if (prog < 0 && errno == ENOSPC && load.log_level) {
+        // The program passed, but its trace overflowed the log: load it again without one.
+        load.log_buf = 0;
+        load.log_size = 0;
+        load.log_level = 0;
+        prog = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &load, sizeof(load));
+    }
     return prog >= 0 ? prog : -errno;
 }
 
-int clinux_tcx_ingress_attach(int ifindex, int prog) {
+static int tcx_attach(int ifindex, int prog, int attach_type) {
     union bpf_attr link;
     memset(&link, 0, sizeof(link));
     link.link_create.prog_fd = (uint32_t)prog;
     link.link_create.target_ifindex = (uint32_t)ifindex;
-    link.link_create.attach_type = CLINUX_BPF_TCX_INGRESS;
+    link.link_create.attach_type = attach_type;
     int fd = (int)syscall(SYS_bpf, BPF_LINK_CREATE, &link, sizeof(link));
     return fd >= 0 ? fd : -errno;
 }
+
+int clinux_tcx_ingress_attach(int ifindex, int prog) { return tcx_attach(ifindex, prog, CLINUX_BPF_TCX_INGRESS); }
+
+int clinux_tcx_egress_attach(int ifindex, int prog) { return tcx_attach(ifindex, prog, CLINUX_BPF_TCX_EGRESS); }
 
 int clinux_tcx_ingress_drop(int ifindex) {
     struct bpf_insn program[2];
@@ -342,4 +354,72 @@ int clinux_steering_program(int map, uint32_t idle_ns, char *log, unsigned log_s
 
 int clinux_fanout_set_program(int socket, int prog) {
     return setsockopt(socket, SOL_PACKET, PACKET_FANOUT_DATA, &prog, sizeof(prog)) == 0 ? 0 : -errno;
+}
+
+// ---- egress replication ----------------------------------------------------------------------
+
+_Static_assert(sizeof(struct clinux_replica_list) == 128, "replica list layout");
+#define RSH64_IMM(d, i) INSN(BPF_ALU64 | BPF_RSH | BPF_K, d, 0, 0, i)
+#define AND64_IMM(d, i) INSN(BPF_ALU64 | BPF_AND | BPF_K, d, 0, 0, i)
+#define JLE_IMM(d, i, o) INSN(BPF_JMP | BPF_JLE | BPF_K, d, 0, o, i)
+
+int clinux_replica_map_create(unsigned max_entries) {
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    attr.map_type = BPF_MAP_TYPE_ARRAY;
+    attr.key_size = 4;
+    attr.value_size = sizeof(struct clinux_replica_list);
+    attr.max_entries = max_entries;
+    strncpy(attr.map_name, "snoopswitch_rl", sizeof(attr.map_name) - 1);
+    int fd = (int)syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof(attr));
+    return fd >= 0 ? fd : -errno;
+}
+
+int clinux_replica_map_set(int map, uint32_t list, const struct clinux_replica_list *value) {
+    return map_call(BPF_MAP_UPDATE_ELEM, map, &list, (void *)value, BPF_ANY);
+}
+
+int clinux_replication_program(int map, char *log, unsigned log_size) {
+    enum { most = 24 + 5 * CLINUX_REPLICAS_MAX };
+    struct bpf_insn program[most];
+    int n = 0, to_pass[CLINUX_REPLICAS_MAX + 1], passes = 0, to_next;
+    program[n++] = MOV64_REG(BPF_REG_6, BPF_REG_1);
+    program[n++] = LDX(BPF_W, BPF_REG_0, BPF_REG_6, CTX(mark));
+    program[n++] = MOV64_REG(BPF_REG_1, BPF_REG_0);
+    program[n++] = AND64_IMM(BPF_REG_1, (int32_t)CLINUX_REPLICA_MARK_MASK);
+    program[n++] = RSH64_IMM(BPF_REG_1, 20);
+    to_next = n;
+    program[n++] = JNE_IMM(BPF_REG_1, CLINUX_REPLICA_MARK_TAG >> 20, 0);   // not ours: on untouched
+    program[n++] = AND64_IMM(BPF_REG_0, CLINUX_REPLICA_LIST_MAX);
+    program[n++] = STX(BPF_W, BPF_REG_10, BPF_REG_0, -4);
+    // The mark is the switch's word to this program alone: the clones and the frame leave without it.
+    program[n++] = MOV64_IMM(BPF_REG_1, 0);
+    program[n++] = STX(BPF_W, BPF_REG_6, BPF_REG_1, CTX(mark));
+    struct bpf_insn load_map[] = { LD_MAP_FD(BPF_REG_1, map) };
+    program[n++] = load_map[0];
+    program[n++] = load_map[1];
+    program[n++] = MOV64_REG(BPF_REG_2, BPF_REG_10);
+    program[n++] = ADD64_IMM(BPF_REG_2, -4);
+    program[n++] = CALL(BPF_FUNC_map_lookup_elem);
+    to_pass[passes++] = n;
+    program[n++] = JEQ_IMM(BPF_REG_0, 0, 0);
+    program[n++] = MOV64_REG(BPF_REG_7, BPF_REG_0);
+    program[n++] = LDX(BPF_W, BPF_REG_8, BPF_REG_7, 0);
+    for (int i = 0; i < CLINUX_REPLICAS_MAX; i++) {
+        to_pass[passes++] = n;
+        program[n++] = JLE_IMM(BPF_REG_8, i, 0);                              // the list's end
+        program[n++] = MOV64_REG(BPF_REG_1, BPF_REG_6);
+        program[n++] = LDX(BPF_W, BPF_REG_2, BPF_REG_7, 4 + 4 * i);
+        program[n++] = MOV64_IMM(BPF_REG_3, 0);                                // out of it (egress)
+        program[n++] = CALL(BPF_FUNC_clone_redirect);
+    }
+    int pass = n;
+    program[n++] = MOV64_IMM(BPF_REG_0, 0);                                    // TCX_PASS: out of this port
+    program[n++] = EXIT();
+    int next = n;
+    program[n++] = MOV64_IMM(BPF_REG_0, -1);                                   // TCX_NEXT
+    program[n++] = EXIT();
+    for (int i = 0; i < passes; i++) program[to_pass[i]].off = (short)(pass - to_pass[i] - 1);
+    program[to_next].off = (short)(next - to_next - 1);
+    return load_program(BPF_PROG_TYPE_SCHED_CLS, program, (unsigned)n, "snoopswitch_rp", log, log_size);
 }

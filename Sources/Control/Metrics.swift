@@ -41,6 +41,8 @@ extension StatusReport {
                queriers.flatMap { q in ["us", "other", "none"].map { ([("vlan", String(q.vlan)), ("role", $0)], q.role == $0 ? 1 : 0) } })
         family("mac_entries", "gauge", "Entries in the MAC table.", [([], Double(macs.count))])
         family("kernel_flows", "gauge", "Unicast flows the kernel fast path forwards.", [([], Double(datapath.kernelFlows))])
+        family("cloned_frames_total", "counter", "Frames the kernel cloned out of a port for the switch (egress replication).",
+               [([], Double(datapath.clonedFrames))])
         family("igmp_received_total", "counter", "IGMP and PIM messages received, by type.",
                igmp.received.sorted { $0.key < $1.key }.map { ([("type", $0.key)], Double($0.value)) })
         family("igmp_sent_total", "counter", "IGMP messages the switch sent, by type.",

@@ -94,11 +94,16 @@ public struct StatusReport: Codable, Equatable, Sendable {
         public var fastPathPorts: Int
         /// Unicast flows (ingress port, destination, source) the kernel forwards now.
         public var kernelFlows: Int
+        /// Packet ports a frame for several ports reaches as the kernel's clone of one send.
+        public var replicatingPorts: Int
+        /// Frames the kernel cloned out of a port for the switch since it started.
+        public var clonedFrames: UInt64
         /// The CPU each forwarding thread is bound to, by thread number (null: not bound).
         public var threadCpus: [Int?]
 
         public init(threads: Int, nice: Int = 0, ringBytes: Int, packetPorts: Int = 0, hostStackFilteredPorts: Int = 0,
-                    fastPathPorts: Int = 0, kernelFlows: Int = 0, threadCPUs: [Int?] = []) {
+                    fastPathPorts: Int = 0, kernelFlows: Int = 0, replicatingPorts: Int = 0, clonedFrames: UInt64 = 0,
+                    threadCPUs: [Int?] = []) {
             self.threads = threads
             self.nice = nice
             self.ringBytes = ringBytes
@@ -106,6 +111,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
             self.hostStackFilteredPorts = hostStackFilteredPorts
             self.fastPathPorts = fastPathPorts
             self.kernelFlows = kernelFlows
+            self.replicatingPorts = replicatingPorts
+            self.clonedFrames = clonedFrames
             self.threadCpus = threadCPUs
         }
     }

@@ -13,6 +13,9 @@ extension StatusReport {
             out += datapath.fastPathPorts > 0
                 ? ", kernel fast path on \(datapath.fastPathPorts) ports (\(datapath.kernelFlows) unicast flow\(datapath.kernelFlows == 1 ? "" : "s"))"
                 : ", no kernel fast path"
+            out += datapath.replicatingPorts > 0
+                ? ", egress replication on \(datapath.replicatingPorts) ports"
+                : ", no egress replication"
         }
         out += "\n\n"
         out += table(title: "Ports", ["PORT", "IFINDEX", "LINK", "PVID", "TAGGED", "ROUTER", "FAST-LEAVE", "RX", "TX", "DROPS"],

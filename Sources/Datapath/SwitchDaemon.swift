@@ -44,6 +44,8 @@ public final class SwitchDaemon: @unchecked Sendable {
         /// The kernel fast path's program on the port's ingress (it also keeps the port's other
         /// frames from the host's IP stack, unless `--no-host-stack-filter`).
         var fastPathHook: KernelFastPath.Hook?
+        /// The replication program on the port's egress (EgressReplication).
+        var replicationHook: EgressReplication.Hook?
         /// The interface the fast path forwards from and to, while it has the port.
         var fastPathInterface: Int32? { fastPathHook == nil ? nil : interfaceIndex }
         var rxErrors: UInt64 = 0
@@ -116,6 +118,12 @@ public final class SwitchDaemon: @unchecked Sendable {
         var lastFrames = Instant.zero
         /// Unicast routes decided in this batch, handed to the kernel once the batch is sent.
         var routes: [(route: SnoopingSwitch.UnicastRoute, ingress: Int32, egress: Int32)] = []
+        /// The port sets this thread's frames name for the kernel to clone to (nil: no replication).
+        var replicaLists: ReplicaLists?
+        /// Whether a queued frame names a replica list (sent before the forwarding state may move).
+        var replicating = false
+        /// Frames the kernel cloned for this thread's sends (under `lock`).
+        var clonedFrames: UInt64 = 0
 
         init(number: Int) throws(SystemError) {
             self.number = number
@@ -198,6 +206,13 @@ public final class SwitchDaemon: @unchecked Sendable {
     private var hostStackFilterRefused = false
     /// Unicast flows the kernel forwards (nil: `--no-kernel-fast-path`, or the kernel cannot).
     private var fastPath: FastPathFlows?
+    /// Sends a frame for several packet ports once and has the kernel clone it to the others
+    /// (nil: `--no-egress-replication`, or the kernel cannot).
+    private var replication: EgressReplication?
+    /// Packet ports with the replication program on their egress.
+    private var replicatingPorts = PortSet()
+    /// Moves whenever a port's device opens or closes: replica lists name interfaces by index.
+    private var portsGeneration: UInt64 = 0
     /// A flow goes to the kernel when the switch decides one of its frames of at least this
     /// many bytes, and its way back with it. Each frame through the switch's threads costs two
     /// copies: bulk traffic (TCP's 64 KB segments, MTU-sized streams) is cheaper in the kernel
@@ -217,6 +232,7 @@ public final class SwitchDaemon: @unchecked Sendable {
     public init(configuration: SwitchConfiguration, controlPath: String, controlGroup: String? = nil,
                 metricsAddress: String? = nil, threads threadCount: Int = 1, ringBytes: Int = 1 << 20,
                 cpus: [Int] = [], busyPoll: Bool = false, filterHostStack: Bool = true, kernelFastPath: Bool = true,
+                egressReplication: Bool = true,
                 kernelFastPathFrameBytes: Int = SwitchDaemon.defaultKernelFastPathFrameBytes, logger: Logger) throws {
         self.kernelFastPathFrameBytes = kernelFastPathFrameBytes
         self.logger = logger
@@ -269,6 +285,15 @@ public final class SwitchDaemon: @unchecked Sendable {
                 logger.warning("\(error); unicast flows are forwarded by the switch's threads alone (the kernel fast path needs Linux 6.6 and CAP_BPF)")
             }
         }
+        if egressReplication {
+            do throws(SystemError) {
+                let replication = try EgressReplication(threads: threads.count)
+                self.replication = replication
+                for thread in threads { thread.replicaLists = ReplicaLists(capacity: replication.listsPerThread) }
+            } catch {
+                logger.warning("\(error); a frame for several ports is sent to each of them by the switch's threads (egress replication needs Linux 6.6 and CAP_BPF)")
+            }
+        }
         try poller.add(signals.descriptor, token: Token.signals)
         try poller.add(links.descriptor, token: Token.linkMonitor)
         try poller.add(wakeMain.descriptor, token: Token.wakeup)
@@ -291,6 +316,8 @@ public final class SwitchDaemon: @unchecked Sendable {
     /// each bound to its CPU with `--cpus`, and binds this one.
     private func startThreads() {
         threadCPUs = Array(repeating: nil, count: threads.count)
+        // Before this thread is bound: afterwards it may use its one CPU only.
+        let allowed = allowedCPUs()
         func cpu(of thread: Int) -> Int? { cpus.isEmpty ? nil : cpus[thread % cpus.count] }
         if let cpu = cpu(of: 0) {
             do throws(SystemError) {
@@ -318,7 +345,6 @@ public final class SwitchDaemon: @unchecked Sendable {
             }
         }
         if threads.count > 1 && steering != nil {
-            let allowed = allowedCPUs()
             let placement = threads.map { thread in
                 let cpu = threadCPUs[thread.number].map { "CPU \($0)" } ?? "any CPU"
                 let from = ThreadPlacement.receivingCPUs(of: thread.number, threads: threads.count, allowed: allowed)
@@ -350,6 +376,7 @@ public final class SwitchDaemon: @unchecked Sendable {
             device = .packet(socket)
             port.fastPathHook = fastPathHook(on: socket, others: others)
             if port.fastPathHook == nil { port.hostStackFilter = filterHostStack(of: socket) }
+            port.replicationHook = replicationHook(on: socket, others: others)
         case .pcap:
             try? InterfaceState.bringUp(port.name)
             device = .pcap(try PcapPort(interface: port.name))
@@ -364,6 +391,13 @@ public final class SwitchDaemon: @unchecked Sendable {
         }
         port.device = device
         port.threadSockets = others
+        portsChanged()
+    }
+
+    /// The replicating ports anew, and a new generation for the threads' replica lists.
+    private func portsChanged() {
+        replicatingPorts = PortSet(ports.indices.lazy.filter { self.ports[$0]?.replicationHook != nil }.map(PortID.init))
+        portsGeneration &+= 1
     }
 
     /// Closes a port's devices; a thread sending meanwhile holds its socket until it is done.
@@ -375,8 +409,23 @@ public final class SwitchDaemon: @unchecked Sendable {
         port.threadSockets = []
         port.hostStackFilter = nil
         port.fastPathHook = nil
+        port.replicationHook = nil
         port.interfaceIndex = nil
+        portsChanged()
         revalidateFastPath(at: Self.now())
+    }
+
+    /// The replication program on a packet port's egress, its sockets sending through it; nil
+    /// (said) where the kernel will not.
+    private func replicationHook(on socket: PacketSocket, others: [PacketSocket]) -> EgressReplication.Hook? {
+        guard let replication else { return nil }
+        do throws(SystemError) {
+            for each in [socket] + others { try each.sendThroughEgressHook() }
+            return try replication.attach(interface: socket.interfaceName, index: socket.interfaceIndex)
+        } catch {
+            logger.warning("\(error); frames for several ports are sent to this one on their own")
+            return nil
+        }
     }
 
     /// The fast path's program on a packet port, its sockets filtered; nil (said once) where
@@ -591,8 +640,17 @@ public final class SwitchDaemon: @unchecked Sendable {
                 }
                 if !captures.isEmpty { capture(frame.bytes, tag: frame.tag, port: index, outbound: false, at: wallClock) }
                 let input = IngressFrame(bytes: frame.bytes, tag: frame.tag, checksumPending: frame.header.checksumPending)
+                let controlFrames = engine.controlFrames
                 let decision = engine.receive(input, on: ingress, at: now)
-                for egress in decision.ports {
+                // A port must not get a flow's next frame on its own while the last one waits to
+                // be cloned to it from another port's queue (or the other way round): where the
+                // forwarding state may have moved, what is queued leaves first.
+                if thread.replicating && engine.controlFrames != controlFrames { flushAllLocked(thread: thread) }
+                var oneByOne = decision.ports
+                if replication != nil && decision.ports.count > 1 {
+                    oneByOne = replicate(frame, decision: decision, thread: thread, wallClock: wallClock)
+                }
+                for egress in oneByOne {
                     guard let out = ports[egress.index] else { continue }
                     let tag = engine.egressTagged(egress, vlan: decision.vlan)
                         ? VLANTag(vlan: decision.vlan, priority: decision.priority) : nil
@@ -634,6 +692,90 @@ public final class SwitchDaemon: @unchecked Sendable {
         }
     }
 
+    /// Queues a frame for several ports as few times as it can: once for each set of
+    /// replicating ports that get the same bytes (tagged, untagged), on one of them, naming the
+    /// others for the kernel to clone it to. Returns the ports it still has to be sent to.
+    /// Called with `lock` held.
+    private func replicate(_ frame: ReceivedFrame, decision: ForwardingDecision, thread: ForwardingThread,
+                           wallClock: Int64) -> PortSet {
+        let candidates = decision.ports.intersection(replicatingPorts)
+        guard candidates.count > 1 else { return decision.ports }
+        var tagged = PortSet()
+        for port in candidates where engine.egressTagged(port, vlan: decision.vlan) { tagged.insert(port) }
+        var rest = decision.ports
+        rest = replicate(frame, to: candidates.subtracting(tagged), tag: nil, rest: rest, thread: thread, wallClock: wallClock)
+        rest = replicate(frame, to: tagged, tag: VLANTag(vlan: decision.vlan, priority: decision.priority), rest: rest,
+                         thread: thread, wallClock: wallClock)
+        return rest
+    }
+
+    private func replicate(_ frame: ReceivedFrame, to targets: PortSet, tag: VLANTag?, rest: PortSet, thread: ForwardingThread,
+                           wallClock: Int64) -> PortSet {
+        guard let replication, let lists = thread.replicaLists else { return rest }
+        var rest = rest
+        var remaining = targets
+        while remaining.count > 1 {
+            var iterator = remaining.makeIterator()
+            let carrier = iterator.next()!
+            var list = PortSet()
+            while list.count < EgressReplication.replicasPerList, let port = iterator.next() { list.insert(port) }
+            var number = lists.number(of: list, generation: portsGeneration)
+            if number == nil {
+                if lists.needsReset(generation: portsGeneration) {
+                    // Frames queued name the old numbers: they leave before any is rewritten.
+                    if thread.replicating { flushAllLocked(thread: thread) }
+                    lists.reset(generation: portsGeneration)
+                }
+                number = lists.add(list) { number, set in
+                    let interfaces = set.compactMap { ports[$0.index]?.interfaceIndex }
+                    guard interfaces.count == set.count else { return false }
+                    do throws(SystemError) {
+                        try replication.set(list: number, thread: thread.number, interfaces: interfaces)
+                        return true
+                    } catch {
+                        logger.warning("\(error); frames for these ports are sent to each")
+                        return false
+                    }
+                }
+            }
+            remaining = remaining.subtracting(list).removing(carrier)
+            guard let number, let out = ports[carrier.index] else { continue }
+            queue(on: carrier.index, port: out, thread: thread)
+                .append(frame.bytes, header: frame.header, tag: tag, headerPrecedes: frame.headerPrecedes,
+                        mark: replication.mark(list: Int(number), thread: thread.number), list: number)
+            thread.replicating = true
+            rest = rest.subtracting(list).removing(carrier)
+            if !captures.isEmpty {
+                capture(frame.bytes, tag: tag, port: carrier.index, outbound: true, at: wallClock)
+                for port in list { capture(frame.bytes, tag: tag, port: port.index, outbound: true, at: wallClock) }
+            }
+        }
+        return rest
+    }
+
+    /// Sends every queue the batch filled so far, lock held (before the forwarding state may
+    /// move mid-batch, or a replica list is rewritten).
+    private func flushAllLocked(thread: ForwardingThread) {
+        for id in thread.pending { flushLocked(id.index, thread: thread) }
+        thread.replicating = false
+    }
+
+    /// Counts the frames the kernel cloned from a queue just sent, on the ports they went to.
+    private func countReplicas(of queue: TransmitQueue, thread: ForwardingThread) {
+        guard queue.replicated > 0, let lists = thread.replicaLists else { return }
+        queue.forEachReplicated { list, sent, bytes in
+            for port in lists.sets[Int(list)] {
+                if sent {
+                    thread.traffic[port.index].frames &+= 1
+                    thread.traffic[port.index].bytes &+= UInt64(bytes)
+                    thread.clonedFrames &+= 1
+                } else {
+                    thread.traffic[port.index].drops &+= 1
+                }
+            }
+        }
+    }
+
     /// The queue of an egress port to append a frame to: marked pending with the device to send
     /// it on, first emptied if full. Called with `lock` held.
     private func queue(on index: Int, port: PortIO, thread: ForwardingThread) -> TransmitQueue {
@@ -651,6 +793,7 @@ public final class SwitchDaemon: @unchecked Sendable {
     private func flushLocked(_ index: Int, thread: ForwardingThread) {
         guard let queue = thread.queues[index], queue.count > 0 else { return }
         thread.count(send(queue, to: thread.egress[index]), on: index)
+        countReplicas(of: queue, thread: thread)
     }
 
     private func send(_ queue: TransmitQueue, to device: Device?) -> (sent: Int, failed: Int, bytes: Int) {
@@ -683,10 +826,12 @@ public final class SwitchDaemon: @unchecked Sendable {
             if let result = thread.unsettled[id.index] {
                 thread.count(result, on: id.index)
                 thread.unsettled[id.index] = nil
+                if let queue = thread.queues[id.index] { countReplicas(of: queue, thread: thread) }
             }
             thread.egress[id.index] = nil
         }
         thread.pending = PortSet()
+        thread.replicating = false
     }
 
     private func queueGenerated(thread: ForwardingThread) {
@@ -899,7 +1044,10 @@ public final class SwitchDaemon: @unchecked Sendable {
                                                  $0.hostStackFilter != nil || ($0.fastPathHook != nil && filterHostStack)
                                              }.count,
                                              fastPathPorts: packetPorts.filter { $0.fastPathHook != nil }.count,
-                                             kernelFlows: fastPath?.count ?? 0, threadCPUs: threadCPUs)
+                                             kernelFlows: fastPath?.count ?? 0,
+                                             replicatingPorts: packetPorts.filter { $0.replicationHook != nil }.count,
+                                             clonedFrames: threads.reduce(0) { $0 &+ $1.clonedFrames },
+                                             threadCPUs: threadCPUs)
         return StatusParts(snapshot: StatusSnapshot(engine: engine, at: Self.now()), runtime: runtime, datapath: datapath)
     }
 

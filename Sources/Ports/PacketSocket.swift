@@ -68,6 +68,12 @@ public final class PacketSocket {
         self.sendDescriptor = sendFD
     }
 
+    /// Sends through the interface's queueing layer, where TCX egress programs run (the
+    /// socket bypasses it otherwise): EgressReplication needs it.
+    public func sendThroughEgressHook() throws(SystemError) {
+        try Self.setOption(sendDescriptor, clinux_SOL_PACKET, clinux_PACKET_QDISC_BYPASS, 0, interfaceName)
+    }
+
     /// A packet socket that takes and gives virtio-net headers, bound to nothing yet.
     private static func openSocket(_ name: String) throws(SystemError) -> Int32 {
         let fd = socket(AF_PACKET, Int32(SOCK_RAW.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -354,24 +360,37 @@ public final class ReceiveBatch {
 /// received frame (no copy): [virtio-net header][MAC addresses][802.1Q tag][rest of the frame].
 public final class TransmitQueue {
     public let capacity: Int
-    private static let scratchSize = 16
+    /// Per message: its virtio-net header and tag (16 bytes), then its SO_MARK message.
+    private static let markOffset = 16
+    private static let scratchSize = 48
     private let messages: UnsafeMutablePointer<clinux_mmsghdr>
     private let iovecs: UnsafeMutablePointer<iovec>
     private let scratch: UnsafeMutableRawPointer
+    /// Per message: the replica list its mark names (EgressReplication), or -1; and whether
+    /// the last flush sent it.
+    private let lists: UnsafeMutablePointer<Int32>
+    private let sent: UnsafeMutablePointer<Bool>
     private var owned: [[UInt8]] = []
     public private(set) var count = 0
+    /// Messages naming a replica list, queued (before a flush) or flushed (after).
+    public private(set) var replicated = 0
+    private var flushed = 0
 
     public init(capacity: Int = 64) {
         self.capacity = capacity
         messages = .allocate(capacity: capacity)
         iovecs = .allocate(capacity: capacity * 4)
         scratch = .allocate(byteCount: capacity * Self.scratchSize, alignment: 16)
+        lists = .allocate(capacity: capacity)
+        sent = .allocate(capacity: capacity)
     }
 
     deinit {
         messages.deallocate()
         iovecs.deallocate()
         scratch.deallocate()
+        lists.deallocate()
+        sent.deallocate()
     }
 
     public var isFull: Bool { count == capacity }
@@ -379,16 +398,23 @@ public final class TransmitQueue {
     /// Queues a frame given untagged, inserting `tag` when set. The bytes must stay valid until
     /// `flush`. `headerPrecedes`: `header` is already in the 10 bytes before the frame (one
     /// piece of memory to send when no tag goes in).
-    public func append(_ frame: UnsafeRawBufferPointer, header: VirtioNetHeader, tag: VLANTag?, headerPrecedes: Bool = false) {
+    /// `mark` (with `list`, the replica list it names): the frame's skb->mark, for the egress
+    /// program (EgressReplication); 0: none.
+    public func append(_ frame: UnsafeRawBufferPointer, header: VirtioNetHeader, tag: VLANTag?, headerPrecedes: Bool = false,
+                       mark: UInt32 = 0, list: Int32 = -1) {
         precondition(count < capacity && frame.count >= 12)
+        if count == 0 { replicated = 0; flushed = 0 }
         let slot = scratch + count * Self.scratchSize
         let vectors = iovecs + count * 4
         let base = UnsafeMutableRawPointer(mutating: frame.baseAddress!)
+        lists[count] = list
+        if list >= 0 { replicated += 1 }
         if tag == nil && headerPrecedes {
             vectors[0] = iovec(iov_base: base - VirtioNetHeader.length, iov_len: VirtioNetHeader.length + frame.count)
             var message = msghdr()
             message.msg_iov = vectors
             message.msg_iovlen = 1
+            if mark != 0 { Self.attach(mark, to: &message, slot: slot) }
             messages[count] = clinux_mmsghdr(msg_hdr: message, msg_len: 0)
             count += 1
             return
@@ -412,8 +438,24 @@ public final class TransmitQueue {
         var message = msghdr()
         message.msg_iov = vectors
         message.msg_iovlen = n + 1
+        if mark != 0 { Self.attach(mark, to: &message, slot: slot) }
         messages[count] = clinux_mmsghdr(msg_hdr: message, msg_len: 0)
         count += 1
+    }
+
+    @inline(__always)
+    private static func attach(_ mark: UInt32, to message: inout msghdr, slot: UnsafeMutableRawPointer) {
+        message.msg_control = slot + markOffset
+        message.msg_controllen = clinux_write_mark(slot + markOffset, mark)
+    }
+
+    /// After a flush, for each message that named a replica list: the list, whether it was
+    /// sent, and its bytes.
+    public func forEachReplicated(_ body: (_ list: Int32, _ sent: Bool, _ bytes: Int) -> Void) {
+        guard replicated > 0 else { return }
+        for i in 0..<flushed where lists[i] >= 0 {
+            body(lists[i], sent[i], Int(messages[i].msg_len) - VirtioNetHeader.length)
+        }
     }
 
     /// Queues a frame the switch built itself; the queue keeps it alive until `flush`.
@@ -425,10 +467,12 @@ public final class TransmitQueue {
     /// Sends what is queued. Returns how many frames left and how many the kernel refused.
     public func flush(to socket: PacketSocket) -> (sent: Int, failed: Int, bytes: Int) {
         var sent = 0, failed = 0, bytes = 0, i = 0
+        if replicated > 0 { self.sent.update(repeating: false, count: count) }
         while i < count {
             let n = clinux_sendmmsg(socket.sendDescriptor, messages + i, UInt32(count - i), Int32(MSG_DONTWAIT))
             if n > 0 {
                 for k in i..<i + Int(n) { bytes += Int(messages[k].msg_len) - VirtioNetHeader.length }
+                if replicated > 0 { (self.sent + i).update(repeating: true, count: Int(n)) }
                 sent += Int(n)
                 i += Int(n)
             } else if n < 0 && errno == EINTR {
@@ -441,6 +485,7 @@ public final class TransmitQueue {
                 i += 1
             }
         }
+        flushed = count
         count = 0
         owned.removeAll(keepingCapacity: true)
         return (sent, failed, bytes)
@@ -464,6 +509,7 @@ public final class TransmitQueue {
             }
         }
         count = 0
+        flushed = 0
         owned.removeAll(keepingCapacity: true)
         return (sent, failed, bytes)
     }
@@ -486,6 +532,7 @@ public final class TransmitQueue {
             if ok { sent += 1; bytes += frame.count } else { failed += 1 }
         }
         count = 0
+        flushed = 0
         owned.removeAll(keepingCapacity: true)
         return (sent, failed, bytes)
     }
@@ -493,6 +540,7 @@ public final class TransmitQueue {
     /// Drops what is queued without sending (the port went away).
     public func discard() {
         count = 0
+        flushed = 0
         owned.removeAll(keepingCapacity: true)
     }
 }

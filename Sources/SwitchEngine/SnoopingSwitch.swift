@@ -49,6 +49,9 @@ public final class SnoopingSwitch {
     @exclusivity(unchecked) public private(set) var routers: RouterPortTracker
     @exclusivity(unchecked) public private(set) var querier: QuerierElection
     @exclusivity(unchecked) public private(set) var counters: SwitchCounters
+    /// IGMP and PIM frames received: a change is the sign that forwarding state may have moved
+    /// within a batch of frames (the datapath keeps a flow's frames in order across it).
+    @exclusivity(unchecked) public private(set) var controlFrames: UInt64 = 0
     /// Frames the switch originated since the caller last took them.
     @exclusivity(unchecked) public private(set) var outbox: [GeneratedFrame] = []
 
@@ -230,8 +233,10 @@ public final class SnoopingSwitch {
 
         switch ip.protocol {
         case IPv4HeaderView.ProtocolNumber.igmp where !ip.isFragment && snoops[Int(vlan.rawValue)]:
+            controlFrames &+= 1
             return receiveIGMP(ip, frame: frame, decision: decision, on: port, at: now)
         case IPv4HeaderView.ProtocolNumber.pim where group == .allPIMRouters && !ip.isFragment:
+            controlFrames &+= 1
             return receivePIM(ip, vlan: vlan, on: port, at: now) ? decision : .none
         default:
             decision.ports = dataPorts(to: group, from: ip.source, in: vlan, flood: flood, at: now)

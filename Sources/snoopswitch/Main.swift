@@ -150,6 +150,10 @@ struct Run: ParsableCommand {
           help: "Let the kernel forward the later frames of a unicast flow between two untagged packet ports once the switch has decided its first (BPF on the TCX ingress hook, Linux 6.6 or later); without it, the switch's threads forward every frame.")
     var kernelFastPath = true
 
+    @Flag(inversion: .prefixedNo,
+          help: "Send a frame for several packet ports (a flood, a group's members) once, on one of them, and let the kernel clone it to the others (BPF on the TCX egress hook, Linux 6.6 or later); without it, the switch's threads send a copy to each port.")
+    var egressReplication = true
+
     @Option(help: ArgumentHelp("With the kernel fast path, a flow goes to the kernel once the switch decides one of its frames of at least BYTES, its way back with it (default \(SwitchDaemon.defaultKernelFastPathFrameBytes): bulk traffic, which costs the switch's threads two copies a frame; 1: every flow).", valueName: "BYTES"))
     var kernelFastPathFrame: Int = SwitchDaemon.defaultKernelFastPathFrameBytes
 
@@ -349,6 +353,7 @@ struct Run: ParsableCommand {
                                       threads: threads ?? (cpuList.isEmpty ? min(4, usableCPUCount()) : cpuList.count),
                                       ringBytes: ringSize * 1024, cpus: cpuList, busyPoll: busyPoll,
                                       filterHostStack: hostStackFilter, kernelFastPath: kernelFastPath,
+                                      egressReplication: egressReplication,
                                       kernelFastPathFrameBytes: kernelFastPathFrame, logger: logger)
         } catch {
             throw Failure("\(error)")

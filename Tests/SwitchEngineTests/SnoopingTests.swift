@@ -179,7 +179,9 @@ final class SnoopingTests: XCTestCase {
     func testQueriesAndPIMHellosMakeRouterPortsThatExpire() {
         let s = EngineHarness(accessPorts: 4)
         s.query(on: 3, from: IPv4Address(192, 0, 2, 100))
+        XCTAssertEqual(s.engine.controlFrames, 1, "a query is a control frame: the forwarding state may move")
         XCTAssertEqual(s.data(to: g1, on: 0), [3])
+        XCTAssertEqual(s.engine.controlFrames, 1, "group data is not")
         // Other querier present interval: 2 x 125 + 10 / 2 = 255 s.
         s.at(254.9)
         XCTAssertEqual(s.data(to: g1, on: 0), [3])
@@ -195,7 +197,9 @@ final class SnoopingTests: XCTestCase {
         }
         frame += IPv4Builder.controlHeader(source: IPv4Address(192, 0, 2, 3), destination: .allPIMRouters,
                                            protocol: IPv4HeaderView.ProtocolNumber.pim, payloadLength: hello.count) + hello
+        let controlFrames = s.engine.controlFrames
         XCTAssertEqual(s.ports(s.send(frame, on: 2)), [0, 1, 3], "PIM hellos go to 224.0.0.13: flooded")
+        XCTAssertEqual(s.engine.controlFrames, controlFrames + 1, "a PIM hello is a control frame: state may move")
         XCTAssertEqual(s.data(to: g1, on: 0), [2])
         XCTAssertEqual(s.engine.routers.learnedPorts().first?.learned.reason, .pimHello)
         s.at(284.9)

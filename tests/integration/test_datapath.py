@@ -432,7 +432,8 @@ def test_a_flood_is_forwarded_from_another_cpu_than_its_senders(four):
     bound = sw.status()["datapath"]["thread_cpus"]
     assert bound == [allowed[1], allowed[0]], f"threads bound to CPUs {bound}, expected {[allowed[1], allowed[0]]}"
     assert thread_cpus(sw.proc.pid) == {"main": str(allowed[1]), "snoopswitch/1": str(allowed[0])}
-    assert f"0 on CPU {allowed[1]}" in sw.log() and f"1 on CPU {allowed[0]}" in sw.log(), sw.log()
+    assert f"0 on CPU {allowed[1]} (flows first seen on CPU {allowed[0]})" in sw.log() \
+        and f"1 on CPU {allowed[0]} (flows first seen on CPU {allowed[1]})" in sw.log(), sw.log()
     text = sw.status_text()
     assert f"2 forwarding threads at nice -10, bound to CPUs {allowed[1]},{allowed[0]}," in text, text
     h1, h3 = four["h1"], four["h3"]
@@ -653,29 +654,31 @@ def run_with_capabilities(four, caps: list[str], tag: str) -> tuple[dict, str]:
 
 def test_the_service_units_capabilities_suffice_and_without_them_the_switch_falls_back(four):
     """With only the capabilities contrib/snoopswitch.service grants, the switch runs as by
-    default: nice -10, both ports kept from the host stack and on the kernel fast path, no
-    warning. Without CAP_SYS_NICE and CAP_BPF it still forwards, at nice 0 with no filter and
-    no fast path, its threads sharing the ports' frames by flow hash where the scheduler puts
-    them, and says why in one warning each."""
+    default: nice -10, both ports kept from the host stack, on the kernel fast path and
+    replicating on egress, no warning. Without CAP_SYS_NICE and CAP_BPF it still forwards, at
+    nice 0 with no filter, no fast path and no replication, its threads sharing the ports'
+    frames by flow hash where the scheduler puts them, and says why in one warning each."""
     caps = unit_capabilities()
     assert {"sys_nice", "bpf", "net_raw", "net_admin"} <= set(caps), f"unit capabilities: {caps}"
     status, log = run_with_capabilities(four, caps, "unit")
     dp = status["datapath"]
-    assert (dp["nice"], dp["host_stack_filtered_ports"], dp["packet_ports"], dp["fast_path_ports"]) == (-10, 2, 2, 2), \
-        f"{dp}\n{log}"
+    assert (dp["nice"], dp["host_stack_filtered_ports"], dp["packet_ports"], dp["fast_path_ports"],
+            dp["replicating_ports"]) == (-10, 2, 2, 2, 2), f"{dp}\n{log}"
     if dp["threads"] > 1:
         assert None not in dp["thread_cpus"], f"threads not bound away from their senders: {dp}\n{log}"
     assert "warning" not in log, log
     fewer = [c for c in caps if c not in ("sys_nice", "bpf")]
     status, log = run_with_capabilities(four, fewer, "fewer")
     dp = status["datapath"]
-    assert (dp["nice"], dp["host_stack_filtered_ports"], dp["fast_path_ports"]) == (0, 0, 0), f"{dp}\n{log}"
+    assert (dp["nice"], dp["host_stack_filtered_ports"], dp["fast_path_ports"], dp["replicating_ports"]) == (0, 0, 0, 0), \
+        f"{dp}\n{log}"
     warnings = [l for l in log.splitlines() if "warning" in l]
     if dp["threads"] > 1:
         assert dp["thread_cpus"] == [None] * dp["threads"], f"{dp}\n{log}"
-        assert len(warnings) == 4 and "flow hash" in warnings[1], log
+        assert len(warnings) == 5 and "flow hash" in warnings[1], log
         del warnings[1]
-    assert len(warnings) == 3 and "nice -10" in warnings[0] and "fast path" in warnings[1] and "TCX" in warnings[2], log
+    assert len(warnings) == 4 and "nice -10" in warnings[0] and "fast path" in warnings[1] \
+        and "egress replication" in warnings[2] and "TCX" in warnings[3], log
 
 
 # ---- bad values -------------------------------------------------------------------------

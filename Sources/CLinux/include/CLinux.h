@@ -93,6 +93,18 @@ static inline int clinux_read_auxdata(struct msghdr *msg, struct tpacket_auxdata
 
 static inline size_t clinux_auxdata_space(void) { return CMSG_SPACE(sizeof(struct tpacket_auxdata)); }
 
+/// Room for one SO_MARK control message.
+static inline size_t clinux_mark_space(void) { return CMSG_SPACE(sizeof(uint32_t)); }
+/// Writes an SO_MARK control message (the frame's skb->mark) at `buffer`; returns its length.
+static inline size_t clinux_write_mark(void *buffer, uint32_t mark) {
+    struct cmsghdr *header = (struct cmsghdr *)buffer;
+    header->cmsg_len = CMSG_LEN(sizeof(uint32_t));
+    header->cmsg_level = SOL_SOCKET;
+    header->cmsg_type = SO_MARK;
+    memcpy(CMSG_DATA(header), &mark, sizeof(mark));
+    return CMSG_SPACE(sizeof(uint32_t));
+}
+
 static inline int clinux_ioctl_ifreq(int fd, unsigned long request, struct ifreq *ifr) {
     return ioctl(fd, request, ifr);
 }
@@ -173,6 +185,28 @@ int clinux_steering_program(int map, uint32_t idle_ns, char *log, unsigned log_s
 int clinux_fanout_set_program(int socket, int prog);
 /// SO_ATTACH_BPF: 0 or -errno.
 int clinux_attach_socket_filter(int socket, int prog);
+
+/// Egress replication: a frame the switch sends on one port with a mark of
+/// CLINUX_REPLICA_MARK_TAG | list carries the list's other ports; the TCX egress program of the
+/// port clones it out of each (as the kernel bridge floods: one copy from the switch, clones).
+#define CLINUX_REPLICA_MARK_TAG 0x53500000u
+#define CLINUX_REPLICA_MARK_MASK 0xfff00000u
+#define CLINUX_REPLICA_LIST_MAX 0x000fffffu
+#define CLINUX_REPLICAS_MAX 31
+struct clinux_replica_list {
+    uint32_t count;
+    uint32_t ifindex[CLINUX_REPLICAS_MAX];
+};
+/// The lists, an array map of `max_entries`: its descriptor or -errno.
+int clinux_replica_map_create(unsigned max_entries);
+/// 0 or -errno.
+int clinux_replica_map_set(int map, uint32_t list, const struct clinux_replica_list *value);
+/// The TCX egress program: a frame marked with a list loses the mark, is cloned out of each of
+/// the list's interfaces, and goes on out of its own; any other frame goes on untouched. Its
+/// descriptor or -errno (the verifier's words in `log`).
+int clinux_replication_program(int map, char *log, unsigned log_size);
+/// Attaches a program to an interface's TCX egress hook: the link's descriptor or -errno.
+int clinux_tcx_egress_attach(int ifindex, int prog);
 
 /// Names a thread (top -H, ps -L show it).
 int clinux_set_thread_name(pthread_t thread, const char *name);
