@@ -288,7 +288,7 @@ start_snoopswitch() {
     if [[ -z "$SNOOPSWITCH_NOTED" ]]; then   # once, not at every round's start
         SNOOPSWITCH_NOTED=1
         [[ -n "${SNOOPSWITCH_FLAGS:-}" ]] && note "snoopswitch ran with SNOOPSWITCH_FLAGS: ${SNOOPSWITCH_FLAGS}, otherwise as below"
-        note "snoopswitch ran with its defaults, in its own session: $(( $(nproc) < 4 ? $(nproc) : 4 )) forwarding threads (one per CPU, at most 4) at nice -10, each bound to a CPU whose flows it does not take (a port's flows are shared among the threads by the CPU their first frame arrives on: the generator's CPU 1 is served by the thread on CPU 0, and the excess rolls over to the other), a 1 MiB receive ring per packet socket, the ports' frames kept from the switch namespace's IP stack, the kernel fast path on for flows with frames of 1,024 bytes or more and their way back (TCP: the kernel forwards the stream after its first frames; the 64-byte unicast and the multicast frames go through the switch's threads)"
+        note "snoopswitch ran with its defaults, in its own session: $(( $(nproc) < 4 ? $(nproc) : 4 )) forwarding threads (one per CPU, at most 4) at nice -10, each bound to a CPU whose flows it does not take (a port's flows are shared among the threads by the CPU their first frame arrives on: the generator's CPU 1 is served by the thread on CPU 0, and the excess rolls over to the other), a 1 MiB receive ring per packet socket, the ports' frames kept from the switch namespace's IP stack, the kernel fast path on for flows with frames of 1,024 bytes or more and their way back (TCP: the kernel forwards the stream after its first frames; the 64-byte unicast and the multicast frames go through the switch's threads), egress replication on (a multicast frame leaves the switch once, on one member's port, and the kernel clones it to the other two)"
     fi
     local i
     for i in $(seq 1 200); do
@@ -425,6 +425,11 @@ measure_multicast() {
         note "$kind: only $n of 3 members of $group shown by the switch after 20 s; multicast rate measured anyway"
     fi
     measure_rate "$kind" mc_rate 01:00:5e:01:01:01 "$group" r1 r2 r3
+    if [[ "$kind" == snoopswitch && -z "${CLONES_NOTED:-}" ]]; then
+        CLONES_NOTED=1
+        note "snoopswitch: after the first multicast run: $(ip netns exec "$SW" "$BIN" status --control "$SOCK" --json 2>/dev/null \
+            | "$PY" -c 'import json,sys; d=json.load(sys.stdin)["datapath"]; print("egress replication on %d ports, %d frames cloned by the kernel" % (d["replicating_ports"], d["cloned_frames"]))' 2>/dev/null || echo "no status")"
+    fi
     for i in "${joiners[@]}"; do unspawn "$i"; done
 }
 

@@ -420,7 +420,7 @@ public final class SwitchDaemon: @unchecked Sendable {
     private func replicationHook(on socket: PacketSocket, others: [PacketSocket]) -> EgressReplication.Hook? {
         guard let replication else { return nil }
         do throws(SystemError) {
-            for each in [socket] + others { try each.sendThroughEgressHook() }
+            for each in [socket] + others { try each.openEgressHookSocket() }
             return try replication.attach(interface: socket.interfaceName, index: socket.interfaceIndex)
         } catch {
             logger.warning("\(error); frames for several ports are sent to this one on their own")

@@ -17,8 +17,13 @@ public final class PacketSocket {
     public let interfaceIndex: Int32
     /// The receiving socket (epoll waits on it).
     public let descriptor: Int32
-    /// The sending socket: bound to the interface with protocol 0, it receives nothing.
+    /// The sending socket: bound to the interface with protocol 0, it receives nothing. It
+    /// bypasses the interface's queueing layer, and with it the TCX egress hook.
     public let sendDescriptor: Int32
+    /// A sending socket that goes through the queueing layer, where TCX egress programs run
+    /// (nil until `openEgressHookSocket`): for frames that name a replica list.
+    public private(set) var egressHookDescriptor: Int32?
+    private let sendBufferBytes: Int32
     /// The receive ring, when the socket was opened with one; else frames are read with recvmmsg.
     public let ring: ReceiveRing?
 
@@ -66,12 +71,24 @@ public final class PacketSocket {
         self.interfaceIndex = Int32(index)
         self.descriptor = fd
         self.sendDescriptor = sendFD
+        self.sendBufferBytes = receiveBufferBytes
     }
 
-    /// Sends through the interface's queueing layer, where TCX egress programs run (the
-    /// socket bypasses it otherwise): EgressReplication needs it.
-    public func sendThroughEgressHook() throws(SystemError) {
-        try Self.setOption(sendDescriptor, clinux_SOL_PACKET, clinux_PACKET_QDISC_BYPASS, 0, interfaceName)
+    /// Opens `egressHookDescriptor` (once), for the frames the interface's TCX egress program
+    /// must see (EgressReplication).
+    public func openEgressHookSocket() throws(SystemError) {
+        guard egressHookDescriptor == nil else { return }
+        let fd = try Self.openSocket(interfaceName)
+        do throws(SystemError) {
+            if setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, [sendBufferBytes], 4) != 0 {
+                _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, [sendBufferBytes], 4)
+            }
+            try Self.bind(fd, index: interfaceIndex, protocol: 0, interfaceName)
+        } catch {
+            close(fd)
+            throw error
+        }
+        egressHookDescriptor = fd
     }
 
     /// A packet socket that takes and gives virtio-net headers, bound to nothing yet.
@@ -163,6 +180,7 @@ public final class PacketSocket {
     deinit {
         close(descriptor)
         close(sendDescriptor)
+        if let egressHookDescriptor { close(egressHookDescriptor) }
     }
 }
 
@@ -467,9 +485,15 @@ public final class TransmitQueue {
     /// Sends what is queued. Returns how many frames left and how many the kernel refused.
     public func flush(to socket: PacketSocket) -> (sent: Int, failed: Int, bytes: Int) {
         var sent = 0, failed = 0, bytes = 0, i = 0
-        if replicated > 0 { self.sent.update(repeating: false, count: count) }
+        // Frames that name a replica list go through the egress hook, and the rest of the
+        // queue with them, in order; a queue without any bypasses it, as it costs less.
+        var descriptor = socket.sendDescriptor
+        if replicated > 0 {
+            self.sent.update(repeating: false, count: count)
+            descriptor = socket.egressHookDescriptor ?? descriptor
+        }
         while i < count {
-            let n = clinux_sendmmsg(socket.sendDescriptor, messages + i, UInt32(count - i), Int32(MSG_DONTWAIT))
+            let n = clinux_sendmmsg(descriptor, messages + i, UInt32(count - i), Int32(MSG_DONTWAIT))
             if n > 0 {
                 for k in i..<i + Int(n) { bytes += Int(messages[k].msg_len) - VirtioNetHeader.length }
                 if replicated > 0 { (self.sent + i).update(repeating: true, count: Int(n)) }

@@ -1267,6 +1267,14 @@ class Lab:
     def has_switch_interface(self, name: str) -> bool:
         return sh("ip", "-n", self.sw_ns, "link", "show", name, check=False).returncode == 0
 
+    def switch_ifindex(self, name: str) -> int:
+        """The index of interface `name` in the switch's namespace."""
+        return int(sh("ip", "-n", self.sw_ns, "-o", "link", "show", name).stdout.split(":", 1)[0])
+
+    def switch_tx_packets(self, name: str) -> int:
+        """What the kernel counts as sent by interface `name` in the switch's namespace."""
+        return int(sh("ip", "netns", "exec", self.sw_ns, "cat", f"/sys/class/net/{name}/statistics/tx_packets").stdout)
+
     def namespace(self, name: str) -> str:
         """A bare namespace <lab>-<name> (lo up, IPv6 off) for this test only: it is deleted,
         with whatever was moved into it, when the test's sockets are closed."""

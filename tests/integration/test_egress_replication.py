@@ -10,15 +10,11 @@ cost.
 
 from __future__ import annotations
 
-from lab import port_entry, random_marker, sh, wait_until
+from lab import port_entry, random_marker, wait_until
 
 G = "239.1.2.3"
 PORT = 5000
 COUNT = 2000
-
-
-def switch_ifindex(lab, name: str) -> int:
-    return int(sh("ip", "-n", lab.sw_ns, "-o", "link", "show", "dev", name).stdout.split(":")[0])
 
 
 def numbers(payloads: list[bytes], marker: bytes) -> list[int]:
@@ -53,8 +49,7 @@ def test_a_groups_frames_reach_every_member_once_and_in_order_as_clones_of_one_s
     assert st["datapath"]["replicating_ports"] == 4, st["datapath"]
     assert "egress replication on 4 ports" in sw.status_text()
     before = {n: port_entry(st, n)["tx_frames"] for n in rx}
-    kernel_before = {n: int(sh("ip", "netns", "exec", four.sw_ns, "cat", f"/sys/class/net/{n}/statistics/tx_packets").stdout)
-                     for n in rx}
+    kernel_before = {n: four.switch_tx_packets(n) for n in rx}
     cloned_before = st["datapath"]["cloned_frames"]
     marker = random_marker("clones")
     assert_all_once_in_order(send_and_collect(h4, rx, marker), marker)
@@ -63,8 +58,7 @@ def test_a_groups_frames_reach_every_member_once_and_in_order_as_clones_of_one_s
     assert cloned >= 2 * COUNT, f"the kernel cloned {cloned} frames for {COUNT} sent to 3 members: not replicated"
     for n in rx:
         counted = port_entry(st, n)["tx_frames"] - before[n]
-        kernel = int(sh("ip", "netns", "exec", four.sw_ns, "cat", f"/sys/class/net/{n}/statistics/tx_packets").stdout) \
-            - kernel_before[n]
+        kernel = four.switch_tx_packets(n) - kernel_before[n]
         assert counted >= COUNT, f"the switch counted {counted} frames out of {n} for {COUNT} delivered"
         assert kernel >= COUNT, f"{n}'s interface sent {kernel} frames for {COUNT} delivered"
 
@@ -92,14 +86,14 @@ def test_a_member_whose_interface_is_created_anew_gets_its_clones_again(four):
     rx = {h.name: h.join(G, PORT) for h in (h1, h2, h3)}
     marker = random_marker("before")
     assert_all_once_in_order(send_and_collect(h4, rx, marker, count=200), marker, count=200)
-    old = switch_ifindex(four, "h3")
+    old = four.switch_ifindex("h3")
     rx["h3"].close()
     four.delete_host_link("h3")
     try:
         sw.wait_status(lambda s: port_entry(s, "h3")["link"] == "down", timeout=3, what="h3 down")
     finally:
         four.link_host("h3")
-    new = switch_ifindex(four, "h3")
+    new = four.switch_ifindex("h3")
     assert new != old, "the interface came back with its old ifindex: the test proves nothing"
     sw.wait_status(lambda s: port_entry(s, "h3")["link"] == "up" and port_entry(s, "h3")["ifindex"] == new,
                    timeout=5, what=f"h3 up on ifindex {new}")

@@ -36,11 +36,6 @@ def port_names(status: dict) -> list[str]:
     return [p["name"] for p in status["ports"]]
 
 
-def switch_ifindex(lab, name: str) -> int:
-    out = sh("ip", "-n", lab.sw_ns, "-o", "link", "show", name).stdout
-    return int(out.split(":", 1)[0])
-
-
 # ---- TAP port ------------------------------------------------------------------------
 def test_tap_port_in_a_host_namespace_joins_pings_and_carries_tcp(four):
     """`--port vm1:tap`: the switch creates TAP device vm1 in its namespace; moved into a
@@ -120,7 +115,7 @@ def test_port_interface_deleted_and_recreated_serves_again(four):
     sent = h4.send_udp(G1, PORT, count=20, marker=marker)
     assert sorted(rx1.collect(20, timeout=3, marker=marker)) == sorted(sent)
     before = port_entry(sw.status(), "h1")
-    assert before["link"] == "up" and before["ifindex"] == switch_ifindex(four, "h1"), before
+    assert before["link"] == "up" and before["ifindex"] == four.switch_ifindex("h1"), before
     old_ifindex, changes_before = before["ifindex"], before["link_changes"]
 
     four.delete_host_link("h1")
@@ -139,7 +134,7 @@ def test_port_interface_deleted_and_recreated_serves_again(four):
         if not four.has_switch_interface("h1"):
             four.link_host("h1")
     rx1.close()
-    new_ifindex = switch_ifindex(four, "h1")
+    new_ifindex = four.switch_ifindex("h1")
     assert new_ifindex != old_ifindex, "the re-created interface got the old ifindex; the test proves nothing"
     st = sw.wait_status(
         lambda s: s if (port_entry(s, "h1")["link"] == "up" and port_entry(s, "h1")["ifindex"] == new_ifindex) else None,
