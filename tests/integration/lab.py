@@ -589,6 +589,12 @@ class Capture:
 
         return self.incoming(pred)
 
+    def data_to_group(self, group: str) -> list[Frame]:
+        """Incoming frames addressed to group other than IGMP: the group's data, without the
+        group-specific queries a querier sends to every port (RFC 3376 6.6.3.1), which reach a
+        port after its host left when another report for the group restarts them."""
+        return [f for f in self.to_group(group) if f.ip is None or f.ip.proto != 2]
+
     def udp_to(self, group: str, port: int, marker: Optional[bytes] = None) -> list[Frame]:
         """Incoming UDP frames to group:port (optionally carrying marker)."""
 

@@ -181,14 +181,17 @@ def test_every_frame_size_crosses_intact(four, variant):
     VARIANTS). Every receiver gets every payload once, byte for byte, and (except with the
     tiny ring, where rollover spreads a flow over two sockets) in the order sent; the
     non-member h3 gets no frame of the group. With --threads N each port has N receiving
-    packet sockets and N that only send."""
+    packet sockets and 2N that only send: N that bypass the interface's queueing layer and N
+    that go through it, to the egress replication program."""
     flags, burst = VARIANTS[variant]
     sw = four.start_switch(*flags)
     h1, h2, h3, h4 = (four[n] for n in ("h1", "h2", "h3", "h4"))
     if "--threads" in flags:
         threads = int(flags[flags.index("--threads") + 1])
-        socks = packet_sockets_per_port(four, sw.status())
-        assert socks == {n: (threads, threads) for n in four.hosts}, \
+        status = sw.status()
+        assert status["datapath"]["replicating_ports"] == len(four.hosts), status["datapath"]
+        socks = packet_sockets_per_port(four, status)
+        assert socks == {n: (threads, 2 * threads) for n in four.hosts}, \
             f"(receiving, sending) packet sockets per port with --threads {threads}: {socks}"
     if "--cpus" in flags:
         sw.status()  # answered once the threads run

@@ -78,7 +78,7 @@ def test_v1_v2_v3_hosts_receive_and_v2_v3_leave_one_by_one(mixed):
     cap2 = hv2.capture()
     _expect_delivery(src, {"hv1": rx1, "hv3": rx3}, "after-v2-leave")
     cap2.stop(settle=0.2)
-    leaked = cap2.to_group(G)
+    leaked = cap2.data_to_group(G)
     assert leaked == [], f"hv2 left (pruned after {took2:.2f}s) but saw {len(leaked)} frames of {G}"
 
     # hv3: IP_DROP_MEMBERSHIP; the v3 kernel sends a TO_IN({}) record (a leave).
@@ -100,7 +100,7 @@ def test_v1_v2_v3_hosts_receive_and_v2_v3_leave_one_by_one(mixed):
     cap3 = hv3.capture()
     _expect_delivery(src, {"hv1": rx1}, "after-v3-leave")
     cap3.stop(settle=0.2)
-    leaked = cap3.to_group(G)
+    leaked = cap3.data_to_group(G)
     assert leaked == [], f"hv3 left (pruned after {took3:.2f}s) but saw {len(leaked)} frames of {G}"
     assert st["igmp"]["sent"].get("group_query", 0) >= 1, st["igmp"]
 
