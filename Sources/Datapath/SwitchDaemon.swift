@@ -1006,7 +1006,13 @@ public final class SwitchDaemon: @unchecked Sendable {
                 return nil
             case "status":
                 // Made on the status worker and sent when it is done (`run`, Token.wakeup).
-                guard statusWorker.submit(client: client) else { throw ControlError("busy: too many status requests waiting") }
+                let format: StatusWorker.Format
+                switch words.dropFirst().first {
+                case nil: format = .json
+                case "text" where words.count == 2: format = .text
+                default: throw ControlError("usage: status [text]")
+                }
+                guard statusWorker.submit(client: client, format: format) else { throw ControlError("busy: too many status requests waiting") }
                 return nil
             case "ping": return "{\"pong\":true}"
             case "port": try portCommand(Array(words.dropFirst()))

@@ -383,8 +383,13 @@ struct Status: ParsableCommand {
     var json = false
 
     func run() throws {
-        let answer = try ask("status", control: control)
         if json {
+            print(try ask("status", control: control))
+            return
+        }
+        // The switch makes the tables itself; one from before it could sends its JSON.
+        let answer = try ask("status text", control: control)
+        guard answer.hasPrefix("{") else {
             print(answer)
             return
         }

@@ -7,9 +7,13 @@ control socket). SIGTERM and SIGINT: clean exit 0, control socket removed.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -62,6 +66,63 @@ def test_status_text_has_tables(four):
         assert word in text, f"{word!r} not in status output:\n{text}"
     for name in ("h1", "h2", "h3", "h4", "239.7.7.7"):
         assert name in text, f"{name!r} not in status output:\n{text}"
+
+
+def _ask(path: str, request: str) -> str:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    try:
+        s.connect(path)
+        s.sendall(request.encode() + b"\n")
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out.decode()
+    finally:
+        s.close()
+
+
+def test_the_switch_makes_the_status_tables_itself(four):
+    """`snoopswitch status` asks the switch for its tables (`status text`), which it makes
+    from the same copy of its state as the JSON document, instead of decoding the JSON
+    itself: on the socket, `status text` answers the tables the command prints, `status`
+    the JSON, and `status junk` one error line. Against a switch that answers `status text`
+    with its JSON (one from before), the command still prints the tables."""
+    sw = four.start_switch()
+    four["h1"].join("239.7.7.9", 5062)
+    control = sw.control
+    text = _ask(control, "status text")
+    assert text.startswith("Datapath: ") and "239.7.7.9" in text and "Groups\n" in text, text
+    printed = sw.status_text()
+    strip_ages = lambda t: re.sub(r"\d+\.\ds", "", t)   # ages and timers move between the two asks
+    assert strip_ages(printed.strip()) == strip_ages(text.strip()), f"printed:\n{printed}\nanswered:\n{text}"
+    assert json.loads(_ask(control, "status"))["groups"], "no groups in the JSON status"
+    assert json.loads(_ask(control, "status junk")) == {"error": "usage: status [text]"}
+    # A switch from before `status text`: a socket that answers every request with the JSON.
+    document = _ask(control, "status")
+    old = os.path.join(os.path.dirname(control), "old-switch.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(old)
+    server.listen(1)
+    server.settimeout(10)
+
+    def answer_once():
+        client, _ = server.accept()
+        with client:
+            client.recv(65536)
+            client.sendall(document.encode() + b"\n")
+
+    answering = threading.Thread(target=answer_once)
+    answering.start()
+    try:
+        r = subprocess.run(["ip", "netns", "exec", four.sw_ns, str(binary_path()), "status", "--control", old],
+                           capture_output=True, text=True, timeout=10)
+    finally:
+        answering.join(timeout=10)
+        server.close()
+        os.unlink(old)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Datapath: ") and "239.7.7.9" in r.stdout, r.stdout
 
 
 def test_status_json_has_the_documented_shape(four):
