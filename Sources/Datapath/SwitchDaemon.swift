@@ -43,9 +43,9 @@ public final class SwitchDaemon: @unchecked Sendable {
         var hostStackFilter: HostStackFilter?
         /// The kernel fast path's program on the port's ingress (it also keeps the port's other
         /// frames from the host's IP stack, unless `--no-host-stack-filter`).
-        var fastPathHook: KernelFastPath.Hook?
+        var fastPathHook: TCXLink?
         /// The replication program on the port's egress (EgressReplication).
-        var replicationHook: EgressReplication.Hook?
+        var replicationHook: TCXLink?
         /// The interface the fast path forwards from and to, while it has the port.
         var fastPathInterface: Int32? { fastPathHook == nil ? nil : interfaceIndex }
         var rxErrors: UInt64 = 0
@@ -417,7 +417,7 @@ public final class SwitchDaemon: @unchecked Sendable {
 
     /// The replication program on a packet port's egress, its sockets sending through it; nil
     /// (said) where the kernel will not.
-    private func replicationHook(on socket: PacketSocket, others: [PacketSocket]) -> EgressReplication.Hook? {
+    private func replicationHook(on socket: PacketSocket, others: [PacketSocket]) -> TCXLink? {
         guard let replication else { return nil }
         do throws(SystemError) {
             for each in [socket] + others { try each.openEgressHookSocket() }
@@ -430,7 +430,7 @@ public final class SwitchDaemon: @unchecked Sendable {
 
     /// The fast path's program on a packet port, its sockets filtered; nil (said once) where
     /// the kernel will not.
-    private func fastPathHook(on socket: PacketSocket, others: [PacketSocket]) -> KernelFastPath.Hook? {
+    private func fastPathHook(on socket: PacketSocket, others: [PacketSocket]) -> TCXLink? {
         guard let kernel = fastPath?.kernel else { return nil }
         do throws(SystemError) {
             for each in [socket] + others { try kernel.filter(each) }

@@ -28,7 +28,7 @@ public final class EgressReplication {
     public init(threads: Int, listsPerThread: Int = 1024) throws(SystemError) {
         self.listsPerThread = listsPerThread
         let map = clinux_replica_map_create(UInt32(threads * listsPerThread))
-        guard map >= 0 else { throw SystemError("BPF replica lists", "egress replication", errno: -map) }
+        guard map >= 0 else { throw SystemError.bpf("replica lists", "egress replication", errno: -map) }
         var log = [CChar](repeating: 0, count: 8192)
         let program = clinux_replication_program(map, &log, UInt32(log.count))
         guard program >= 0 else {
@@ -44,17 +44,9 @@ public final class EgressReplication {
         close(map)
     }
 
-    /// The program on an interface's egress, until the link is closed.
-    public final class Hook {
-        fileprivate let link: Int32
-        fileprivate init(link: Int32) { self.link = link }
-        deinit { close(link) }
-    }
-
-    public func attach(interface name: String, index: Int32) throws(SystemError) -> Hook {
-        let link = clinux_tcx_egress_attach(index, program)
-        guard link >= 0 else { throw SystemError("BPF TCX egress attach", "interface \(name)", errno: -link) }
-        return Hook(link: link)
+    /// The program on an interface's egress, until the link is dropped.
+    public func attach(interface name: String, index: Int32) throws(SystemError) -> TCXLink {
+        try TCXLink(program: program, hook: .egress, interface: name, index: index)
     }
 
     /// The mark that sends a frame to list `list` of thread `thread` as well.

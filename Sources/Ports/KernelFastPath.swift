@@ -109,17 +109,9 @@ public final class KernelFastPath {
         SystemError.bpf(what, "kernel fast path", errno: code, log: log)
     }
 
-    /// The TCX program on an interface's ingress, until the link is closed.
-    public final class Hook {
-        fileprivate let link: Int32
-        fileprivate init(link: Int32) { self.link = link }
-        deinit { close(link) }
-    }
-
-    public func attach(interface name: String, index: Int32) throws(SystemError) -> Hook {
-        let link = clinux_tcx_ingress_attach(index, ingressProgram)
-        guard link >= 0 else { throw SystemError("BPF TCX ingress attach", "interface \(name)", errno: -link) }
-        return Hook(link: link)
+    /// The TCX program on an interface's ingress, until the link is dropped.
+    public func attach(interface name: String, index: Int32) throws(SystemError) -> TCXLink {
+        try TCXLink(program: ingressProgram, hook: .ingress, interface: name, index: index)
     }
 
     /// Keeps the installed flows' frames from a packet socket.

@@ -1405,6 +1405,36 @@ def http_get(ns: str, url: str, timeout: float = 5.0) -> tuple[int, dict, bytes]
 
 
 # ---- status JSON helpers ------------------------------------------------------------
+def control_request(path: str, data: bytes, shut: bool = True, timeout: float = 10.0) -> tuple[bytes, Optional[str]]:
+    """Send `data` on a fresh connection; return (answer bytes, error name if the
+    connection was reset or refused on the way)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    err = None
+    out = b""
+    try:
+        s.connect(path)
+        try:
+            if data:
+                s.sendall(data)
+            if shut:
+                s.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            err = errno.errorcode.get(exc.errno, str(exc))
+        while True:
+            try:
+                b = s.recv(65536)
+            except OSError as exc:
+                err = err or errno.errorcode.get(exc.errno, str(exc))
+                break
+            if not b:
+                break
+            out += b
+    finally:
+        s.close()
+    return out, err
+
+
 def port_entry(status: dict, name: str) -> dict:
     for p in status.get("ports", []):
         if p.get("name") == name:

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from lab import binary_path, run_refused, wait_until
+from lab import binary_path, control_request, run_refused, wait_until
 
 
 BAD = {
@@ -68,20 +68,6 @@ def test_status_text_has_tables(four):
         assert name in text, f"{name!r} not in status output:\n{text}"
 
 
-def _ask(path: str, request: str) -> str:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    try:
-        s.connect(path)
-        s.sendall(request.encode() + b"\n")
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-        return out.decode()
-    finally:
-        s.close()
-
-
 def test_the_switch_makes_the_status_tables_itself(four):
     """`snoopswitch status` asks the switch for its tables (`status text`), which it makes
     from the same copy of its state as the JSON document, instead of decoding the JSON
@@ -91,15 +77,15 @@ def test_the_switch_makes_the_status_tables_itself(four):
     sw = four.start_switch()
     four["h1"].join("239.7.7.9", 5062)
     control = sw.control
-    text = _ask(control, "status text")
+    text = control_request(control, b"status text\n")[0].decode()
     assert text.startswith("Datapath: ") and "239.7.7.9" in text and "Groups\n" in text, text
     printed = sw.status_text()
     strip_ages = lambda t: re.sub(r"\d+\.\ds", "", t)   # ages and timers move between the two asks
     assert strip_ages(printed.strip()) == strip_ages(text.strip()), f"printed:\n{printed}\nanswered:\n{text}"
-    assert json.loads(_ask(control, "status"))["groups"], "no groups in the JSON status"
-    assert json.loads(_ask(control, "status junk")) == {"error": "usage: status [text]"}
+    assert json.loads(control_request(control, b"status\n")[0].decode())["groups"], "no groups in the JSON status"
+    assert json.loads(control_request(control, b"status junk\n")[0]) == {"error": "usage: status [text]"}
     # A switch from before `status text`: a socket that answers every request with the JSON.
-    document = _ask(control, "status")
+    document = control_request(control, b"status\n")[0].decode()
     old = os.path.join(os.path.dirname(control), "old-switch.sock")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(old)

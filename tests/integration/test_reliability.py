@@ -33,6 +33,7 @@ import pytest
 
 from lab import (
     binary_path,
+    control_request,
     igmp_leave,
     igmp_query,
     in_netns,
@@ -246,7 +247,7 @@ def start(lab, *flags, **kw):
     def answers():
         if not sw.alive():
             raise AssertionError(f"switch exited {sw.proc.returncode}:\n{sw.log()}")
-        return b"pong" in _control_request(sw.control, b"ping\n", timeout=5)[0]
+        return b"pong" in control_request(sw.control, b"ping\n", timeout=5)[0]
 
     wait_until(answers, timeout=15, what="the switch answering ping on its control socket")
     return sw
@@ -552,36 +553,6 @@ def test_query_guard_keeps_a_rogue_querier_out(four, guard):
 
 
 # ---- control socket -----------------------------------------------------------------
-def _control_request(path: str, data: bytes, shut: bool = True, timeout: float = 10.0) -> tuple[bytes, Optional[str]]:
-    """Send `data` on a fresh connection; return (answer bytes, error name if the
-    connection was reset or refused on the way)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    err = None
-    out = b""
-    try:
-        s.connect(path)
-        try:
-            if data:
-                s.sendall(data)
-            if shut:
-                s.shutdown(socket.SHUT_WR)
-        except OSError as exc:
-            err = errno.errorcode.get(exc.errno, str(exc))
-        while True:
-            try:
-                b = s.recv(65536)
-            except OSError as exc:
-                err = err or errno.errorcode.get(exc.errno, str(exc))
-                break
-            if not b:
-                break
-            out += b
-    finally:
-        s.close()
-    return out, err
-
-
 def _read_to_eof(s: socket.socket, deadline: float) -> tuple[bytes, bool]:
     """Read until the peer closes or the deadline; returns (data, closed by the peer)."""
     out = b""
@@ -649,7 +620,7 @@ def test_control_socket_survives_bad_requests(four):
         "oversized-100KB-with-newline": b"status" + b" " * 100_000 + b"\n",
     }
     for name, data in cases.items():
-        out, err = _control_request(sw.control, data)
+        out, err = control_request(sw.control, data)
         text = out.decode(errors="replace").strip()
         print(f"{name}: answer {text[:100]!r} error {err}")
         assert err != "timed out", f"{name}: neither answered nor closed within 10 s"
@@ -657,7 +628,7 @@ def test_control_socket_survives_bad_requests(four):
             assert text.startswith("{") and '"error"' in text, f"{name}: answer is not a JSON error: {text[:200]!r}"
         assert sw.alive(), f"the switch died on the {name} request:\n{sw.log()}"
         assert sw.status()["ports"], f"status failed after the {name} request"
-    out, _ = _control_request(sw.control, b"ping\n")
+    out, _ = control_request(sw.control, b"ping\n")
     assert b"pong" in out, out
     _assert_forwards(four, "239.9.9.9", 5009, b"ctl-after-garbage")
 
