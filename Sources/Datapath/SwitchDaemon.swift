@@ -639,7 +639,8 @@ public final class SwitchDaemon: @unchecked Sendable {
                     continue
                 }
                 if !captures.isEmpty { capture(frame.bytes, tag: frame.tag, port: index, outbound: false, at: wallClock) }
-                let input = IngressFrame(bytes: frame.bytes, tag: frame.tag, checksumPending: frame.header.checksumPending)
+                let input = IngressFrame(bytes: frame.bytes, tag: frame.tag, checksumPending: frame.header.checksumPending,
+                                         serviceTagged: frame.serviceTagged)
                 let controlFrames = engine.controlFrames
                 let decision = engine.receive(input, on: ingress, at: now)
                 // A port must not get a flow's next frame on its own while the last one waits to
@@ -652,8 +653,7 @@ public final class SwitchDaemon: @unchecked Sendable {
                 }
                 for egress in oneByOne {
                     guard let out = ports[egress.index] else { continue }
-                    let tag = engine.egressTagged(egress, vlan: decision.vlan)
-                        ? VLANTag(vlan: decision.vlan, priority: decision.priority) : nil
+                    let tag = engine.egressTagged(egress, vlan: decision.vlan) ? decision.tag : nil
                     queue(on: egress.index, port: out, thread: thread)
                         .append(frame.bytes, header: frame.header, tag: tag, headerPrecedes: frame.headerPrecedes)
                     if !captures.isEmpty { capture(frame.bytes, tag: tag, port: egress.index, outbound: true, at: wallClock) }
@@ -704,7 +704,7 @@ public final class SwitchDaemon: @unchecked Sendable {
         for port in candidates where engine.egressTagged(port, vlan: decision.vlan) { tagged.insert(port) }
         var rest = decision.ports
         rest = replicate(frame, to: candidates.subtracting(tagged), tag: nil, rest: rest, thread: thread, wallClock: wallClock)
-        rest = replicate(frame, to: tagged, tag: VLANTag(vlan: decision.vlan, priority: decision.priority), rest: rest,
+        rest = replicate(frame, to: tagged, tag: decision.tag, rest: rest,
                          thread: thread, wallClock: wallClock)
         return rest
     }

@@ -189,6 +189,9 @@ public struct ReceivedFrame {
     public var header: VirtioNetHeader
     public var bytes: UnsafeRawBufferPointer
     public var tag: VLANTag?
+    /// The kernel stripped an 802.1ad S-tag (TPID 0x88A8), not an 802.1Q tag: `tag` is nil and
+    /// the frame is not for a C-VLAN bridge (the engine drops it).
+    public var serviceTagged: Bool
     /// The header, as received, sits in the 10 bytes before `bytes`: the frame leaves again
     /// as one piece of memory when it keeps its tagging.
     public var headerPrecedes: Bool
@@ -208,8 +211,18 @@ public final class ReceiveBatch {
         var start: UnsafeMutableRawPointer?
         var length: Int
         var strippedTag: VLANTag?
+        /// The stripped tag was an 802.1ad S-tag (its TPID said so).
+        var serviceTagged = false
 
         static var cut: Entry { Entry(start: nil, length: 0, strippedTag: nil) }
+    }
+
+    /// The kernel's stripped tag, split by its TPID (reported since Linux 3.14; older: 802.1Q).
+    @inline(__always)
+    static func stripped(tci: UInt16, tpid: UInt16, status: UInt32) -> (tag: VLANTag?, serviceTagged: Bool) {
+        guard status & clinux_TP_STATUS_VLAN_VALID != 0 else { return (nil, false) }
+        if status & clinux_TP_STATUS_VLAN_TPID_VALID != 0 && tpid == EtherType.serviceTag { return (nil, true) }
+        return (VLANTag(tci: tci), false)
     }
 
     private let storage: UnsafeMutableRawPointer
@@ -280,11 +293,12 @@ public final class ReceiveBatch {
         // Cut by the kernel (did not fit): the caller counts it as a receive error.
         if hdr.msg_flags & Int32(MSG_TRUNC) != 0 { return .cut }
         var auxdata = tpacket_auxdata()
-        var tag: VLANTag?
-        if clinux_read_auxdata(&hdr, &auxdata) != 0, auxdata.tp_status & clinux_TP_STATUS_VLAN_VALID != 0 {
-            tag = VLANTag(tci: auxdata.tp_vlan_tci)
+        var stripped: (tag: VLANTag?, serviceTagged: Bool) = (nil, false)
+        if clinux_read_auxdata(&hdr, &auxdata) != 0 {
+            stripped = Self.stripped(tci: auxdata.tp_vlan_tci, tpid: auxdata.tp_vlan_tpid, status: auxdata.tp_status)
         }
-        return Entry(start: self.buffer(buffer), length: Int(messages[i].msg_len), strippedTag: tag)
+        return Entry(start: self.buffer(buffer), length: Int(messages[i].msg_len), strippedTag: stripped.tag,
+                     serviceTagged: stripped.serviceTagged)
     }
 
     /// Takes up to the capacity of the frames the kernel has put in `ring`, in place. Frames too
@@ -302,9 +316,10 @@ public final class ReceiveBatch {
             } else if slot.captured < slot.length {
                 entries[count] = .cut        // too big and no room on the queue either
             } else {
-                let tag = slot.status & clinux_TP_STATUS_VLAN_VALID != 0 ? VLANTag(tci: slot.vlanTCI) : nil
+                let stripped = Self.stripped(tci: slot.vlanTCI, tpid: slot.vlanTPID, status: slot.status)
                 entries[count] = Entry(start: slot.frame - VirtioNetHeader.length,
-                                       length: slot.captured + VirtioNetHeader.length, strippedTag: tag)
+                                       length: slot.captured + VirtioNetHeader.length, strippedTag: stripped.tag,
+                                       serviceTagged: stripped.serviceTagged)
             }
             count += 1
         }
@@ -361,7 +376,7 @@ public final class ReceiveBatch {
         var frameLength = entry.length - VirtioNetHeader.length
         var tag = entry.strippedTag
         var headerPrecedes = true
-        if tag == nil, let inline = (try? EthernetFrameView(checking: UnsafeRawBufferPointer(start: start, count: frameLength)))?.inlineTag {
+        if tag == nil, !entry.serviceTagged, let inline = (try? EthernetFrameView(checking: UnsafeRawBufferPointer(start: start, count: frameLength)))?.inlineTag {
             tag = inline
             (start + 4).copyMemory(from: start, byteCount: 12)
             start += 4
@@ -370,7 +385,7 @@ public final class ReceiveBatch {
             headerPrecedes = false
         }
         return ReceivedFrame(header: header, bytes: UnsafeRawBufferPointer(start: start, count: frameLength), tag: tag,
-                             headerPrecedes: headerPrecedes)
+                             serviceTagged: entry.serviceTagged, headerPrecedes: headerPrecedes)
     }
 }
 

@@ -34,6 +34,8 @@ public final class ReceiveRing {
         public var length: Int
         public var captured: Int
         public var vlanTCI: UInt16
+        /// The stripped tag's TPID when the status says it is valid (TP_STATUS_VLAN_TPID_VALID).
+        public var vlanTPID: UInt16
         /// The frame's first byte; its virtio-net header sits just before it.
         public var frame: UnsafeMutableRawPointer
     }
@@ -78,7 +80,7 @@ public final class ReceiveRing {
         let status = clinux_ring_status(h)
         guard status & clinux_TP_STATUS_USER != 0 else { return nil }
         let slot = Slot(status: status, length: Int(h.pointee.tp_len), captured: Int(h.pointee.tp_snaplen),
-                        vlanTCI: h.pointee.tp_vlan_tci,
+                        vlanTCI: h.pointee.tp_vlan_tci, vlanTPID: h.pointee.tp_vlan_tpid,
                         frame: UnsafeMutableRawPointer(h) + Int(h.pointee.tp_mac))
         head = head + 1 == slotCount ? 0 : head + 1
         held += 1

@@ -16,6 +16,8 @@ public enum DropReason: String, CaseIterable, Sendable {
     case rateLimited = "rate_limited"
     /// A query or router announcement on a port that may not speak for a router.
     case queryGuard = "query_guard"
+    /// An 802.1ad S-tagged frame (TPID 0x88A8): a provider's VLAN, which the switch does not carry.
+    case serviceTagged = "s_tagged"
 }
 
 /// What the engine counts. Plain integers: the control plane reads them.

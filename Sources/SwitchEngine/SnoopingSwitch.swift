@@ -7,20 +7,36 @@ public struct IngressFrame {
     public var bytes: UnsafeRawBufferPointer
     public var tag: VLANTag?
     public var checksumPending: Bool
+    /// The kernel took an 802.1ad S-tag (TPID 0x88A8), not an 802.1Q tag, out of the frame:
+    /// `tag` is then nil. An S-tag still in the bytes shows as their EtherType.
+    public var serviceTagged: Bool
 
-    public init(bytes: UnsafeRawBufferPointer, tag: VLANTag? = nil, checksumPending: Bool = false) {
+    public init(bytes: UnsafeRawBufferPointer, tag: VLANTag? = nil, checksumPending: Bool = false,
+                serviceTagged: Bool = false) {
         self.bytes = bytes
         self.tag = tag
         self.checksumPending = checksumPending
+        self.serviceTagged = serviceTagged
     }
 }
 
-/// Where a frame goes: out of `ports`, in `vlan`, keeping its priority bits when sent tagged.
-/// Empty `ports`: nowhere.
+/// Where a frame goes: out of `ports`, in `vlan`, keeping its priority and drop eligible bits
+/// when sent tagged. Empty `ports`: nowhere.
 public struct ForwardingDecision: Equatable, Sendable {
     public var vlan: VLANID
     public var priority: UInt8
+    public var dropEligible = false
     public var ports: PortSet
+
+    public init(vlan: VLANID, priority: UInt8, dropEligible: Bool = false, ports: PortSet) {
+        self.vlan = vlan
+        self.priority = priority
+        self.dropEligible = dropEligible
+        self.ports = ports
+    }
+
+    /// The tag the frame carries out of a port that takes `vlan` tagged.
+    public var tag: VLANTag { VLANTag(vlan: vlan, priority: priority, dropEligible: dropEligible) }
 
     public static let none = ForwardingDecision(vlan: .default, priority: 0, ports: .empty)
 }
@@ -196,6 +212,11 @@ public final class SnoopingSwitch {
         counters.rxBytes[port.index] &+= UInt64(frame.bytes.count)
         guard linkUp.contains(port) else { return drop(.portDown, on: port) }
         guard let ethernet = try? EthernetFrameView(checking: frame.bytes) else { return drop(.malformed, on: port) }
+        // An 802.1ad S-tag names a provider's service VLAN, which this 802.1Q (customer) bridge
+        // is not part of: read as a C-VLAN it would leak the frame into a VLAN of ours.
+        guard !frame.serviceTagged, frame.tag != nil || ethernet.etherType != EtherType.serviceTag else {
+            return drop(.serviceTagged, on: port)
+        }
 
         // 802.1Q ingress: untagged and priority-tagged frames join the pvid; tagged frames need
         // a VLAN the port carries.
@@ -210,6 +231,7 @@ public final class SnoopingSwitch {
             vlan = pvid
         }
         let priority = frame.tag?.priority ?? 0
+        let dropEligible = frame.tag?.dropEligible ?? false
 
         let source = ethernet.source
         guard !source.isMulticast else { return drop(.multicastSource, on: port) }
@@ -217,7 +239,7 @@ public final class SnoopingSwitch {
 
         let destination = ethernet.destination
         let flood = activePorts(in: vlan).removing(port)
-        var decision = ForwardingDecision(vlan: vlan, priority: priority, ports: flood)
+        var decision = ForwardingDecision(vlan: vlan, priority: priority, dropEligible: dropEligible, ports: flood)
         if !destination.isMulticast {
             if let known = macs.lookup(destination, vlan: vlan, at: now) {
                 decision.ports = known == port ? .empty : flood.intersection(PortSet([known]))

@@ -129,13 +129,15 @@ public struct VLANTag: Hashable, Sendable {
     public let tci: UInt16
 
     public init(tci: UInt16) { self.tci = tci }
-    public init(vlan: VLANID, priority: UInt8) {
-        self.tci = UInt16(priority & 7) << 13 | vlan.rawValue
+    public init(vlan: VLANID, priority: UInt8, dropEligible: Bool = false) {
+        self.tci = UInt16(priority & 7) << 13 | (dropEligible ? 0x1000 : 0) | vlan.rawValue
     }
 
     /// The 12-bit identifier as carried, 0 for a priority-only tag.
     public var vid: UInt16 { tci & 0x0fff }
     public var priority: UInt8 { UInt8(tci >> 13) }
+    /// DEI (IEEE 802.1Q 6.9.3): the frame may be dropped first under congestion; a bridge keeps it.
+    public var dropEligible: Bool { tci & 0x1000 != 0 }
 }
 
 /// An IPv4 prefix, such as the source-specific multicast range 232.0.0.0/8.

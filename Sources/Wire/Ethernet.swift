@@ -3,7 +3,8 @@ public enum EtherType {
     public static let ipv4: UInt16 = 0x0800
     public static let ipv6: UInt16 = 0x86dd
     public static let vlan: UInt16 = 0x8100
-    public static let qinq: UInt16 = 0x88a8
+    /// IEEE 802.1ad service tag (S-tag): a provider bridge's VLAN, outside the customer's 802.1Q tag.
+    public static let serviceTag: UInt16 = 0x88a8
 }
 
 /// An Ethernet II header, read in place.

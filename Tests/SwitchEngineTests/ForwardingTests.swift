@@ -70,6 +70,37 @@ final class ForwardingTests: XCTestCase {
         XCTAssertEqual(s.unicast(to: .broadcast, on: 1, tag: VLANTag(vlan: vlan20, priority: 0)), [2, 3])
     }
 
+    /// IEEE 802.1ad: an S-tag (TPID 0x88A8) is a provider's VLAN, not one of ours. Whether the
+    /// kernel stripped it (the backend says so) or it is still in the bytes, the frame is dropped
+    /// and counted, never read as the C-VLAN of the same number.
+    func testServiceTaggedFramesAreDroppedNotReadAsCustomerVLANs() {
+        let s = EngineHarness([PortConfiguration(name: "access10", pvid: vlan10),
+                               PortConfiguration(name: "trunk", pvid: nil, tagged: [vlan10]),
+                               PortConfiguration(name: "other10", pvid: vlan10)])
+        let frame = EngineHarness.udpFrame(to: IPv4Address(192, 0, 2, 9), mac: .broadcast, from: 1)
+        let stripped = frame.withUnsafeBytes {
+            s.engine.receive(IngressFrame(bytes: $0, tag: nil, serviceTagged: true), on: PortID(1), at: s.now)
+        }
+        XCTAssertEqual(s.ports(stripped), [])
+        // The same S-tag left inline (a TAP or libpcap port): its TPID is the frame's EtherType.
+        var inline = Array(frame[0..<12]) + [0x88, 0xa8, 0x00, 0x0a] + Array(frame[12...])
+        XCTAssertEqual(s.ports(s.send(inline, on: 0)), [])
+        XCTAssertEqual(s.engine.counters.dropsByReason[.serviceTagged], 2)
+        // Inside a C-tag an 0x88A8 EtherType is payload: the C-tag decides.
+        inline = Array(frame[0..<12]) + [0x88, 0xa8, 0x00, 0x0a] + Array(frame[12...])
+        XCTAssertEqual(s.ports(s.send(inline, on: 1, tag: VLANTag(vlan: vlan10, priority: 0))), [0, 2])
+    }
+
+    /// IEEE 802.1Q 6.9.3: the drop eligible indicator travels with the frame, as its priority does.
+    func testDropEligibleBitIsKept() {
+        let s = EngineHarness([PortConfiguration(name: "trunk", pvid: nil, tagged: [vlan10]),
+                               PortConfiguration(name: "trunk2", pvid: nil, tagged: [vlan10])])
+        let frame = EngineHarness.udpFrame(to: IPv4Address(192, 0, 2, 9), mac: .broadcast, from: 0)
+        let eligible = s.send(frame, on: 0, tag: VLANTag(vlan: vlan10, priority: 3, dropEligible: true))
+        XCTAssertEqual(eligible.tag.tci, 0x700a, "priority 3, DEI, VID 10")
+        XCTAssertEqual(s.send(frame, on: 0, tag: VLANTag(vlan: vlan10, priority: 3)).tag.tci, 0x600a)
+    }
+
     func testLearningIsPerVLAN() {
         let s = EngineHarness([PortConfiguration(name: "a", pvid: vlan10), PortConfiguration(name: "t", pvid: nil, tagged: [vlan10, vlan20]),
                                PortConfiguration(name: "c", pvid: vlan20)])
