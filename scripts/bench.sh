@@ -282,7 +282,7 @@ start_snoopswitch() {
     # its own group by its nice value instead of sharing the bench script's.
     setsid ip netns exec "$SW" "$BIN" run --port gen --port r1:fast-leave --port r2 --port r3 \
         --querier --querier-address 192.0.2.254 --control "$SOCK" --log-level warning \
-        --max-groups-per-port 131072 --max-groups-per-vlan 131072 --igmp-rate 1000000 ${SNOOPSWITCH_FLAGS:-} \
+        --max-groups-per-port 131072 --max-groups-per-vlan 131072 --max-macs-per-port 16384 --igmp-rate 1000000 ${SNOOPSWITCH_FLAGS:-} \
         > "$TMP/snoopswitch.log" 2>&1 < /dev/null &
     SWITCH_PID=$!
     if [[ -z "$SNOOPSWITCH_NOTED" ]]; then   # once, not at every round's start
@@ -540,6 +540,27 @@ measure_memory() {      # snoopswitch only: RSS with 100,000 groups learned
     note "snoopswitch: memory figure with $n groups learned (IGMPv2 reports for $count groups sent from r3); RSS before them: $before MiB, after serving the $n-group status document: $(rss_mib "$SWITCH_PID") MiB"
 }
 
+# A hostile host (r3) sends one frame from each of 8,192 source MACs crafted to land in one
+# slot of the first version's MAC table hash (scripts/colliding-macs.py); the unicast rate from
+# the generator to r1 is measured before and after they are learned.
+measure_hash_flood() {  # measure_hash_flood KIND
+    local kind="$1" macs="$TMP/colliding-macs.txt" sent
+    "$PY" "$REPO/scripts/colliding-macs.py" 8192 1 > "$macs"
+    measure_rate "$kind" hf_before_rate "${MAC[r1]}" "${IP[r1]}" r1
+    sent=$(ip netns exec "$(ns r3)" "$PY" "$HELPER" source-macs eth0 "$macs")
+    sleep 1
+    measure_rate "$kind" hf_after_rate "${MAC[r1]}" "${IP[r1]}" r1
+    local before after
+    before=$(awk -F'|' -v k="$kind" '$2 == k && $3 == "hf_before_rate" { v = $4 } END { print v }' "$RESULTS")
+    after=$(awk -F'|' -v k="$kind" '$2 == k && $3 == "hf_after_rate" { v = $4 } END { print v }' "$RESULTS")
+    if [[ -n "$before" && -n "$after" && "$before" != n/a && "$after" != n/a ]]; then
+        record "$kind" hash_flood "$("$PY" -c "print(100.0 * $after / $before)")"
+        note "$kind: hash flood: $sent frames from colliding source MACs; unicast $("$PY" -c "print(f'{$before:,.0f}')") frames/s before, $("$PY" -c "print(f'{$after:,.0f}')") after"
+    else
+        record "$kind" hash_flood n/a
+    fi
+}
+
 measure_cpu() {
     local kind="$1" pid
     pid=$(switch_pid "$kind")
@@ -585,6 +606,8 @@ run_switch() {          # run_switch KIND: every other figure
     measure_cpu "$kind"
     log "$kind: TCP"
     measure_tcp "$kind"
+    log "$kind: unicast with 8,192 colliding source MACs learned"
+    measure_hash_flood "$kind"
     log "$kind: join and leave latency ($TRIALS trials)"
     measure_latency "$kind"
     if [[ "$kind" == snoopswitch ]]; then

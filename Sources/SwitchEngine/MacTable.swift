@@ -36,6 +36,9 @@ public final class MacTable {
 
     public var count: Int { entries.count }
 
+    /// The longest walk a lookup may take (see OpenHashMap.longestProbe).
+    public var longestProbe: Int { entries.longestProbe }
+
     /// Learns or refreshes a station; returns false when it is new and a limit refuses it.
     @inline(__always)
     @discardableResult

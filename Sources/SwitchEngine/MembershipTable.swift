@@ -3,13 +3,16 @@ import Wire
 /// A version of a membership protocol (IGMP, MLD): ordered, the newest filtering sources.
 /// A group address the membership table can key on: IPv4 now, IPv6 for MLD.
 public protocol GroupAddress: Hashable, Comparable, Sendable, BitwiseCopyable {
-    /// The address folded to 64 bits for hashing.
-    var hashBits: UInt64 { get }
+    /// The address and its VLAN under the table's seed (every bit of the address goes through
+    /// the seed: a fold before it would collide for every seed).
+    func hash(in vlan: VLANID, with seed: HashSeed) -> UInt64
 }
 
 extension IPv4Address: GroupAddress {
     @inline(__always)
-    public var hashBits: UInt64 { UInt64(rawValue) }
+    public func hash(in vlan: VLANID, with seed: HashSeed) -> UInt64 {
+        seed.hash(UInt64(vlan.rawValue) << 32 | UInt64(rawValue))
+    }
 }
 
 public protocol MembershipVersion: Comparable, Hashable, Sendable {
@@ -110,7 +113,7 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
         }
 
         @inline(__always)
-        public var fastHash: UInt64 { (group.hashBits ^ UInt64(vlan.rawValue) << 52).fastHash }
+        public func hash(with seed: HashSeed) -> UInt64 { group.hash(in: vlan, with: seed) }
     }
 
     /// One port's state for one group.

@@ -1,19 +1,55 @@
-/// A key that hashes cheaply to 64 bits: the hot-path tables do not pay for SipHash.
+/// The secret of one table's hash function, drawn at random when the table is made.
+///
+/// The tables' keys are chosen by the hosts (source MACs, groups): with a hash they could
+/// compute, a host could send keys that all land in one slot and turn every lookup into a walk
+/// of thousands of entries (scripts/colliding-macs.py makes such keys for the fixed
+/// multiplicative hash of the first version). A folded multiply of the key under two random
+/// words (as wyhash and aHash do) costs one 128-bit multiply, and its collisions cannot be
+/// found without the seed; SipHash would cost about ten times as much per frame.
+public struct HashSeed: Sendable {
+    let k0: UInt64
+    let k1: UInt64
+
+    public init(_ k0: UInt64, _ k1: UInt64) {
+        self.k0 = k0
+        self.k1 = k1 | 1
+    }
+
+    /// Fresh from the kernel's random source (getrandom).
+    public static func random() -> HashSeed {
+        var generator = SystemRandomNumberGenerator()
+        return HashSeed(generator.next(), generator.next())
+    }
+
+    /// 64 well-mixed bits of `word` (the high ones are what a table uses).
+    @inline(__always)
+    public func hash(_ word: UInt64) -> UInt64 {
+        let product = (word ^ k0).multipliedFullWidth(by: k1)
+        return product.high ^ product.low
+    }
+
+    /// Two words (an IPv6 address), mixed in turn so that no fold of them collides for every seed.
+    @inline(__always)
+    public func hash(_ high: UInt64, _ low: UInt64) -> UInt64 { hash(high ^ hash(low)) }
+}
+
+/// A key that hashes cheaply under a table's seed: the hot-path tables do not pay for SipHash.
 public protocol FastHashKey: Equatable, BitwiseCopyable {
-    var fastHash: UInt64 { get }
+    func hash(with seed: HashSeed) -> UInt64
 }
 
 extension UInt64: FastHashKey {
-    /// Fibonacci hashing: the high bits of the product are well mixed.
     @inline(__always)
-    public var fastHash: UInt64 { self &* 0x9E37_79B9_7F4A_7C15 }
+    public func hash(with seed: HashSeed) -> UInt64 { seed.hash(self) }
 }
 
 /// An open-addressing hash map for the forwarding path: linear probing in a power-of-two table
 /// kept at most half full, keys and values in flat unsafe storage, so that a lookup is a
 /// multiply, a shift and a few loads, with no allocation, reference counting or exclusivity check.
-/// Deletion shifts the following entries back (no tombstones).
+/// Deletion shifts the following entries back (no tombstones). Each map hashes with a seed of its
+/// own (HashSeed), so that no host can choose keys that collide.
 public final class OpenHashMap<Key: FastHashKey, Value: BitwiseCopyable> {
+    private let seed: HashSeed
     private var capacity: Int
     private var shift: UInt64
     private var used: UnsafeMutablePointer<Bool>
@@ -21,7 +57,8 @@ public final class OpenHashMap<Key: FastHashKey, Value: BitwiseCopyable> {
     private var values: UnsafeMutablePointer<Value>
     public private(set) var count = 0
 
-    public init(minimumCapacity: Int = 16) {
+    public init(minimumCapacity: Int = 16, seed: HashSeed = .random()) {
+        self.seed = seed
         var capacity = 16
         while capacity < minimumCapacity * 2 { capacity <<= 1 }
         self.capacity = capacity
@@ -39,7 +76,7 @@ public final class OpenHashMap<Key: FastHashKey, Value: BitwiseCopyable> {
     }
 
     @inline(__always)
-    private func home(_ key: Key) -> Int { Int(truncatingIfNeeded: key.fastHash >> shift) }
+    private func home(_ key: Key) -> Int { Int(truncatingIfNeeded: key.hash(with: seed) >> shift) }
 
     /// The slot holding `key`, if any.
     @inline(__always)
@@ -108,6 +145,18 @@ public final class OpenHashMap<Key: FastHashKey, Value: BitwiseCopyable> {
     public func removeAll() {
         used.update(repeating: false, count: capacity)
         count = 0
+    }
+
+    /// The longest run of slots a lookup may walk (from a key's home slot to the end of its
+    /// cluster): short whatever the keys, as long as the hash is one no host can predict.
+    public var longestProbe: Int {
+        guard count > 0 else { return 0 }
+        var longest = 0
+        for i in 0..<capacity where used[i] {
+            let want = home(keys[i])
+            longest = max(longest, (i - want + capacity) & (capacity - 1))
+        }
+        return longest + 1
     }
 
     public func entries() -> [(key: Key, value: Value)] {
