@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: BSD-2-Clause
+// The BPF program instructions in this file: BSD-2-Clause OR GPL-2.0-only (see LICENSE).
 // Batched socket calls: glibc declares them only under _GNU_SOURCE, which must not leak into
 // the header Swift imports (it would clash with the Glibc module's view of the same headers).
 #define _GNU_SOURCE 1
@@ -83,7 +85,8 @@ static int load_program(enum bpf_prog_type type, const struct bpf_insn *program,
     load.prog_type = type;
     load.insns = (uint64_t)(uintptr_t)program;
     load.insn_cnt = count;
-    load.license = (uint64_t)(uintptr_t)"GPL";
+    // The programs are BSD-2-Clause OR GPL-2.0-only (LICENSE): GPL-compatible to the kernel.
+    load.license = (uint64_t)(uintptr_t)"Dual BSD/GPL";
     if (log && log_size) {
         log[0] = 0;
         load.log_buf = (uint64_t)(uintptr_t)log;
