@@ -52,27 +52,46 @@ public struct ControlRequest: Equatable, Sendable {
     }
 }
 
-/// A client of the control socket as the kernel names it (SO_PEERCRED): the process, user and
-/// group that connected.
+/// A client of the control socket as the kernel names it (SO_PEERCRED, SO_PEERGROUPS): the
+/// process, user, group and supplementary groups that connected.
 public struct PeerCredentials: Equatable, Sendable {
     public var pid: Int32
     public var uid: uid_t
     public var gid: gid_t
+    /// The process's supplementary groups; nil where the kernel does not say (before Linux 4.13).
+    public var groups: [gid_t]?
 
-    public init(pid: Int32, uid: uid_t, gid: gid_t) {
+    public init(pid: Int32, uid: uid_t, gid: gid_t, groups: [gid_t]? = nil) {
         self.pid = pid
         self.uid = uid
         self.gid = gid
+        self.groups = groups
     }
 
-    /// The credentials of a connected Unix socket's peer; nil if the kernel gives none.
+    /// The credentials of a connected Unix socket's peer, as they were when it connected; nil
+    /// if the kernel gives none.
     public init?(socket fd: Int32) {
         // struct ucred { pid_t pid; uid_t uid; gid_t gid; } (socket(7)); Glibc hides it
-        // behind _GNU_SOURCE, so its three 32-bit fields are read from the bytes.
+        // behind _GNU_SOURCE, so its three 32-bit fields are read as a tuple.
         var raw = (Int32(0), UInt32(0), UInt32(0))
         var length = socklen_t(MemoryLayout.size(ofValue: raw))
         guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &raw, &length) == 0, length == 12 else { return nil }
-        self.init(pid: raw.0, uid: raw.1, gid: raw.2)
+        self.init(pid: raw.0, uid: raw.1, gid: raw.2, groups: Self.peerGroups(fd))
+    }
+
+    /// SO_PEERGROUPS (socket(7)): one call, no user database read; ERANGE says how many.
+    private static func peerGroups(_ fd: Int32) -> [gid_t]? {
+        let option: Int32 = 59     // SO_PEERGROUPS, asm-generic/socket.h
+        var groups = [gid_t](repeating: 0, count: 64)
+        for _ in 0..<2 {
+            var length = socklen_t(groups.count * MemoryLayout<gid_t>.size)
+            if getsockopt(fd, SOL_SOCKET, option, &groups, &length) == 0 {
+                return Array(groups.prefix(Int(length) / MemoryLayout<gid_t>.size))
+            }
+            guard errno == ERANGE else { return nil }
+            groups = [gid_t](repeating: 0, count: Int(length) / MemoryLayout<gid_t>.size)
+        }
+        return nil
     }
 }
 
@@ -116,13 +135,15 @@ public struct ControlPolicy: Sendable {
         self.owner = owner
     }
 
-    /// The role of `peer`. `groupsOfUser` lists a user's groups, primary and supplementary
-    /// (the system's: `userGroups`); asked only for a peer that is neither root nor in the
-    /// group by its own group ID.
+    /// The role of `peer`: a member of the group by its process's group or supplementary
+    /// groups, as the kernel checks the socket's mode. Where the kernel did not give the
+    /// supplementary groups, `groupsOfUser` lists the user's from the system's databases.
     public func role(of peer: PeerCredentials, groupsOfUser: (uid_t) -> [gid_t] = ControlPolicy.userGroups(of:)) -> ControlRole {
         if peer.uid == 0 || peer.uid == owner { return .administrator }
         guard let group else { return .stranger }
-        if peer.gid == group.id || groupsOfUser(peer.uid).contains(group.id) { return .reader(group: group.name) }
+        if peer.gid == group.id || (peer.groups ?? groupsOfUser(peer.uid)).contains(group.id) {
+            return .reader(group: group.name)
+        }
         return .stranger
     }
 

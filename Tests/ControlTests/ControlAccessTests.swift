@@ -40,8 +40,13 @@ final class ControlAccessTests: XCTestCase {
 
     func testGroupMembersReadOnly() {
         let policy = ControlPolicy(group: snoop, owner: 0)
-        // By the process's group, or by the user's supplementary groups.
+        // By the process's group or its supplementary groups, as the kernel said them.
         XCTAssertEqual(policy.role(of: peer(1000, gid: 4000)) { _ in [] }, .reader(group: "snoop"))
+        XCTAssertEqual(policy.role(of: PeerCredentials(pid: 42, uid: 1000, gid: 1000, groups: [27, 4000])) { _ in [] },
+                       .reader(group: "snoop"))
+        // The process dropped the group: the user's entry does not bring it back.
+        XCTAssertEqual(policy.role(of: PeerCredentials(pid: 42, uid: 1000, gid: 1000, groups: [27])) { _ in [4000] }, .stranger)
+        // A kernel that does not say: the user's groups in the system's databases.
         XCTAssertEqual(policy.role(of: peer(1000)) { uid in uid == 1000 ? [1000, 27, 4000] : [] }, .reader(group: "snoop"))
         let reader = ControlRole.reader(group: "snoop")
         XCTAssertTrue(reader.permits(.read))
@@ -77,7 +82,9 @@ final class ControlAccessTests: XCTestCase {
         XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &pair), 0)
         defer { close(pair[0]); close(pair[1]) }
         let credentials = try XCTUnwrap(PeerCredentials(socket: pair[0]))
-        XCTAssertEqual(credentials, PeerCredentials(pid: getpid(), uid: geteuid(), gid: getegid()))
+        var groups = [gid_t](repeating: 0, count: Int(getgroups(0, nil)))
+        XCTAssertEqual(getgroups(Int32(groups.count), &groups), Int32(groups.count))
+        XCTAssertEqual(credentials, PeerCredentials(pid: getpid(), uid: geteuid(), gid: getegid(), groups: groups))
         XCTAssertNil(PeerCredentials(socket: -1))
         // The system's own lookup: root's groups include its primary group.
         XCTAssertTrue(ControlPolicy.userGroups(of: 0).contains(0))

@@ -1,7 +1,7 @@
 """Who may use the control socket (topologies/four-hosts.topo).
 
-The switch knows each client by SO_PEERCRED: root may do everything; members of
-`--control-group` (by their primary group or a supplementary one) may read the status and ping,
+The switch knows each client by SO_PEERCRED and SO_PEERGROUPS: root may do everything; members
+of `--control-group` (by their process's group or a supplementary one) may read the status and ping,
 but neither change the switch nor capture; anyone else is refused (the socket's mode 0660 keeps
 them out already; with the mode opened up, the switch still refuses them). A refused request
 gets {"error": "permission denied: ..."} and the CLI prints it as one line and exits non-zero.
@@ -155,8 +155,8 @@ def test_group_members_read_but_neither_change_nor_capture(lab, accounts):
 
 def test_others_are_refused_even_through_an_open_socket(lab, accounts):
     """A user outside the group cannot open the socket (mode 0660); with the mode opened to
-    0666 by hand, the switch still refuses its `status` and `ping` with a JSON error naming its
-    uid and the group."""
+    0666 by hand, the switch still refuses its `status`, `port del` and `ping` with a JSON error
+    naming its uid and the group, and so a member's process run without its groups."""
     users, group = accounts
     name, uid = users["stranger"]
     sw = lab.start_switch("--control-group", group)
@@ -167,6 +167,14 @@ def test_others_are_refused_even_through_an_open_socket(lab, accounts):
     assert one_line_error(cli(name, sw, "status"), f"status as {name}") == expected
     assert one_line_error(cli(name, sw, "port", "del", "h4"), f"port del as {name}") == expected
     assert json.loads(raw_request(name, sw, "ping")) == {"error": expected}
+    # Membership is the connecting process's groups (SO_PEERGROUPS), as for the socket's mode:
+    # a member's process that dropped its supplementary groups is refused too.
+    member, member_uid = users["supplementary"]
+    r = subprocess.run(["setpriv", "--reuid", member, "--regid", str(pwd.getpwnam(member).pw_gid), "--clear-groups",
+                        str(binary_path()), "status", "--control", sw.control],
+                       capture_output=True, text=True, timeout=15, stdin=subprocess.DEVNULL)
+    assert one_line_error(r, f"status as {member} without its groups") == \
+        f"permission denied: uid {member_uid} is neither root nor a member of group {group} (--control-group)"
 
 
 def test_without_a_control_group_only_root_may_use_the_socket(lab, accounts):
