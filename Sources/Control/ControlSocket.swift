@@ -60,12 +60,15 @@ private func withSocketAddress<T>(_ address: inout sockaddr_un, _ body: (UnsafeP
 }
 
 /// The listening end, in the daemon. It never blocks the datapath for long: each client gets a
-/// short timeout to send its request line.
+/// short timeout to send its request line. Each client is known by its credentials
+/// (SO_PEERCRED) and makes only the requests its role permits (`ControlPolicy`).
 public final class ControlServer {
     public let path: String
     public let descriptor: Int32
+    public let policy: ControlPolicy
 
-    /// Binds the socket at `path` (mode 0600). A stale socket file left by a killed switch is
+    /// Binds the socket at `path` (mode 0600; with a group, 0660 and that group's, whose
+    /// members may then read the status). A stale socket file left by a killed switch is
     /// replaced; a live one means another switch runs there, which is an error.
     public init(path: String, group: String? = nil) throws(ControlError) {
         var groupID: gid_t?
@@ -73,6 +76,7 @@ public final class ControlServer {
             guard let entry = getgrnam(group) else { throw ControlError("--control-group \(group): no such group") }
             groupID = entry.pointee.gr_gid
         }
+        policy = ControlPolicy(group: groupID.map { ControlPolicy.Group(name: group ?? "", id: $0) })
         var address = try unixAddress(path)
         if FileManager.default.fileExists(atPath: path) {
             if (try? ControlClient.request("ping", path: path)) != nil {
@@ -113,6 +117,8 @@ public final class ControlServer {
     struct PendingClient {
         var data: [UInt8] = []
         var since: Int64
+        /// Who connected; nil if the kernel did not say.
+        var peer: PeerCredentials?
     }
     private var clients: [Int32: PendingClient] = [:]
     public static let maximumClients = 64
@@ -131,7 +137,7 @@ public final class ControlServer {
                 close(client)
                 continue
             }
-            clients[client] = PendingClient(since: now)
+            clients[client] = PendingClient(since: now, peer: PeerCredentials(socket: client))
             register(client)
         }
     }
@@ -139,10 +145,11 @@ public final class ControlServer {
     public func isClient(_ fd: Int32) -> Bool { clients[fd] != nil }
 
     /// Reads what a client sent. Once its request line is complete (or too long, or the client
-    /// left), `handler` answers it and the connection closes, unless the handler took the
-    /// descriptor over (it returns nil: a capture stream, or an answer sent later with
+    /// left), `handler` answers it if the client's role permits the request (otherwise the
+    /// answer is an error saying why not) and the connection closes, unless the handler took
+    /// the descriptor over (it returns nil: a capture stream, or an answer sent later with
     /// `respond`). `unregister` takes it off the loop.
-    public func readable(_ fd: Int32, unregister: (Int32) -> Void, _ handler: (String, Int32) -> String?) {
+    public func readable(_ fd: Int32, unregister: (Int32) -> Void, _ handler: (ControlRequest, Int32) -> String?) {
         guard var client = clients[fd] else { return }
         var chunk = [UInt8](repeating: 0, count: 4096)
         var ended = false
@@ -161,7 +168,7 @@ public final class ControlServer {
         }
         clients[fd] = nil
         unregister(fd)
-        finish(fd, data: client.data, handler)
+        finish(fd, client, handler)
     }
 
     /// Answers and closes clients that sent no complete request in time.
@@ -176,7 +183,8 @@ public final class ControlServer {
     /// When the oldest waiting client times out, if any.
     public var nextClientDeadline: Int64? { clients.values.map(\.since).min().map { $0 + Self.requestTimeoutNanoseconds } }
 
-    private func finish(_ fd: Int32, data: [UInt8], _ handler: (String, Int32) -> String?) {
+    private func finish(_ fd: Int32, _ client: PendingClient, _ handler: (ControlRequest, Int32) -> String?) {
+        let data = client.data
         guard data.count <= ControlProtocol.maximumRequestBytes else {
             return answer(fd, ControlProtocol.errorDocument("request too long (over \(ControlProtocol.maximumRequestBytes) bytes)"))
         }
@@ -184,7 +192,19 @@ public final class ControlServer {
               !line.trimmingCharacters(in: .whitespaces).isEmpty else {
             return answer(fd, ControlProtocol.errorDocument("empty or unreadable request"))
         }
-        guard let reply = handler(line.trimmingCharacters(in: .whitespaces), fd) else { return }
+        let request: ControlRequest
+        do {
+            request = try ControlRequest(parsing: line.trimmingCharacters(in: .whitespaces))
+        } catch {
+            return answer(fd, ControlProtocol.errorDocument(error.description))
+        }
+        guard let peer = client.peer else {
+            return answer(fd, ControlProtocol.errorDocument("permission denied: the client could not be identified (SO_PEERCRED)"))
+        }
+        if let refusal = policy.refusal(of: request, by: peer, as: policy.role(of: peer)) {
+            return answer(fd, ControlProtocol.errorDocument(refusal))
+        }
+        guard let reply = handler(request, fd) else { return }
         answer(fd, reply)
     }
 

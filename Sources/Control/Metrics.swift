@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CLinux
 import Foundation
+import SwitchEngine
 
 /// The status in the Prometheus text exposition format (version 0.0.4).
 extension StatusReport {
@@ -58,11 +59,46 @@ extension StatusReport {
     }
 }
 
-/// A minimal HTTP/1.0 endpoint for Prometheus: GET /metrics answers the text format, anything
-/// else 404. The daemon serves it off its forwarding threads; each client gets a short timeout.
+/// A minimal HTTP endpoint for Prometheus: GET /metrics answers the text format, anything else
+/// an error. Every socket is non-blocking and served from the caller's epoll loop: a connection
+/// has `deadline` for all of it (its request in, its answer out), and at most
+/// `maximumConnections` are open, so clients that send a byte a second hold up neither other
+/// scrapes nor what else the loop does.
 public final class MetricsServer {
     public let descriptor: Int32
     public let address: String
+
+    /// Open connections at most; a new one past them closes the oldest (a scrape takes
+    /// milliseconds, so what is old is slow, and slow clients cannot keep a scrape out).
+    public static let maximumConnections = 16
+    /// For the whole request and its answer; then 408 and close.
+    public static let deadline: Duration = .seconds(5)
+
+    /// How connections ended, counted for the metrics page itself.
+    public enum Outcome: String, CaseIterable, Sendable {
+        /// A complete request, answered (200, 404, 405).
+        case answered
+        /// A request that was not HTTP or too long (400, 431).
+        case badRequest = "bad_request"
+        /// Not complete, or its answer not taken, by the deadline (408).
+        case timedOut = "timed_out"
+        /// Closed to make room for a new connection (503).
+        case overLimit = "over_limit"
+        /// The client left before its request was complete.
+        case clientLeft = "client_left"
+    }
+    public private(set) var outcomes: [Outcome: UInt64] = [:]
+
+    private struct Connection {
+        var reader: HTTPRequestReader
+        var opened: Instant
+        /// The answer once the request is complete, and how much of it is sent.
+        var answer: [UInt8]?
+        var sent = 0
+        /// When to try again to send the rest of the answer.
+        var retry = Instant.zero
+    }
+    private var connections: [Int32: Connection] = [:]
 
     /// `A.B.C.D:PORT` (IPv4).
     public init(listen: String) throws(ControlError) {
@@ -83,7 +119,7 @@ public final class MetricsServer {
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0, Glibc.listen(fd, 16) == 0 else {
+        guard bound == 0, Glibc.listen(fd, 64) == 0 else {
             let error = ControlError.system("cannot listen for metrics", listen)
             close(fd)
             throw error
@@ -92,43 +128,179 @@ public final class MetricsServer {
         self.address = listen
     }
 
-    deinit { close(descriptor) }
+    deinit {
+        for fd in connections.keys { close(fd) }
+        close(descriptor)
+    }
 
-    public func serve(_ body: () -> String) {
+    public func isConnection(_ fd: Int32) -> Bool { connections[fd] != nil }
+
+    /// Open connections (reading their request or sending their answer).
+    public var connectionCount: Int { connections.count }
+
+    /// When the loop must call `expire` next: the earliest deadline, or soon while an answer
+    /// waits for its client to read.
+    public var nextDeadline: Instant? {
+        var next: Instant?
+        for connection in connections.values {
+            let due = connection.answer == nil ? connection.reader.deadline : connection.retry
+            next = min(next ?? due, due)
+        }
+        return next
+    }
+
+    /// Accepts every waiting client; `register` puts each on the loop (readable), `unregister`
+    /// takes a connection closed to make room off it.
+    public func accept(at now: Instant, register: (Int32) -> Void, unregister: (Int32) -> Void) {
         while true {
-            let client = accept(descriptor, nil, nil)
-            guard client >= 0 else { return }
-            defer { close(client) }
-            var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
-            setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            var request: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 2048)
-            while request.count < 8192 {
-                let n = chunk.withUnsafeMutableBytes { read(client, $0.baseAddress, $0.count) }
-                guard n > 0 else { break }
-                request += chunk[0..<n]
-                if request.count >= 4, request.suffix(4) == [13, 10, 13, 10] { break }
+            let fd = Glibc.accept(descriptor, nil, nil)
+            guard fd >= 0 else {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return
             }
-            let line = String(decoding: request.prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
-            let words = line.split(separator: " ")
-            let response: String
-            if words.count >= 2, words[0] == "GET", words[1] == "/metrics" || words[1].hasPrefix("/metrics?") {
-                let text = body()
-                response = "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                    + "Content-Length: \(text.utf8.count)\r\nConnection: close\r\n\r\n" + text
-            } else {
-                let text = "not found: try /metrics\n"
-                response = "HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: \(text.utf8.count)\r\n"
-                    + "Connection: close\r\n\r\n" + text
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            if connections.count >= Self.maximumConnections,
+               let oldest = connections.min(by: { $0.value.opened < $1.value.opened })?.key {
+                end(oldest, .overLimit, unregister: unregister,
+                    with: Self.response("503 Service Unavailable", "too many connections to the metrics endpoint\n"))
             }
-            let bytes = Array(response.utf8)
-            var offset = 0
-            while offset < bytes.count {
-                let n = bytes[offset...].withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
-                guard n > 0 else { break }
-                offset += n
+            var size: Int32 = 4 << 20
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+            connections[fd] = Connection(reader: HTTPRequestReader(deadline: now + Self.deadline), opened: now)
+            register(fd)
+        }
+    }
+
+    /// Reads what a client sent, without blocking. Once its request is complete it is
+    /// answered (`body` makes the metrics page) and the connection leaves the loop.
+    public func readable(_ fd: Int32, at now: Instant, unregister: (Int32) -> Void, body: () -> String) {
+        guard var connection = connections[fd], connection.answer == nil else { return }
+        var chunk = [UInt8](repeating: 0, count: 2048)
+        var outcome = HTTPRequestReader.Outcome.incomplete
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                outcome = connection.reader.outcome(at: now)
+                break
+            }
+            if n <= 0 {
+                guard connection.reader.count > 0 else { return end(fd, .clientLeft, unregister: unregister) }
+                outcome = connection.reader.outcome(at: now, ended: true)
+                break
+            }
+            outcome = connection.reader.receive(chunk[0..<n], at: now)
+            if outcome != .incomplete { break }
+        }
+        connections[fd] = connection
+        conclude(fd, outcome, at: now, unregister: unregister, body: body)
+    }
+
+    /// Answers 408 to clients whose deadline passed (those whose request came complete, late,
+    /// are answered) and goes on with answers their clients read slowly.
+    public func expire(at now: Instant, unregister: (Int32) -> Void, body: () -> String) {
+        for (fd, connection) in connections {
+            if connection.answer != nil {
+                if now >= connection.retry { send(fd, at: now, unregister: unregister) }
+            } else if now >= connection.reader.deadline {
+                readable(fd, at: now, unregister: unregister, body: body)
             }
         }
+    }
+
+    private func conclude(_ fd: Int32, _ outcome: HTTPRequestReader.Outcome, at now: Instant,
+                          unregister: (Int32) -> Void, body: () -> String) {
+        switch outcome {
+        case .incomplete:
+            return
+        case .complete(let head):
+            unregister(fd)
+            outcomes[.answered, default: 0] += 1
+            connections[fd]?.answer = answer(head, body: body)
+        case .malformed(let why):
+            end(fd, .badRequest, unregister: unregister, with: Self.response("400 Bad Request", "\(why)\n"))
+            return
+        case .tooLarge:
+            end(fd, .badRequest, unregister: unregister,
+                with: Self.response("431 Request Header Fields Too Large", "request head over \(HTTPRequestReader.maximumBytes) bytes\n"))
+            return
+        case .timedOut:
+            end(fd, .timedOut, unregister: unregister,
+                with: Self.response("408 Request Timeout", "no complete request within \(Self.deadline.secondsValue) s\n"))
+            return
+        }
+        send(fd, at: now, unregister: unregister)
+    }
+
+    private func answer(_ head: HTTPRequestReader.Head, body: () -> String) -> [UInt8] {
+        guard head.target == "/metrics" || head.target.hasPrefix("/metrics?") else {
+            return Self.response("404 Not Found", "not found: try /metrics\n")
+        }
+        guard head.method == "GET" else {
+            return Self.response("405 Method Not Allowed", "only GET /metrics\n", extraHeaders: "Allow: GET\r\n")
+        }
+        return Self.response("200 OK", body() + listenerText(), contentType: "text/plain; version=0.0.4; charset=utf-8")
+    }
+
+    /// Writes what the client takes now; closes once all is sent, the client is gone, or the
+    /// deadline passed.
+    private func send(_ fd: Int32, at now: Instant, unregister: (Int32) -> Void) {
+        guard var connection = connections[fd], let answer = connection.answer else { return }
+        while connection.sent < answer.count {
+            let n = answer[connection.sent...].withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress, $0.count, clinux_MSG_DONTWAIT | clinux_MSG_NOSIGNAL)
+            }
+            if n > 0 { connection.sent += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && now < connection.opened + Self.deadline {
+                connection.retry = now + .milliseconds(5)
+                connections[fd] = connection
+                return
+            }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { outcomes[.timedOut, default: 0] += 1 }
+            break
+        }
+        connections[fd] = nil
+        Self.closeDraining(fd)
+    }
+
+    /// Closes a connection at once, with a last answer if the socket takes it now.
+    private func end(_ fd: Int32, _ outcome: Outcome, unregister: (Int32) -> Void, with last: [UInt8]? = nil) {
+        outcomes[outcome, default: 0] += 1
+        unregister(fd)
+        connections[fd] = nil
+        if let last {
+            _ = last.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, clinux_MSG_DONTWAIT | clinux_MSG_NOSIGNAL) }
+        }
+        Self.closeDraining(fd)
+    }
+
+    /// Reads what the client sent beyond its request (up to 64 KiB, without waiting) before
+    /// closing: a socket closed with unread bytes resets the connection, and the client may
+    /// then lose the answer that is on its way.
+    private static func closeDraining(_ fd: Int32) {
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        for _ in 0..<16 {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard n > 0 || (n < 0 && errno == EINTR) else { break }
+        }
+        Glibc.close(fd)
+    }
+
+    /// The endpoint's own counters, after the switch's.
+    private func listenerText() -> String {
+        var out = "# HELP snoopswitch_metrics_connections_total Connections to this endpoint, by how they ended.\n"
+            + "# TYPE snoopswitch_metrics_connections_total counter\n"
+        for outcome in Outcome.allCases {
+            out += "snoopswitch_metrics_connections_total{outcome=\"\(outcome.rawValue)\"} \(outcomes[outcome] ?? 0)\n"
+        }
+        return out
+    }
+
+    static func response(_ status: String, _ text: String, contentType: String = "text/plain; charset=utf-8",
+                         extraHeaders: String = "") -> [UInt8] {
+        Array(("HTTP/1.0 \(status)\r\nContent-Type: \(contentType)\r\nContent-Length: \(text.utf8.count)\r\n"
+               + extraHeaders + "Connection: close\r\n\r\n" + text).utf8)
     }
 }

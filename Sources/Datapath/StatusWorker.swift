@@ -4,6 +4,7 @@ import Glibc
 import CLinux
 import Control
 import Ports
+import SwitchEngine
 import Synchronization
 
 /// What a status shows, copied out of the engine and the ports under the datapath's lock.
@@ -17,9 +18,12 @@ struct StatusParts {
 
 /// The control plane's slow work, on a thread of its own so that no forwarding thread waits for
 /// it: status documents (seconds of sorting and JSON for 100,000 groups) and the metrics
-/// endpoint (whose clients may take their time to send a request). It copies the state under
-/// the datapath's lock, briefly, and formats without it. Status answers go back to the main
-/// thread, which owns the control socket's clients and sends them.
+/// endpoint. It copies the state under the datapath's lock, briefly, and formats without it; a
+/// scrape copies it as a status does (`currentState`). Status answers go back to the main
+/// thread, which owns the control socket's clients and sends them. The metrics endpoint's
+/// sockets are non-blocking in this thread's epoll, each connection with a deadline for the
+/// whole of it (`MetricsServer`): a client that sends a byte a second delays neither a status
+/// nor another scrape.
 final class StatusWorker: @unchecked Sendable {
     /// Status requests waiting, at most this many; more are refused rather than queued.
     static let maximumQueued = 16
@@ -47,6 +51,8 @@ final class StatusWorker: @unchecked Sendable {
     private enum Token {
         static let wakeup: UInt64 = 0
         static let metrics: UInt64 = 1
+        /// Metrics connections: this plus their descriptor.
+        static let metricsClient: UInt64 = 1 << 32
     }
 
     init(lock: DatapathLock, metrics: MetricsServer?, copyState: @escaping () -> StatusParts,
@@ -56,7 +62,7 @@ final class StatusWorker: @unchecked Sendable {
         self.copyState = copyState
         self.answered = answered
         wakeup = try Wakeup()
-        poller = try Poller(capacity: 4)
+        poller = try Poller(capacity: 32)
         try poller.add(wakeup.descriptor, token: Token.wakeup)
         if let metrics { try poller.add(metrics.descriptor, token: Token.metrics) }
     }
@@ -102,10 +108,13 @@ final class StatusWorker: @unchecked Sendable {
         // and to the hosts, and never runs ahead of forwarding (--nice 5).
         try? SystemThread.setCurrentNice(max(0, SystemThread.currentNice))
         while true {
-            let count = poller.wait(timeoutMilliseconds: -1)
-            for i in 0..<count where poller.ready[i] == Token.metrics {
-                metrics?.serve { currentState().report.prometheusText() }
+            var timeout: Int32 = -1
+            if let next = metrics?.nextDeadline {
+                let wait = next.nanoseconds - monotonicNanoseconds()
+                timeout = Int32(clamping: max(0, (wait + 999_999) / 1_000_000))
             }
+            let count = poller.wait(timeoutMilliseconds: timeout)
+            if let metrics { serveMetrics(metrics, ready: count) }
             wakeup.drain()
             requests: while true {
                 switch nextRequest() {
@@ -118,6 +127,26 @@ final class StatusWorker: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    /// Accepts and reads the metrics endpoint's clients that `ready` says are waiting, answers
+    /// those whose request is complete, and times out those past their deadline.
+    private func serveMetrics(_ metrics: MetricsServer, ready count: Int) {
+        let register = { [poller] (fd: Int32) in try? poller.add(fd, token: Token.metricsClient + UInt64(fd)) }
+        let unregister = { [poller] (fd: Int32) in poller.remove(fd) }
+        let scrape = { [self] in currentState().report.prometheusText() }
+        for i in 0..<count {
+            let now = Instant(nanoseconds: monotonicNanoseconds())
+            switch poller.ready[i] {
+            case Token.metrics:
+                metrics.accept(at: now, register: { _ = register($0) }, unregister: unregister)
+            case let token where token >= Token.metricsClient:
+                metrics.readable(Int32(truncatingIfNeeded: token - Token.metricsClient), at: now, unregister: unregister, body: scrape)
+            default:
+                break
+            }
+        }
+        metrics.expire(at: Instant(nanoseconds: monotonicNanoseconds()), unregister: unregister, body: scrape)
     }
 
     private enum Next { case request(Int32, Format), idle, stop }

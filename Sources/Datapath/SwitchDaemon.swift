@@ -997,28 +997,28 @@ public final class SwitchDaemon: @unchecked Sendable {
 
     // MARK: - Control
 
-    private func answer(_ request: String, client: Int32) -> String? {
-        let words = request.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+    /// A request the client's role permits (the control server checked it).
+    private func answer(_ request: ControlRequest, client: Int32) -> String? {
+        let words = request.arguments
         do {
-            switch words.first ?? "" {
-            case "capture":
-                try startCapture(Array(words.dropFirst()), client: client)
+            switch request.command {
+            case .capture:
+                try startCapture(words, client: client)
                 return nil
-            case "status":
+            case .status:
                 // Made on the status worker and sent when it is done (`run`, Token.wakeup).
                 let format: StatusWorker.Format
-                switch words.dropFirst().first {
+                switch words.first {
                 case nil: format = .json
-                case "text" where words.count == 2: format = .text
+                case "text" where words.count == 1: format = .text
                 default: throw ControlError("usage: status [text]")
                 }
                 guard statusWorker.submit(client: client, format: format) else { throw ControlError("busy: too many status requests waiting") }
                 return nil
-            case "ping": return "{\"pong\":true}"
-            case "port": try portCommand(Array(words.dropFirst()))
-            case "fdb": try fdbCommand(Array(words.dropFirst()))
-            case "mdb": try mdbCommand(Array(words.dropFirst()))
-            default: throw ControlError("unknown request '\(request.prefix(64))'")
+            case .ping: return "{\"pong\":true}"
+            case .port: try portCommand(words)
+            case .fdb: try fdbCommand(words)
+            case .mdb: try mdbCommand(words)
             }
             return "{\"ok\":true}"
         } catch {

@@ -160,7 +160,7 @@ struct Run: ParsableCommand {
     @Option(help: "Serve Prometheus metrics on ADDRESS:PORT (GET /metrics).")
     var metrics: String?
 
-    @Option(help: "A group whose members may use the control socket too (mode 0660 instead of 0600).")
+    @Option(help: "A group whose members may read the status over the control socket (mode 0660 instead of 0600); changes and captures stay root's.")
     var controlGroup: String?
 
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
