@@ -23,8 +23,10 @@ tun        SNOOPSWITCH_TEST_TUN=0|1      creating a TAP device through /dev/net/
 0 makes the tests take the feature as absent whatever the kernel has (they check what does
 not need it, then skip: the path a kernel without it takes); 1 makes them take it as present
 without looking (where the kernel lacks it they fail: for a machine that must have it). Unset
-(or "auto"), the probe decides. Forcing TCX or BPF absent changes what the tests expect, not
-what the switch does.
+(or "auto"), the probe decides. With TCX forced absent the lab also starts its switches with
+--no-host-stack-filter --no-kernel-fast-path --no-egress-replication, what the switch falls
+back to by itself on such a kernel (:func:`switch_flags`); BPF forced absent changes only what
+the tests expect (the switch's fanout steering has no flag).
 
     /usr/bin/python3 tests/integration/kernel_features.py      prints what this machine has
 """
@@ -215,6 +217,30 @@ def require(name: str, what: str) -> None:
     if why is not None:
         import pytest
         pytest.skip(f"{what}: not checked on a {why}")
+
+
+def needs(name: str, what: str):
+    """A pytest mark that skips a test about `what` where the tests take `name` as absent (for
+    a test with nothing to check without it)."""
+    import pytest
+    why = missing(name)
+    return pytest.mark.skipif(why is not None, reason=f"{what}: not checked on a {why}")
+
+
+# The switch's flags that turn off what needs TCX: what it does by itself, with a warning,
+# where the kernel refuses.
+WITHOUT_TCX = ("--no-host-stack-filter", "--no-kernel-fast-path", "--no-egress-replication")
+
+
+def switch_flags(args: list[str]) -> list[str]:
+    """Flags the lab adds to a switch's command line `args`: where TCX is forced absent
+    (SNOOPSWITCH_TEST_TCX=0, or BPF=0) on a kernel that has it, the switch runs without what
+    needs TCX too, as it would on a kernel without it, so that the tests meet the switch they
+    would meet there."""
+    tcx = forced("tcx")
+    if tcx is False or (tcx is None and forced("bpf") is False):
+        return [f for f in WITHOUT_TCX if f not in args]
+    return []
 
 
 def summary() -> str:
