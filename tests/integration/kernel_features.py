@@ -249,7 +249,7 @@ def summary() -> str:
     for name in ENV:
         how = " (forced)" if forced(name) is not None else ""
         parts.append(f"{name} {'yes' if has(name) else 'no'}{how}")
-    return f"kernel {platform.release()}: " + ", ".join(parts)
+    return f"kernel {platform.release()}, as the tests take it (kernel_features.py): " + ", ".join(parts)
 
 
 if __name__ == "__main__":
