@@ -213,6 +213,7 @@ def has(name: str) -> bool:
 def require(name: str, what: str) -> None:
     """Skip the test (pytest.skip) with `what` and the reason, if the tests take `name` as absent.
     Call it after every check that does not need the feature, so that those still run."""
+    __tracebackhide__ = True  # the skip is reported at the test's line
     why = missing(name)
     if why is not None:
         import pytest

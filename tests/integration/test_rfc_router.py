@@ -85,6 +85,7 @@ def _leaves_of(cap, group, src, after: float):
 
 def _pimd_tables(what: str) -> None:
     """Skip (after the checks that need no multicast routing) where pimd keeps no tables."""
+    __tracebackhide__ = True
     kernel_features.require("mroute", what)
 
 
