@@ -72,8 +72,8 @@ def _reports_about(cap, group, src=None):
 
 
 def _leaves_of(cap, group, src, after: float):
-    """IGMPv3 reports from src, captured after `after`, that leave group (a TO_IN({}) record:
-    type 3, no sources), or IGMPv2 leaves of it."""
+    """IGMPv3 reports from src, captured after `after`, with a CHANGE_TO_INCLUDE record for
+    group (type 3: a socket's leave is TO_IN({})), or IGMPv2 leaves of it."""
     def leave(m):
         if m.ip.src != src or m.frame.time <= after:
             return False
