@@ -18,6 +18,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import kernel_features  # noqa: E402
 from lab import HostSpec, Lab, binary_path, cleanup_stale  # noqa: E402
 
 
@@ -26,6 +27,12 @@ def pytest_configure(config):
                             "select with -m vm, leave out with -m 'not vm'")
     if os.geteuid() != 0:
         raise pytest.UsageError("the integration tests need root (network namespaces, AF_PACKET)")
+
+
+def pytest_report_header(config):
+    """What the kernel has of what some tests need (kernel_features.py: a test that needs what
+    is missing checks the rest and skips with the reason)."""
+    return kernel_features.summary()
 
 
 @pytest.hookimpl(hookwrapper=True)

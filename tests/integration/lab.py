@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+import kernel_features
+
 REPO = Path(__file__).resolve().parents[2]
 TOPOLOGIES = REPO / "topologies"
 
@@ -1241,9 +1243,11 @@ class Lab:
         """Start `snoopswitch run` with a port per host (spec = name + suffix, override
         per host with suffixes={name: ":router"}; port_suffix, e.g. ":pcap", is appended to
         every spec, by default $SNOOPSWITCH_PORT_SUFFIX or nothing) and `flags` (plus the
-        topology file's switch flags if default_flags). Waits for the control socket."""
+        topology file's switch flags if default_flags; without what needs TCX where the tests are
+        told to take TCX as absent, kernel_features.switch_flags). Waits for the control socket."""
         self.stop_switch()
         args = self.port_specs(suffixes, only, port_suffix) + (self.topology.switch_flags if default_flags else []) + list(flags)
+        args += kernel_features.switch_flags(args)
         sw = Switch(self, args)
         self.switch = sw
         self.switch_history.append(sw)

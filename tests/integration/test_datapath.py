@@ -12,6 +12,11 @@ Without --cpus, each thread is bound to a CPU whose frames it does not take.
 Delivery is checked with real sockets, byte for byte: veth leaves checksums partial, so
 a datagram reaches a socket only if the switch handed the kernel a valid virtio-net
 header with it.
+
+What needs more of the kernel (kernel_features.py) is checked where it has it: egress
+replication's sockets and the kernel fast path need TCX (Linux 6.6 and later), threads placed
+away from their senders need BPF (the fanout steering program), the host stack filter TCX.
+Elsewhere a test checks what does not need them and then skips, saying why.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections import Counter
 
 import pytest
 
+import kernel_features
 from lab import (
     REPO,
     binary_path,
@@ -186,7 +192,8 @@ def test_every_frame_size_crosses_intact(four, variant):
     flags, burst = VARIANTS[variant]
     sw = four.start_switch(*flags)
     h1, h2, h3, h4 = (four[n] for n in ("h1", "h2", "h3", "h4"))
-    if "--threads" in flags:
+    tcx = kernel_features.has("tcx")
+    if "--threads" in flags and tcx:
         threads = int(flags[flags.index("--threads") + 1])
         status = sw.status()
         assert status["datapath"]["replicating_ports"] == len(four.hosts), status["datapath"]
@@ -202,7 +209,7 @@ def test_every_frame_size_crosses_intact(four, variant):
     rxs = {"h1": h1.join(G, PORT), "h2": h2.join(G, PORT), "h3": h3.receiver(None, PORT)}
     # Both ways, so that with the kernel fast path both flows are the kernel's before the test.
     assert h4.ping(h3.addr) and h3.ping(h4.addr), "h4 and h3 cannot ping each other"
-    if variant == "kernel-fast-path":
+    if variant == "kernel-fast-path" and tcx:
         sw.wait_status(lambda s: s["datapath"]["kernel_flows"] >= 2, what="the kernel forwarding h3's and h4's flows")
     cap3 = h3.capture()
     seed = random.getrandbits(32)
@@ -238,6 +245,9 @@ def test_every_frame_size_crosses_intact(four, variant):
                           f"(unicast) and to {G} (h1, h2): {problems}")
     leaked = cap3.to_group(G)
     assert leaked == [], f"{variant}: non-member h3 saw {len(leaked)} frames to {G}: {leaked[:3]}"
+    if "--threads" in flags:
+        kernel_features.require("tcx", "the replicating ports and their sending sockets (egress replication)"
+                                + (", the unicast flows in the kernel (the fast path)" if variant == "kernel-fast-path" else ""))
 
 
 # ---- TCP: GSO frames through the queue path -------------------------------------------
@@ -259,6 +269,7 @@ def test_tcp_with_default_offloads_crosses_intact(four, variant):
     biggest = max((f.orig_len for f in cap.outgoing()), default=0)
     assert biggest > 1514, f"h2 never sent a frame larger than the MTU (largest {biggest}): GSO was not exercised"
     if variant == "kernel-fast-path":
+        kernel_features.require("tcx", "the connection carried by the kernel (the fast path)")
         assert st["datapath"]["kernel_flows"] >= 2, f"no kernel flows after the transfer: {st['datapath']}"
         rx = port_entry(st, "h2")["rx_bytes"]
         assert rx >= 8 << 20, f"h2's port counted {rx} bytes received of the 8 MiB the kernel forwarded"
@@ -417,6 +428,7 @@ for burst in range(int(float(sys.argv[3]) * 400)):   # 100 datagrams every 2.5 m
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+@kernel_features.needs("bpf", "forwarding threads bound away from the CPUs whose flows they take (fanout steering)")
 def test_a_flood_is_forwarded_from_another_cpu_than_its_senders(four):
     """Without --cpus, thread i of n takes the frames the kernel receives on CPUs c with
     c % n == i (on a veth, the CPU of their sender) and is bound to a CPU whose frames it does
@@ -505,6 +517,7 @@ def _take_port_address(four):
         sh("ip", "-n", four[h].ns, "neigh", "flush", "dev", "eth0", check=False)
 
 
+@kernel_features.needs("tcx", "the host stack filter")
 def test_host_stack_never_sees_a_ports_frames_and_gets_them_back_when_the_switch_dies(four):
     """The switch namespace's end of h1's veth gets an address of its own. Before the switch
     runs, h1 pings it: the namespace's stack answers. While the switch runs, that stack sees
@@ -660,16 +673,22 @@ def test_the_service_units_capabilities_suffice_and_without_them_the_switch_fall
     default: nice -10, both ports kept from the host stack, on the kernel fast path and
     replicating on egress, no warning. Without CAP_SYS_NICE and CAP_BPF it still forwards, at
     nice 0 with no filter, no fast path and no replication, its threads sharing the ports'
-    frames by flow hash where the scheduler puts them, and says why in one warning each."""
+    frames by flow hash where the scheduler puts them, and says why in one warning each.
+    Where the kernel has no TCX or refuses BPF, what needs them is left out with the unit's
+    capabilities too (the test skips at its end)."""
     caps = unit_capabilities()
     assert {"sys_nice", "bpf", "net_raw", "net_admin"} <= set(caps), f"unit capabilities: {caps}"
     status, log = run_with_capabilities(four, caps, "unit")
     dp = status["datapath"]
-    assert (dp["nice"], dp["host_stack_filtered_ports"], dp["packet_ports"], dp["fast_path_ports"],
-            dp["replicating_ports"]) == (-10, 2, 2, 2, 2), f"{dp}\n{log}"
-    if dp["threads"] > 1:
+    assert (dp["nice"], dp["packet_ports"]) == (-10, 2), f"{dp}\n{log}"
+    kernel_has_all = kernel_features.has("bpf") and kernel_features.has("tcx")
+    if kernel_features.has("tcx"):
+        assert (dp["host_stack_filtered_ports"], dp["fast_path_ports"], dp["replicating_ports"]) == (2, 2, 2), \
+            f"{dp}\n{log}"
+    if dp["threads"] > 1 and kernel_features.has("bpf"):
         assert None not in dp["thread_cpus"], f"threads not bound away from their senders: {dp}\n{log}"
-    assert "warning" not in log, log
+    if kernel_has_all:
+        assert "warning" not in log, log
     fewer = [c for c in caps if c not in ("sys_nice", "bpf")]
     status, log = run_with_capabilities(four, fewer, "fewer")
     dp = status["datapath"]
@@ -682,6 +701,9 @@ def test_the_service_units_capabilities_suffice_and_without_them_the_switch_fall
         del warnings[1]
     assert len(warnings) == 4 and "nice -10" in warnings[0] and "fast path" in warnings[1] \
         and "egress replication" in warnings[2] and "TCX" in warnings[3], log
+    kernel_features.require("bpf", "the unit's capabilities giving the fanout steering program")
+    kernel_features.require("tcx", "the unit's capabilities giving the host stack filter, the kernel fast path "
+                                   "and egress replication")
 
 
 # ---- bad values -------------------------------------------------------------------------

@@ -6,6 +6,10 @@ destination MAC, source MAC), and the flow back, itself: a BPF program on the po
 hook redirects it, and a filter keeps it from the switch's sockets. The switch counts what
 the kernel forwarded, keeps its sources learned, and takes a flow back as soon as it would
 decide it otherwise (a station moved, a link went down) or a capture wants every frame.
+
+The fast path needs TCX (Linux 6.6 and later; kernel_features.py): where the kernel has none,
+the tests of it skip, saying so, and those that run without it (--no-kernel-fast-path, frames
+of the switch's own namespace) run everywhere.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 
 import pytest
 
+from kernel_features import needs
 from lab import binary_path, macs, port_entry, random_marker, send_frames, udp_frame, wait_until
 
 
@@ -32,7 +37,11 @@ def settle_flows(sw, at_least: int, what: str = "the kernel's flows"):
     return wait_until(lambda: flows(sw) >= at_least, timeout=5, what=f"{what} (at least {at_least})")
 
 
-@pytest.mark.parametrize("flags", [[], ["--no-kernel-fast-path"]], ids=["fast-path", "no-fast-path"])
+NEEDS_TCX = needs("tcx", "the kernel fast path")
+
+
+@pytest.mark.parametrize("flags", [pytest.param([], marks=NEEDS_TCX), ["--no-kernel-fast-path"]],
+                         ids=["fast-path", "no-fast-path"])
 def test_an_established_flow_crosses_a_stopped_switch_and_a_new_one_does_not(four, flags):
     """h2 and h1 ping each other; then the switch process is stopped (SIGSTOP). With the
     fast path, h2's pings to h1 still cross (the kernel has the flow), while h3, which the
@@ -62,6 +71,7 @@ def test_an_established_flow_crosses_a_stopped_switch_and_a_new_one_does_not(fou
     assert counted >= 5, f"h2's port counted {counted} frames received while stopped; the kernel forwarded 5 pings"
 
 
+@NEEDS_TCX
 def test_a_station_move_takes_its_flows_back_at_once(four):
     """h2 and h1 exchange frames: the kernel carries both flows. Then h1's MAC speaks from
     h3's port (the station moved, or a host claims it): the very next datagrams from h2 to
@@ -91,6 +101,7 @@ def test_a_station_move_takes_its_flows_back_at_once(four):
     assert flows(sw) >= 2, "h1's and h2's flows did not come back to the kernel"
 
 
+@NEEDS_TCX
 def test_a_link_going_down_takes_its_flows_back(four):
     """h1's link goes down: the switch forgets h1's MAC and the kernel forgets every flow
     to or from h1's port; back up, h1 and h2 reach each other again."""
@@ -106,6 +117,7 @@ def test_a_link_going_down_takes_its_flows_back(four):
     wait_until(lambda: h2.ping(h1.addr), timeout=10, what="h2 reaching h1 once its link is back")
 
 
+@NEEDS_TCX
 def test_a_capture_sees_every_frame_of_a_flow_the_kernel_had(four):
     """While `snoopswitch capture` runs, the switch forwards every frame itself, so the
     capture holds h2's pings to h1 although the kernel carried that flow before; afterwards
@@ -153,6 +165,7 @@ def test_frames_the_switch_namespace_sends_on_a_port_are_not_switched(four, flag
     assert (1, stranger) not in macs(sw.status()), "the switch learned the source of a frame its namespace sent"
 
 
+@NEEDS_TCX
 def test_small_frame_flows_stay_with_the_switch_bulk_ones_go_to_the_kernel(four):
     """By default a flow goes to the kernel once it carries a frame of 1,024 bytes or more,
     and its way back with it: pings of 56 bytes leave the kernel's table empty, one ping of

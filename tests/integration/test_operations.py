@@ -13,6 +13,7 @@ import re
 
 import pytest
 
+from kernel_features import needs
 from lab import (
     Capture,
     Receiver,
@@ -37,6 +38,7 @@ def port_names(status: dict) -> list[str]:
 
 
 # ---- TAP port ------------------------------------------------------------------------
+@needs("tun", "a TAP port")
 def test_tap_port_in_a_host_namespace_joins_pings_and_carries_tcp(four):
     """`--port vm1:tap`: the switch creates TAP device vm1 in its namespace; moved into a
     host namespace, addressed and up, that stack is a host on the switch: it joins a group

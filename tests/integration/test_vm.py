@@ -13,7 +13,9 @@ sends the IGMP report), counts the datagrams to the group and prints
 Run alone: /usr/bin/python3 -m pytest -q tests/integration/test_vm.py (or -m vm).
 It skips only if qemu, busybox-static, a static C library or the kernel package cannot
 be had from this machine's Debian packages (scripts/install-deps.sh installs the first
-three); a VM that does not boot fails.
+three; the kernel package is downloaded once, so the first run needs Debian's mirror), or
+if the host's kernel has no TUN/TAP devices for qemu's tap (kernel_features.py); a VM that
+does not boot fails. KVM is not needed (TCG; SNOOPSWITCH_VM_ACCEL=kvm uses it).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+import kernel_features
 from lab import (QEMU, TMP_PREFIX, Lab, Topology, default_port_suffix, igmp_of, macs, mcast_mac, member_entry, members,
                  port_entry, random_marker, start_vm)
 
@@ -57,6 +60,7 @@ def guest():
     """vmlinuz (cached) and an initramfs built for this run (deleted afterwards)."""
     if shutil.which(QEMU) is None:
         pytest.skip(f"{QEMU} not found (Debian package qemu-system-x86; scripts/install-deps.sh installs it)")
+    kernel_features.require("tun", "a VM on a tap that qemu creates")
     build_guest = _build_guest_module()
     out = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-vm-"))
     try:

@@ -96,6 +96,8 @@ def _module_bytes(path: Path) -> bytes:
     if path.name.endswith(".ko.xz"):
         return lzma.decompress(data)
     if path.name.endswith(".ko.zst"):
+        if shutil.which("zstd") is None:
+            raise Unobtainable(f"{path.name} is compressed with zstd and zstd is not installed (Debian package zstd)")
         r = subprocess.run(["zstd", "-dc"], input=data, capture_output=True, timeout=60)
         if r.returncode != 0:
             raise RuntimeError(f"zstd -dc {path} failed: {r.stderr.decode(errors='replace')}")
