@@ -16,6 +16,9 @@ public enum DropReason: String, CaseIterable, Sendable {
     case rateLimited = "rate_limited"
     /// A query or router announcement on a port that may not speak for a router.
     case queryGuard = "query_guard"
+    /// A frame to an IEEE 802.1Q reserved address (01:80:C2:00:00:01 to 0F: PAUSE, LACP,
+    /// 802.1X, LLDP, ...), which stays on its link unless relaying it was asked for.
+    case reservedAddress = "reserved_address"
 }
 
 /// What the engine counts. Plain integers: the control plane reads them.

@@ -64,6 +64,8 @@ public final class SnoopingSwitch {
     /// Whether IGMP snooping runs in each VLAN, indexed by VLAN ID.
     @exclusivity(unchecked) private var snoops = [Bool](repeating: true, count: 4096)
     @exclusivity(unchecked) private var nextMacSweep: Instant
+    /// The reserved addresses relayed (bit n: 01:80:C2:00:00:0n), the configuration's in force.
+    @exclusivity(unchecked) private var relayedReserved: UInt16
 
     public init(configuration: SwitchConfiguration, at now: Instant) {
         precondition(configuration.ports.count <= PortSet.capacity, "too many ports")
@@ -80,12 +82,13 @@ public final class SnoopingSwitch {
         routers = RouterPortTracker(staticPorts: PortSet())
         querier = QuerierElection(configuration: configuration, at: now)
         nextMacSweep = now + Self.macSweepPeriod(configuration.fdbAging)
+        relayedReserved = configuration.relayedReservedAddresses.inForce.bits
         for port in configuration.ports { _ = try? addPort(port, at: now, linkUp: true) }
         solicitRouters(in: configuration.allVLANs.sorted())
     }
 
     /// Settings that can change while running (timers, querier, per-VLAN settings, flooding, the
-    /// SSM range, the IGMP rate); the table sizes and the aging time are fixed at start. Returns
+    /// SSM range, the IGMP rate, the reserved addresses relayed); the table sizes and the aging time are fixed at start. Returns
     /// the names of the settings that were not applied.
     @discardableResult
     public func reconfigure(_ new: SwitchConfiguration, at now: Instant) -> [String] {
@@ -107,6 +110,7 @@ public final class SnoopingSwitch {
         applied.switchMAC = configuration.switchMAC
         let rateChanged = applied.igmpRatePerPort != configuration.igmpRatePerPort
         configuration = applied
+        relayedReserved = applied.relayedReservedAddresses.inForce.bits
         querier.reconfigure(applied, at: now)
         for port in ports.compactMap({ $0 }) {
             for vlan in port.vlans { snoops[Int(vlan.rawValue)] = applied.snoops(vlan) }
@@ -196,6 +200,12 @@ public final class SnoopingSwitch {
         counters.rxBytes[port.index] &+= UInt64(frame.bytes.count)
         guard linkUp.contains(port) else { return drop(.portDown, on: port) }
         guard let ethernet = try? EthernetFrameView(checking: frame.bytes) else { return drop(.malformed, on: port) }
+        // IEEE 802.1Q 8.6.3: frames to 01:80:C2:00:00:00-0F are the link's own (PAUSE, LACP,
+        // 802.1X, LLDP): not relayed, nor their source learned, unless asked for (STP always is).
+        let destination = ethernet.destination
+        if destination.isBridgeReserved, relayedReserved & 1 << (destination.rawValue & 0xf) == 0 {
+            return drop(.reservedAddress, on: port)
+        }
 
         // 802.1Q ingress: untagged and priority-tagged frames join the pvid; tagged frames need
         // a VLAN the port carries.
@@ -215,7 +225,6 @@ public final class SnoopingSwitch {
         guard !source.isMulticast else { return drop(.multicastSource, on: port) }
         if !macs.learn(source, vlan: vlan, port: port, at: now) { counters.macTableFull &+= 1 }
 
-        let destination = ethernet.destination
         let flood = activePorts(in: vlan).removing(port)
         var decision = ForwardingDecision(vlan: vlan, priority: priority, ports: flood)
         if !destination.isMulticast {
