@@ -244,6 +244,8 @@ public final class SnoopingSwitch {
         case IPv4HeaderView.ProtocolNumber.igmp where !ip.isFragment && snoops[Int(vlan.rawValue)]:
             controlFrames &+= 1
             return receiveIGMP(ip, frame: frame, decision: decision, on: port, at: now)
+        case IPv4HeaderView.ProtocolNumber.igmp where !ip.isFragment:
+            return electWithoutSnooping(ip, frame: frame, decision: decision, on: port, at: now)
         case IPv4HeaderView.ProtocolNumber.pim where group == .allPIMRouters && !ip.isFragment:
             controlFrames &+= 1
             return receivePIM(ip, vlan: vlan, on: port, at: now) ? decision : .none
@@ -457,6 +459,25 @@ public final class SnoopingSwitch {
             decision.ports = towardRouters
             return decision
         }
+    }
+
+    /// A VLAN without snooping floods IGMP like any multicast, but its queries still elect the
+    /// querier (RFC 3376 6.6.2, RFC 2236 3): ours yields there to a lower address as anywhere.
+    /// Past the port's IGMP rate a query is flooded unheard; a guarded port's is refused.
+    private func electWithoutSnooping(_ ip: IPv4HeaderView, frame: IngressFrame, decision: ForwardingDecision,
+                                      on port: PortID, at now: Instant) -> ForwardingDecision {
+        let payload = ip.payload
+        guard payload.count >= 8, payload[0] == IGMPMessage.MessageType.query,
+              igmpBuckets[port.index].take(at: now),
+              case .query(let query)? = try? IGMPMessage.parse(payload, verifyChecksum: !frame.checksumPending)
+        else { return decision }
+        if queryGuardPorts.contains(port) {
+            counters.errors["guarded_query", default: 0] &+= 1
+            return drop(.queryGuard, on: port)
+        }
+        counters.received["query_\(query.version)", default: 0] &+= 1
+        querier.heard(query, from: ip.source, in: decision.vlan, at: now)
+        return decision
     }
 
     private func badGroup(on port: PortID) -> ForwardingDecision {
