@@ -373,6 +373,9 @@ public final class SnoopingSwitch {
                 routers.heard(.igmpQuery, on: port, in: vlan, until: now + timers.otherQuerierPresentInterval)
             }
             querier.heard(query, from: ip.source, in: vlan, at: now)
+            if !query.isGeneral, querier.elected(in: vlan, at: now) == ip.source {
+                followGroupQuery(query, in: vlan, at: now)
+            }
             return decision    // queries reach every port of the VLAN
 
         case .report(let group, let version):
@@ -451,7 +454,7 @@ public final class SnoopingSwitch {
 
         case .mrdTermination:
             counters.received["mrd_termination", default: 0] &+= 1
-            routers.forget(port, in: vlan)
+            routers.forget(.mrdAdvertisement, on: port, in: vlan)     // RFC 4286 2: only what MRD taught
             return decision
 
         case .mrdSolicitation:
@@ -480,6 +483,17 @@ public final class SnoopingSwitch {
         return decision
     }
 
+    /// RFC 3376 6.6.1 for a router that is not the querier: the elected querier's Q(G) lowers
+    /// the group timer, its Q(G,A) the timers of the sources named, to its last member query time,
+    /// which is its last member query count (its QRV; RFC 2236 3: our count for IGMPv2) times the
+    /// query's max response time. With the S flag set, timers stay (6.6.1).
+    private func followGroupQuery(_ query: IGMPQuery, in vlan: VLANID, at now: Instant) {
+        guard !query.suppressRouterProcessing, query.version != .v1 else { return }
+        let count = query.version == .v3 && query.robustness > 0 ? query.robustness : configuration.timers.lastMemberQueryCount
+        let lastMemberQueryTime = Duration.deciseconds(query.maxResponseDeciseconds) * count
+        memberships.lowerTimers(of: query.group, in: vlan, sources: query.sources, to: now + lastMemberQueryTime)
+    }
+
     private func badGroup(on port: PortID) -> ForwardingDecision {
         counters.errors["bad_group", default: 0] &+= 1
         return drop(.badIGMP, on: port)
@@ -487,6 +501,8 @@ public final class SnoopingSwitch {
 
     /// One record through RFC 3376 tables 6.4.1/6.4.2 for `port`; the queries it owes are ours
     /// to send if we are the querier. A fast-leave port is pruned at once instead of being asked.
+    /// When another querier is elected, its queries lower the timers (`followGroupQuery`), not
+    /// ours: a router with a longer last member query time keeps its members as long as it asks.
     private func apply(_ record: MembershipRecord, _ sources: [IPv4Address], version: IGMPVersion,
                        group: IPv4Address, in vlan: VLANID, on port: PortID, at now: Instant) {
         let timers = querier.effectiveTimers(in: vlan, at: now)
@@ -497,7 +513,8 @@ public final class SnoopingSwitch {
         let owed = memberships.apply(
             record, sources: sources, version: version, on: port, to: group, in: vlan, at: now,
             timers: MembershipTimers(groupMembershipInterval: timers.groupMembershipInterval,
-                                     lastMemberQueryTime: configuration.timers.lastMemberQueryTime),
+                                     lastMemberQueryTime: querier.role(in: vlan, at: now) == .other
+                                        ? nil : configuration.timers.lastMemberQueryTime),
             fastLeave: fastLeave)
         if !owed.isEmpty {
             querier.schedule(owed, for: group, in: vlan, at: now)
@@ -507,7 +524,8 @@ public final class SnoopingSwitch {
 
     // MARK: - PIM
 
-    /// A PIM hello marks a router port for its holdtime (RFC 7761 4.3.3; 105 s when absent).
+    /// A PIM hello marks a router port for its holdtime (RFC 7761 4.3.3; 105 s when absent;
+    /// 0xFFFF never runs out, 0 takes back what PIM taught, 4.9.2).
     private func receivePIM(_ ip: IPv4HeaderView, vlan: VLANID, on port: PortID, at now: Instant) -> Bool {
         if queryGuardPorts.contains(port) {
             counters.errors["guarded_query", default: 0] &+= 1
@@ -517,11 +535,10 @@ public final class SnoopingSwitch {
         switch try? PIMMessage.parse(ip.payload) {
         case .hello(let holdtime)?:
             counters.received["pim_hello", default: 0] &+= 1
-            let seconds = holdtime ?? 105
-            if seconds == 0 {
-                routers.forget(port, in: vlan)      // holdtime 0: the router is leaving
-            } else {
-                routers.heard(.pimHello, on: port, in: vlan, until: now + .seconds(seconds))
+            switch holdtime ?? 105 {
+            case 0: routers.forget(.pimHello, on: port, in: vlan)       // the router is leaving
+            case 0xffff: routers.heard(.pimHello, on: port, in: vlan, until: .distantFuture)
+            case let seconds: routers.heard(.pimHello, on: port, in: vlan, until: now + .seconds(seconds))
             }
         case .other?:
             counters.received["pim_other", default: 0] &+= 1
