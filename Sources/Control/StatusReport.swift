@@ -259,7 +259,8 @@ extension StatusReport {
         for learned in learnedRouters where snapshot.ports[learned.port.index]?.isStaticRouterPort == false {
             routerPorts.append(RouterPort(vlan: Int(learned.vlan.rawValue), port: name(learned.port), kind: "learned",
                                           reason: learned.learned.reason.rawValue,
-                                          expiresIn: seconds(until: learned.learned.expires)))
+                                          expiresIn: learned.learned.expires == .distantFuture
+                                            ? nil : seconds(until: learned.learned.expires)))
         }
         self.routerPorts = routerPorts.sorted { ($0.vlan, $0.port) < ($1.vlan, $1.port) }
         queriers = snapshot.queriers.map { status in

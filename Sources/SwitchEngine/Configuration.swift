@@ -119,6 +119,10 @@ public struct SwitchConfiguration: Equatable, Sendable {
     /// IGMP messages a port may send per second (a token bucket with a burst of as many):
     /// past it they are dropped and counted, so a flood from one host does not starve the others.
     public var igmpRatePerPort = 1_000
+    /// The IEEE 802.1Q reserved addresses relayed, as the Linux bridge's group_fwd_mask: bit n
+    /// for 01:80:C2:00:00:0n. Spanning tree (bit 0) is relayed whatever this says, as a bridge
+    /// without STP does; PAUSE (1) and slow protocols (2) never are.
+    public var relayedReservedAddresses = ReservedAddressMask()
     /// The source MAC of the frames the switch originates.
     public var switchMAC = MACAddress(0x02, 0x53, 0x4e, 0x4f, 0x4f, 0x50)
 
@@ -147,4 +151,25 @@ public struct MembershipLimits: Equatable, Sendable {
     public var sourcesPerGroup = 256
 
     public init() {}
+}
+
+/// A set of the 16 IEEE 802.1Q reserved addresses 01:80:C2:00:00:00 to 0F, by last nibble.
+public struct ReservedAddressMask: Equatable, Sendable, BitwiseCopyable {
+    public var bits: UInt16
+
+    public init(bits: UInt16 = 0) { self.bits = bits }
+
+    /// Spanning tree (01:80:C2:00:00:00): relayed by a bridge that does not run STP.
+    public static let spanningTree = ReservedAddressMask(bits: 1 << 0)
+    /// PAUSE (01) and slow protocols such as LACP (02) end at the link, always: the Linux bridge
+    /// refuses them in group_fwd_mask (BR_GROUPFWD_RESTRICTED, which also holds STP's bit).
+    public static let neverRelayed = ReservedAddressMask(bits: 1 << 1 | 1 << 2)
+
+    public func contains(_ index: Int) -> Bool { (0..<16).contains(index) && bits & 1 << index != 0 }
+    public mutating func insert(_ index: Int) { bits |= 1 << UInt16(index) }
+
+    /// The mask the engine applies: the asked-for addresses, spanning tree, never PAUSE or LACP.
+    public var inForce: ReservedAddressMask {
+        ReservedAddressMask(bits: (bits | Self.spanningTree.bits) & ~Self.neverRelayed.bits)
+    }
 }

@@ -18,6 +18,9 @@ public enum DropReason: String, CaseIterable, Sendable {
     case queryGuard = "query_guard"
     /// An 802.1ad S-tagged frame (TPID 0x88A8): a provider's VLAN, which the switch does not carry.
     case serviceTagged = "s_tagged"
+    /// A frame to an IEEE 802.1Q reserved address (01:80:C2:00:00:01 to 0F: PAUSE, LACP,
+    /// 802.1X, LLDP, ...), which stays on its link unless relaying it was asked for.
+    case reservedAddress = "reserved_address"
 }
 
 /// What the engine counts. Plain integers: the control plane reads them.

@@ -77,9 +77,11 @@ public enum MembershipRecord: String, Sendable, CaseIterable {
 /// The timer values a report is processed with (RFC 3376 section 8).
 public struct MembershipTimers: Sendable {
     public var groupMembershipInterval: Duration
-    public var lastMemberQueryTime: Duration
+    /// What the "Send Q" actions lower timers to; nil when another querier is elected, whose
+    /// own queries lower them (RFC 3376 6.6.1).
+    public var lastMemberQueryTime: Duration?
 
-    public init(groupMembershipInterval: Duration, lastMemberQueryTime: Duration) {
+    public init(groupMembershipInterval: Duration, lastMemberQueryTime: Duration?) {
         self.groupMembershipInterval = groupMembershipInterval
         self.lastMemberQueryTime = lastMemberQueryTime
     }
@@ -402,10 +404,12 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
             owed.group = true
         }
 
-        // 6.6.3.1 and 6.6.3.2: the timers of what is queried drop to the last member query time.
-        let lowered = fastLeave ? now : now + timers.lastMemberQueryTime
-        for s in owed.sources where (member.sources[s] ?? .zero) > lowered { member.sources[s] = lowered }
-        if owed.group, member.mode == .exclude, member.groupTimer > lowered { member.groupTimer = lowered }
+        // 6.6.3.1 and 6.6.3.2: the timers of what is queried drop to the last member query time
+        // (under another querier: when its query comes, `lowerTimers`).
+        if let lowered = fastLeave ? now : timers.lastMemberQueryTime.map({ now + $0 }) {
+            for s in owed.sources where (member.sources[s] ?? .zero) > lowered { member.sources[s] = lowered }
+            if owed.group, member.mode == .exclude, member.groupTimer > lowered { member.groupTimer = lowered }
+        }
         let alive = fastLeave ? member.expire(at: now) : (member.mode == .exclude || !member.sources.isEmpty)
         store(alive ? member : nil, port: port, key: key)
         return fastLeave ? QueriesOwed() : owed
@@ -557,6 +561,26 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
     public var nextDeadline: Instant? { timers.nextDeadline }
 
     // MARK: - Queries
+
+    /// RFC 3376 6.6.1, as a router that is not the querier hears the querier's group-specific
+    /// query (no `sources`: every port's group timer) or group-and-source-specific query (the
+    /// timers of those sources): each running past `deadline` is lowered to it. Static
+    /// memberships stay.
+    public func lowerTimers(of group: Address, in vlan: VLANID, sources: [Address], to deadline: Instant) {
+        let key = Key(vlan: vlan, group: group)
+        guard let slot = slot(of: key) else { return }
+        var changed: [(port: PortID, member: Member)] = []
+        for (port, original) in records[slot].members where !original.isStatic {
+            var member = original
+            if sources.isEmpty {
+                if member.mode == .exclude, member.groupTimer > deadline { member.groupTimer = deadline }
+            } else {
+                for source in sources where (member.sources[source] ?? .zero) > deadline { member.sources[source] = deadline }
+            }
+            if member != original { changed.append((port, member)) }
+        }
+        for (port, member) in changed { store(member, port: port, key: key) }
+    }
 
     /// Whether some port's group timer for `group` runs past `deadline` (the S flag of a
     /// group-specific query, RFC 3376 6.6.3.1).

@@ -55,6 +55,12 @@ public struct QuerierElection {
         return state.configuration.enabled ? .us : .none
     }
 
+    /// The other querier elected in `vlan`, while it is present.
+    public func elected(in vlan: VLANID, at now: Instant) -> IPv4Address? {
+        guard let other = vlans[vlan]?.otherQuerier, other.until > now else { return nil }
+        return other.address
+    }
+
     /// The version our queries use in `vlan`: ours, or an older querier's while one is present.
     public func version(in vlan: VLANID, at now: Instant) -> IGMPVersion {
         guard let state = vlans[vlan] else { return .v3 }
@@ -79,17 +85,17 @@ public struct QuerierElection {
         }
         guard beats(source, ours: state.configuration.address) else { return }
         state.otherQuerier = (source, now + timers.otherQuerierPresentInterval)
-        if query.isGeneral {
-            var adopted = state.adopted ?? timers
-            if query.version == .v3 {
-                if query.robustness > 0 { adopted.robustness = query.robustness }
-                if query.queryIntervalSeconds > 0 { adopted.queryInterval = .seconds(query.queryIntervalSeconds) }
-            }
-            if query.version != .v1, query.maxResponseDeciseconds > 0 {
-                adopted.queryResponseInterval = .deciseconds(query.maxResponseDeciseconds)
-            }
-            state.adopted = adopted
+        // 4.1.6, 4.1.7: QRV and QQIC from the querier's most recent query, of any kind; its max
+        // response time is the query response interval in general queries only (8.3, 8.8).
+        var adopted = state.adopted ?? timers
+        if query.version == .v3 {
+            if query.robustness > 0 { adopted.robustness = query.robustness }
+            if query.queryIntervalSeconds > 0 { adopted.queryInterval = .seconds(query.queryIntervalSeconds) }
         }
+        if query.isGeneral, query.version != .v1, query.maxResponseDeciseconds > 0 {
+            adopted.queryResponseInterval = .deciseconds(query.maxResponseDeciseconds)
+        }
+        state.adopted = adopted
     }
 
     /// The "Send Q(G)" and "Send Q(G,A)" actions of a report, when we are the querier: the first

@@ -11,14 +11,69 @@ public enum RouterPortReason: String, Sendable, Codable {
 
 /// The ports behind which multicast routers sit, per VLAN (RFC 4541 section 2.1.1):
 /// static ones from the configuration, learned ones from queries and PIM hellos, which expire.
+/// A learned port keeps what taught it by kind (query, PIM, DVMRP, MRD), so that a router that
+/// says goodbye in one protocol takes back only what that protocol taught.
 public struct RouterPortTracker {
+    /// What the status shows of a learned port: the announcement that keeps it longest.
     public struct Learned: Equatable, Sendable {
         public var reason: RouterPortReason
+        /// `Instant.distantFuture`: never (a PIM hello with holdtime 0xFFFF).
         public var expires: Instant
     }
 
+    /// Until when each kind of announcement keeps a port a router port; `.zero`: not heard.
+    struct Announcements: Equatable {
+        private var igmpQuery = Instant.zero
+        private var pimHello = Instant.zero
+        private var dvmrpProbe = Instant.zero
+        private var mrdAdvertisement = Instant.zero
+
+        subscript(reason: RouterPortReason) -> Instant {
+            get {
+                switch reason {
+                case .igmpQuery: igmpQuery
+                case .pimHello: pimHello
+                case .dvmrpProbe: dvmrpProbe
+                case .mrdAdvertisement: mrdAdvertisement
+                case .static: .zero
+                }
+            }
+            set {
+                switch reason {
+                case .igmpQuery: igmpQuery = newValue
+                case .pimHello: pimHello = newValue
+                case .dvmrpProbe: dvmrpProbe = newValue
+                case .mrdAdvertisement: mrdAdvertisement = newValue
+                case .static: break
+                }
+            }
+        }
+
+        static let kinds: [RouterPortReason] = [.igmpQuery, .pimHello, .dvmrpProbe, .mrdAdvertisement]
+
+        /// The kind that keeps the port longest; nil when none does.
+        var longest: Learned? {
+            var best: Learned?
+            for kind in Self.kinds where self[kind] != .zero && self[kind] > (best?.expires ?? .zero) {
+                best = Learned(reason: kind, expires: self[kind])
+            }
+            return best
+        }
+
+        /// Forgets the kinds due by `now`.
+        mutating func expire(at now: Instant) {
+            for kind in Self.kinds where self[kind] != .zero && self[kind] <= now { self[kind] = .zero }
+        }
+
+        var next: Instant? {
+            var next: Instant?
+            for kind in Self.kinds where self[kind] != .zero { next = min(next ?? self[kind], self[kind]) }
+            return next
+        }
+    }
+
     private var staticPorts = PortSet()
-    private var learned: [VLANID: [PortID: Learned]] = [:]
+    private var learned: [VLANID: [PortID: Announcements]] = [:]
     /// Static and learned router ports of each VLAN, indexed by VLAN ID: one load per frame.
     private var cache = [PortSet](repeating: PortSet(), count: 4096)
 
@@ -42,18 +97,25 @@ public struct RouterPortTracker {
     }
 
     /// A router announced itself on `port`: it stays a router port until `expires`, unless a later
-    /// announcement extends it.
+    /// announcement extends it (`Instant.distantFuture`: until the router says goodbye).
     public mutating func heard(_ reason: RouterPortReason, on port: PortID, in vlan: VLANID, until expires: Instant) {
+        guard reason != .static else { return }
         var ports = learned[vlan] ?? [:]
-        if let current = ports[port], current.expires > expires { return }
-        ports[port] = Learned(reason: reason, expires: expires)
+        var announcements = ports[port] ?? Announcements()
+        if announcements[reason] > expires { return }
+        announcements[reason] = expires
+        ports[port] = announcements
         learned[vlan] = ports
         cache[Int(vlan.rawValue)].insert(port)
     }
 
-    /// A router said it is leaving (an MRD termination): it is no longer a router port, unless static.
-    public mutating func forget(_ port: PortID, in vlan: VLANID) {
-        guard learned[vlan]?.removeValue(forKey: port) != nil else { return }
+    /// A router said goodbye in one protocol (a PIM hello with holdtime 0, an MRD termination):
+    /// what that protocol taught of `port` goes; a static port, or one another kind of
+    /// announcement (a query) keeps, stays.
+    public mutating func forget(_ reason: RouterPortReason, on port: PortID, in vlan: VLANID) {
+        guard var announcements = learned[vlan]?[port], announcements[reason] != .zero else { return }
+        announcements[reason] = .zero
+        learned[vlan]![port] = announcements.longest == nil ? nil : announcements
         rebuild(vlan)
     }
 
@@ -65,8 +127,13 @@ public struct RouterPortTracker {
     }
 
     public mutating func expire(at now: Instant) {
-        for (vlan, ports) in learned where ports.values.contains(where: { $0.expires <= now }) {
-            learned[vlan] = ports.filter { $0.value.expires > now }
+        for (vlan, ports) in learned where ports.values.contains(where: { ($0.next ?? .distantFuture) <= now }) {
+            var kept: [PortID: Announcements] = [:]
+            for (port, var announcements) in ports {
+                announcements.expire(at: now)
+                if announcements.longest != nil { kept[port] = announcements }
+            }
+            learned[vlan] = kept
             rebuild(vlan)
         }
     }
@@ -75,7 +142,9 @@ public struct RouterPortTracker {
     public var nextDeadline: Instant? {
         var next: Instant?
         for ports in learned.values {
-            for entry in ports.values { next = min(next ?? entry.expires, entry.expires) }
+            for announcements in ports.values {
+                if let t = announcements.next { next = min(next ?? t, t) }
+            }
         }
         return next
     }
@@ -88,7 +157,7 @@ public struct RouterPortTracker {
     }
 
     public func learnedPorts() -> [(vlan: VLANID, port: PortID, learned: Learned)] {
-        learned.flatMap { vlan, ports in ports.map { (vlan, $0.key, $0.value) } }
+        learned.flatMap { vlan, ports in ports.compactMap { port, announcements in announcements.longest.map { (vlan, port, $0) } } }
             .sorted { ($0.vlan, $0.port) < ($1.vlan, $1.port) }
     }
 

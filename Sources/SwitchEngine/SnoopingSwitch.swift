@@ -80,6 +80,8 @@ public final class SnoopingSwitch {
     /// Whether IGMP snooping runs in each VLAN, indexed by VLAN ID.
     @exclusivity(unchecked) private var snoops = [Bool](repeating: true, count: 4096)
     @exclusivity(unchecked) private var nextMacSweep: Instant
+    /// The reserved addresses relayed (bit n: 01:80:C2:00:00:0n), the configuration's in force.
+    @exclusivity(unchecked) private var relayedReserved: UInt16
 
     public init(configuration: SwitchConfiguration, at now: Instant) {
         precondition(configuration.ports.count <= PortSet.capacity, "too many ports")
@@ -96,12 +98,13 @@ public final class SnoopingSwitch {
         routers = RouterPortTracker(staticPorts: PortSet())
         querier = QuerierElection(configuration: configuration, at: now)
         nextMacSweep = now + Self.macSweepPeriod(configuration.fdbAging)
+        relayedReserved = configuration.relayedReservedAddresses.inForce.bits
         for port in configuration.ports { _ = try? addPort(port, at: now, linkUp: true) }
         solicitRouters(in: configuration.allVLANs.sorted())
     }
 
     /// Settings that can change while running (timers, querier, per-VLAN settings, flooding, the
-    /// SSM range, the IGMP rate); the table sizes and the aging time are fixed at start. Returns
+    /// SSM range, the IGMP rate, the reserved addresses relayed); the table sizes and the aging time are fixed at start. Returns
     /// the names of the settings that were not applied.
     @discardableResult
     public func reconfigure(_ new: SwitchConfiguration, at now: Instant) -> [String] {
@@ -123,6 +126,7 @@ public final class SnoopingSwitch {
         applied.switchMAC = configuration.switchMAC
         let rateChanged = applied.igmpRatePerPort != configuration.igmpRatePerPort
         configuration = applied
+        relayedReserved = applied.relayedReservedAddresses.inForce.bits
         querier.reconfigure(applied, at: now)
         for port in ports.compactMap({ $0 }) {
             for vlan in port.vlans { snoops[Int(vlan.rawValue)] = applied.snoops(vlan) }
@@ -217,6 +221,12 @@ public final class SnoopingSwitch {
         guard !frame.serviceTagged, frame.tag != nil || ethernet.etherType != EtherType.serviceTag else {
             return drop(.serviceTagged, on: port)
         }
+        // IEEE 802.1Q 8.6.3: frames to 01:80:C2:00:00:00-0F are the link's own (PAUSE, LACP,
+        // 802.1X, LLDP): not relayed, nor their source learned, unless asked for (STP always is).
+        let destination = ethernet.destination
+        if destination.isBridgeReserved, relayedReserved & 1 << (destination.rawValue & 0xf) == 0 {
+            return drop(.reservedAddress, on: port)
+        }
 
         // 802.1Q ingress: untagged and priority-tagged frames join the pvid; tagged frames need
         // a VLAN the port carries.
@@ -237,7 +247,6 @@ public final class SnoopingSwitch {
         guard !source.isMulticast else { return drop(.multicastSource, on: port) }
         if !macs.learn(source, vlan: vlan, port: port, at: now) { counters.macTableFull &+= 1 }
 
-        let destination = ethernet.destination
         let flood = activePorts(in: vlan).removing(port)
         var decision = ForwardingDecision(vlan: vlan, priority: priority, dropEligible: dropEligible, ports: flood)
         if !destination.isMulticast {
@@ -257,6 +266,8 @@ public final class SnoopingSwitch {
         case IPv4HeaderView.ProtocolNumber.igmp where !ip.isFragment && snoops[Int(vlan.rawValue)]:
             controlFrames &+= 1
             return receiveIGMP(ip, frame: frame, decision: decision, on: port, at: now)
+        case IPv4HeaderView.ProtocolNumber.igmp where !ip.isFragment:
+            return electWithoutSnooping(ip, frame: frame, decision: decision, on: port, at: now)
         case IPv4HeaderView.ProtocolNumber.pim where group == .allPIMRouters && !ip.isFragment:
             controlFrames &+= 1
             return receivePIM(ip, vlan: vlan, on: port, at: now) ? decision : .none
@@ -384,6 +395,9 @@ public final class SnoopingSwitch {
                 routers.heard(.igmpQuery, on: port, in: vlan, until: now + timers.otherQuerierPresentInterval)
             }
             querier.heard(query, from: ip.source, in: vlan, at: now)
+            if !query.isGeneral, querier.elected(in: vlan, at: now) == ip.source {
+                followGroupQuery(query, in: vlan, at: now)
+            }
             return decision    // queries reach every port of the VLAN
 
         case .report(let group, let version):
@@ -462,7 +476,7 @@ public final class SnoopingSwitch {
 
         case .mrdTermination:
             counters.received["mrd_termination", default: 0] &+= 1
-            routers.forget(port, in: vlan)
+            routers.forget(.mrdAdvertisement, on: port, in: vlan)     // RFC 4286 2: only what MRD taught
             return decision
 
         case .mrdSolicitation:
@@ -472,6 +486,36 @@ public final class SnoopingSwitch {
         }
     }
 
+    /// A VLAN without snooping floods IGMP like any multicast, but its queries still elect the
+    /// querier (RFC 3376 6.6.2, RFC 2236 3): ours yields there to a lower address as anywhere.
+    /// Past the port's IGMP rate a query is flooded unheard; a guarded port's is refused.
+    private func electWithoutSnooping(_ ip: IPv4HeaderView, frame: IngressFrame, decision: ForwardingDecision,
+                                      on port: PortID, at now: Instant) -> ForwardingDecision {
+        let payload = ip.payload
+        guard payload.count >= 8, payload[0] == IGMPMessage.MessageType.query,
+              igmpBuckets[port.index].take(at: now),
+              case .query(let query)? = try? IGMPMessage.parse(payload, verifyChecksum: !frame.checksumPending)
+        else { return decision }
+        if queryGuardPorts.contains(port) {
+            counters.errors["guarded_query", default: 0] &+= 1
+            return drop(.queryGuard, on: port)
+        }
+        counters.received["query_\(query.version)", default: 0] &+= 1
+        querier.heard(query, from: ip.source, in: decision.vlan, at: now)
+        return decision
+    }
+
+    /// RFC 3376 6.6.1 for a router that is not the querier: the elected querier's Q(G) lowers
+    /// the group timer, its Q(G,A) the timers of the sources named, to its last member query time,
+    /// which is its last member query count (its QRV; RFC 2236 3: our count for IGMPv2) times the
+    /// query's max response time. With the S flag set, timers stay (6.6.1).
+    private func followGroupQuery(_ query: IGMPQuery, in vlan: VLANID, at now: Instant) {
+        guard !query.suppressRouterProcessing, query.version != .v1 else { return }
+        let count = query.version == .v3 && query.robustness > 0 ? query.robustness : configuration.timers.lastMemberQueryCount
+        let lastMemberQueryTime = Duration.deciseconds(query.maxResponseDeciseconds) * count
+        memberships.lowerTimers(of: query.group, in: vlan, sources: query.sources, to: now + lastMemberQueryTime)
+    }
+
     private func badGroup(on port: PortID) -> ForwardingDecision {
         counters.errors["bad_group", default: 0] &+= 1
         return drop(.badIGMP, on: port)
@@ -479,6 +523,8 @@ public final class SnoopingSwitch {
 
     /// One record through RFC 3376 tables 6.4.1/6.4.2 for `port`; the queries it owes are ours
     /// to send if we are the querier. A fast-leave port is pruned at once instead of being asked.
+    /// When another querier is elected, its queries lower the timers (`followGroupQuery`), not
+    /// ours: a router with a longer last member query time keeps its members as long as it asks.
     private func apply(_ record: MembershipRecord, _ sources: [IPv4Address], version: IGMPVersion,
                        group: IPv4Address, in vlan: VLANID, on port: PortID, at now: Instant) {
         let timers = querier.effectiveTimers(in: vlan, at: now)
@@ -489,7 +535,8 @@ public final class SnoopingSwitch {
         let owed = memberships.apply(
             record, sources: sources, version: version, on: port, to: group, in: vlan, at: now,
             timers: MembershipTimers(groupMembershipInterval: timers.groupMembershipInterval,
-                                     lastMemberQueryTime: configuration.timers.lastMemberQueryTime),
+                                     lastMemberQueryTime: querier.role(in: vlan, at: now) == .other
+                                        ? nil : configuration.timers.lastMemberQueryTime),
             fastLeave: fastLeave)
         if !owed.isEmpty {
             querier.schedule(owed, for: group, in: vlan, at: now)
@@ -499,7 +546,8 @@ public final class SnoopingSwitch {
 
     // MARK: - PIM
 
-    /// A PIM hello marks a router port for its holdtime (RFC 7761 4.3.3; 105 s when absent).
+    /// A PIM hello marks a router port for its holdtime (RFC 7761 4.3.3; 105 s when absent;
+    /// 0xFFFF never runs out, 0 takes back what PIM taught, 4.9.2).
     private func receivePIM(_ ip: IPv4HeaderView, vlan: VLANID, on port: PortID, at now: Instant) -> Bool {
         if queryGuardPorts.contains(port) {
             counters.errors["guarded_query", default: 0] &+= 1
@@ -509,11 +557,10 @@ public final class SnoopingSwitch {
         switch try? PIMMessage.parse(ip.payload) {
         case .hello(let holdtime)?:
             counters.received["pim_hello", default: 0] &+= 1
-            let seconds = holdtime ?? 105
-            if seconds == 0 {
-                routers.forget(port, in: vlan)      // holdtime 0: the router is leaving
-            } else {
-                routers.heard(.pimHello, on: port, in: vlan, until: now + .seconds(seconds))
+            switch holdtime ?? 105 {
+            case 0: routers.forget(.pimHello, on: port, in: vlan)       // the router is leaving
+            case 0xffff: routers.heard(.pimHello, on: port, in: vlan, until: .distantFuture)
+            case let seconds: routers.heard(.pimHello, on: port, in: vlan, until: now + .seconds(seconds))
             }
         case .other?:
             counters.received["pim_other", default: 0] &+= 1

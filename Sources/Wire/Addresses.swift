@@ -31,6 +31,14 @@ public struct MACAddress: Hashable, Comparable, Sendable, BitwiseCopyable, Custo
     public static let broadcast = MACAddress(rawValue: 0xffff_ffff_ffff)
     public static let zero = MACAddress(rawValue: 0)
 
+    /// IEEE 802.1Q Table 8-1: 01:80:C2:00:00:00 to 0F, the addresses a bridge does not relay
+    /// (spanning tree, PAUSE, slow protocols, 802.1X, LLDP, ...); the last nibble says which.
+    public static let bridgeReservedBlock = MACAddress(rawValue: 0x0180_c200_0000)
+
+    /// Whether this is one of the 16 reserved addresses: one compare of the first 44 bits.
+    @inline(__always)
+    public var isBridgeReserved: Bool { rawValue & ~0xf == Self.bridgeReservedBlock.rawValue }
+
     /// The group bit (I/G) of the first octet.
     public var isMulticast: Bool { rawValue & 0x0100_0000_0000 != 0 }
     public var isBroadcast: Bool { rawValue == MACAddress.broadcast.rawValue }

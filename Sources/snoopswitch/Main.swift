@@ -92,6 +92,10 @@ struct Run: ParsableCommand {
     @Flag(help: "Flood traffic of unregistered groups in its VLAN instead of sending it to router ports only.")
     var floodUnregistered = false
 
+    @Option(help: ArgumentHelp("Relay these IEEE 802.1Q reserved addresses (01:80:C2:00:00:01 to 0F stay on their link otherwise; 00, spanning tree, is always relayed): names (lldp, eapol, ...), 0 to 15 or 0x0 to 0xf, comma-separated. PAUSE (1) and LACP (2) are refused.",
+                               valueName: "LIST"))
+    var forwardReserved: String?
+
     @Option(help: "Most MAC table entries.")
     var maxMacs: Int = 65_536
 
@@ -210,6 +214,7 @@ struct Run: ParsableCommand {
         config.membershipLimits.sourcesPerGroup = maxSourcesPerGroup
         config.igmpRatePerPort = igmpRate
         config.floodUnregistered = floodUnregistered
+        if let forwardReserved { config.relayedReservedAddresses = try ReservedAddressSpec.parse(forwardReserved) }
         guard let range = IPv4Prefix(ssmRange), range.address.isMulticast else {
             throw Failure("--ssm-range '\(ssmRange)' is not a multicast prefix A.B.C.D/N")
         }
