@@ -388,7 +388,10 @@ public final class TransmitQueue {
     /// the last flush sent it.
     private let lists: UnsafeMutablePointer<Int32>
     private let sent: UnsafeMutablePointer<Bool>
-    private var owned: [[UInt8]] = []
+    /// Per message: storage the queue owns for a frame the switch built itself (`append(owned:)`),
+    /// allocated the first time a message of that slot needs it and kept for the next ones
+    /// (grown when too small), so that no message points into memory the queue does not own.
+    private let ownedFrames: UnsafeMutablePointer<UnsafeMutableRawBufferPointer>
     public private(set) var count = 0
     /// Messages naming a replica list, queued (before a flush) or flushed (after).
     public private(set) var replicated = 0
@@ -401,6 +404,8 @@ public final class TransmitQueue {
         scratch = .allocate(byteCount: capacity * Self.scratchSize, alignment: 16)
         lists = .allocate(capacity: capacity)
         sent = .allocate(capacity: capacity)
+        ownedFrames = .allocate(capacity: capacity)
+        ownedFrames.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0), count: capacity)
     }
 
     deinit {
@@ -409,6 +414,8 @@ public final class TransmitQueue {
         scratch.deallocate()
         lists.deallocate()
         sent.deallocate()
+        for i in 0..<capacity { ownedFrames[i].deallocate() }
+        ownedFrames.deallocate()
     }
 
     public var isFull: Bool { count == capacity }
@@ -476,10 +483,18 @@ public final class TransmitQueue {
         }
     }
 
-    /// Queues a frame the switch built itself; the queue keeps it alive until `flush`.
+    /// Queues a frame the switch built itself, copied into storage of the queue's own (the
+    /// array's bytes are only valid inside `withUnsafeBytes`). Frames from a ring or a batch
+    /// go through `append(_:header:tag:)` and are never copied.
     public func append(owned frame: [UInt8], tag: VLANTag?) {
-        owned.append(frame)
-        owned[owned.count - 1].withUnsafeBytes { append($0, header: VirtioNetHeader(), tag: tag) }
+        precondition(count < capacity && frame.count >= 12)
+        if ownedFrames[count].count < frame.count {
+            ownedFrames[count].deallocate()
+            ownedFrames[count] = .allocate(byteCount: max(frame.count, 256), alignment: 16)
+        }
+        let storage = ownedFrames[count]
+        frame.withUnsafeBytes { storage.copyMemory(from: $0) }
+        append(UnsafeRawBufferPointer(rebasing: storage[0..<frame.count]), header: VirtioNetHeader(), tag: tag)
     }
 
     /// Sends what is queued. Returns how many frames left and how many the kernel refused.
@@ -511,7 +526,6 @@ public final class TransmitQueue {
         }
         flushed = count
         count = 0
-        owned.removeAll(keepingCapacity: true)
         return (sent, failed, bytes)
     }
 
@@ -534,7 +548,6 @@ public final class TransmitQueue {
         }
         count = 0
         flushed = 0
-        owned.removeAll(keepingCapacity: true)
         return (sent, failed, bytes)
     }
 
@@ -557,7 +570,6 @@ public final class TransmitQueue {
         }
         count = 0
         flushed = 0
-        owned.removeAll(keepingCapacity: true)
         return (sent, failed, bytes)
     }
 
@@ -565,6 +577,5 @@ public final class TransmitQueue {
     public func discard() {
         count = 0
         flushed = 0
-        owned.removeAll(keepingCapacity: true)
     }
 }
