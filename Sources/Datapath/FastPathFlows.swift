@@ -143,8 +143,8 @@ final class FastPathFlows {
         toRetire.append(flow)
     }
 
-    /// Counts what the kernel forwarded since the last settle; false when nothing new (or the
-    /// counts are older than those settled: a status and the main thread read them at once).
+    /// Counts what the kernel forwarded since the last settle; false when nothing is new, or
+    /// the counts are older than those settled (a status and the fast path's thread read at once).
     @discardableResult
     private static func settle(_ installed: inout Installed, _ counts: KernelFastPath.Counts, _ settle: Settle) -> Bool {
         guard counts.frames > installed.settled.frames else { return false }

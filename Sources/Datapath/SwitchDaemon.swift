@@ -596,17 +596,24 @@ public final class SwitchDaemon: @unchecked Sendable {
             retireFlows()
             lock.unlock()
             let count = poller.wait(timeoutMilliseconds: timeout)
+            // What only needs reading (signals, link events, wake-ups) is read before the lock.
+            var signalsTaken: [Int32] = []
+            for i in 0..<count {
+                switch poller.ready[i] {
+                case Token.signals: signalsTaken = signals.take()
+                case Token.linkMonitor: links.drain()
+                case Token.wakeup: wakeMain.drain()
+                default: break
+                }
+            }
             lock.lock()
             for i in 0..<count {
                 let token = poller.ready[i]
                 now = Self.now()
                 switch token {
-                case Token.signals: handleSignals()
-                case Token.linkMonitor:
-                    links.drain()
-                    refreshLinks(at: now)
+                case Token.signals: handleSignals(signalsTaken)
+                case Token.linkMonitor: refreshLinks(at: now)
                 case Token.wakeup:
-                    wakeMain.drain()
                     for (client, line) in statusWorker.takeAnswers() { control.respond(client, line: line) }
                     if linkCheckWanted {
                         linkCheckWanted = false
@@ -658,8 +665,8 @@ public final class SwitchDaemon: @unchecked Sendable {
         lock.unlock()
     }
 
-    private func handleSignals() {
-        for signal in signals.take() {
+    private func handleSignals(_ taken: [Int32]) {
+        for signal in taken {
             switch signal {
             case SIGINT, SIGTERM:
                 logger.info("signal \(signal): shutting down")
