@@ -147,14 +147,8 @@ public final class KernelFastPath: @unchecked Sendable {
         return Counts(frames: value.frames, bytes: value.bytes, lastUsed: Int64(bitPattern: value.last_used))
     }
 
-    /// Takes a flow out that `insert` put in.
-    public func remove(_ flow: Flow) {
-        var key = flow.key
-        if clinux_flow_map_delete(map, &key) == 0 { adjustGate(of: flow, by: -1) }
-    }
-
-    /// Takes a flow out and returns its last counts; nil when it was not there (or another
-    /// thread took it first).
+    /// Takes a flow out that `insert` put in, and returns its last counts; nil when it was not
+    /// there (or another thread took it first).
     public func take(_ flow: Flow) -> Counts? {
         var key = flow.key
         var value = clinux_flow_value()
