@@ -7,6 +7,9 @@
 #   env SNOOPSWITCH=/path/to/snoopswitch   use this binary (no build)
 #   env SNOOPSWITCH_FLAGS="--nice 0"         add these flags to `snoopswitch run` (a variant)
 #
+# Last, a ping through snoopswitch while the kernel fast path holds 16,384 flows
+# (scripts/bench-lock.sh), as a note below the table.
+#
 # The frame rates are measured in ROUNDS rounds (default 3), each switch in turn in every round,
 # and the median round is the figure: one quiet or busy minute of a shared machine then falls on
 # one round of each switch, not on one switch's only figure.
@@ -18,7 +21,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
@@ -653,6 +656,14 @@ done
 for kind in snoopswitch bridge ovs; do
     if wants "$kind"; then run_switch "$kind"; fi
 done
+# What the main thread's work on a full kernel flow table costs the frames the threads carry.
+if wants snoopswitch; then
+    if lock_line="$(SNOOPSWITCH="$BIN" bash "$REPO/scripts/bench-lock.sh" 2>"$TMP/bench-lock.log" | tail -1)" && [[ -n "$lock_line" ]]; then
+        note "snoopswitch: $lock_line (scripts/bench-lock.sh)"
+    else
+        note "snoopswitch: scripts/bench-lock.sh failed: $(tail -2 "$TMP/bench-lock.log" | tr '\n' ' ')"
+    fi
+fi
 
 note "load average (1, 5, 15 min) at the end: $(cut -d' ' -f1-3 /proc/loadavg): other work on the machine during the run lowers every figure"
 

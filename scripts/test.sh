@@ -43,6 +43,13 @@ if (($# == 0)); then
         ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
         /usr/bin/python3 -m pytest -q tests/integration/test_hostile.py tests/integration/test_multicast.py \
         || { echo "test.sh: integration tests with the ASan switch FAILED" >&2; status=1; }
+    # Two forwarding threads, the status worker and the main thread, with traffic on every port
+    # while status requests, SIGHUP, port del/add and link flaps come: any TSan report fails it.
+    echo "== the datapath under ThreadSanitizer (tests/integration/test_tsan_datapath.py)"
+    swift build --sanitize=thread --scratch-path .build-tsan
+    SNOOPSWITCH="$(swift build --sanitize=thread --scratch-path .build-tsan --show-bin-path)/snoopswitch" \
+        SNOOPSWITCH_TSAN=1 /usr/bin/python3 -m pytest -q -rs tests/integration/test_tsan_datapath.py \
+        || { echo "test.sh: the datapath under TSan FAILED" >&2; status=1; }
 fi
 
 if ((status == 0)); then echo "== all tests passed"; fi

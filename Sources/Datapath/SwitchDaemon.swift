@@ -161,8 +161,13 @@ public final class SwitchDaemon: @unchecked Sendable {
     /// By port index, as the engine numbers them; nil where a port was removed.
     private var ports: [PortIO?]
     /// Guards the engine, `ports`, `captures` and the threads' traffic counts while more than
-    /// one thread forwards. The main thread holds it except while it waits or sends.
+    /// one thread forwards. The main thread holds it except while it waits, sends, or makes
+    /// system calls that need none of that state (`withoutLock`: link states, the kernel fast
+    /// path's counts and flows taken back, the configuration file).
     private let lock = DatapathLock()
+    /// Every send passes it; closed while flows taken back leave the kernel without `lock`
+    /// (`retireFlows`), so that no frame leaves meanwhile that the kernel might answer wrongly.
+    private let sendGate = SendGate()
     /// Thread 0 is the main thread.
     private var threads: [ForwardingThread] = []
     /// Forwarding threads wake the main one when the engine's next deadline moved earlier
@@ -206,6 +211,9 @@ public final class SwitchDaemon: @unchecked Sendable {
     private var hostStackFilterRefused = false
     /// Unicast flows the kernel forwards (nil: `--no-kernel-fast-path`, or the kernel cannot).
     private var fastPath: FastPathFlows?
+    /// Settles the fast path's flows once a second (`fastPathLoop`), off the forwarding threads.
+    private var fastPathWorker: SystemThread?
+    private let wakeFastPathWorker: Wakeup
     /// Sends a frame for several packet ports once and has the kernel clone it to the others
     /// (nil: `--no-egress-replication`, or the kernel cannot).
     private var replication: EgressReplication?
@@ -224,8 +232,8 @@ public final class SwitchDaemon: @unchecked Sendable {
     public static let defaultKernelFastPathFrameBytes = 1024
     /// The forwarding threads' nice value.
     private let nice: Int
-    /// Called on SIGHUP; returns a line for the log.
-    public var reload: ((SwitchDaemon) -> String)?
+    /// Called on SIGHUP, without `lock`: the settings to `apply`.
+    public var readConfiguration: (() throws -> SwitchConfiguration)?
 
     /// Opens every port, then the control socket: once the socket exists, the switch forwards.
     /// Throws, with nothing left open, if any part cannot start.
@@ -270,6 +278,7 @@ public final class SwitchDaemon: @unchecked Sendable {
         signals = try SignalDescriptor()
         poller = try Poller()
         wakeMain = try Wakeup()
+        wakeFastPathWorker = try Wakeup()
         threads = try (0..<max(1, threadCount)).map { number throws(SystemError) in try ForwardingThread(number: number) }
         links = try LinkMonitor()
         // Nothing else runs yet; held because opening ports and sending follow the threads' rules.
@@ -309,6 +318,9 @@ public final class SwitchDaemon: @unchecked Sendable {
         try poller.add(control.descriptor, token: Token.control)
         // Started before the forwarding threads pin this one (--cpus): it runs where it may.
         try statusWorker.start()
+        if fastPath != nil {
+            fastPathWorker = try SystemThread(name: "snoopswitch-fp") { [self] in fastPathLoop() }
+        }
         startThreads()
     }
 
@@ -452,12 +464,79 @@ public final class SwitchDaemon: @unchecked Sendable {
     }
 
     /// Takes back the flows the engine would no longer decide the same way. Called with `lock`
-    /// held, after anything that may have changed them.
+    /// held, after anything that may have changed them; they leave the kernel before the lock
+    /// is let go or anything is sent (`retireFlows`).
     private func revalidateFastPath(at now: Instant) {
         guard let fastPath else { return }
-        fastPath.revalidate(generation: engine.macs.generation, at: now, settle: settleFastPath) { route, ingress, egress in
+        fastPath.revalidate(generation: engine.macs.generation) { route, ingress, egress in
             kernelMayCarry(route, ingress: ingress, egress: egress, at: now)
         }
+    }
+
+    /// Takes the flows the fast path took back out of the kernel. Called with `lock` held,
+    /// before it is let go or anything is sent: a frame sent while the kernel still carried a
+    /// flow the engine now decides otherwise could be answered through it (the receiver's stack
+    /// runs within our send). The map's system calls (up to 16,384 flows at once, when a busy
+    /// port goes down) are made without the lock (`lettingGo`), while no thread sends.
+    private func retireFlows(lettingGo: Bool = true) {
+        guard let fastPath, fastPath.mustRetire else { return }
+        let kernel = fastPath.kernel
+        let flows = fastPath.startRetiring()
+        sendGate.close()
+        if lettingGo { lock.unlock() }
+        let counts = flows.map { kernel.take($0.flow) }
+        sendGate.reopen()
+        if lettingGo { lock.lock() }
+        fastPath.finishRetiring(flows, counts: counts, settle: settleFastPath)
+    }
+
+    /// Adds what the kernel forwarded to the engine and the ports, and takes idle flows back.
+    /// Called with `lock` held; the kernel's counts (a system call a flow) are read without it,
+    /// a slice at a time, each counted before the next is read: the lock is never held for
+    /// more than a slice's counting.
+    private func settleFastPathFlows() {
+        guard let fastPath else { return }
+        let readings = fastPath.flowsToSettle()
+        let kernel = fastPath.kernel
+        var start = readings.startIndex
+        repeat {    // once at least: no flows left is settled too (no next settle)
+            let slice = readings[start..<min(start + 1_024, readings.endIndex)]
+            let counts = slice.isEmpty ? [] : withoutLock { slice.map { kernel.counts(of: $0.flow) } }
+            fastPath.settle(slice, counts: counts, at: Self.now(), settle: settleFastPath)
+            start = slice.endIndex
+        } while start < readings.endIndex
+    }
+
+    /// The fast path's bookkeeping, on a thread of its own: once a second it reads what the
+    /// kernel forwarded of every flow (a system call a flow, up to 16,384: tens of milliseconds
+    /// that the main thread, which also forwards, would not forward) and counts it under the
+    /// lock, and takes idle flows back. At nice 0, as the status worker: the threads and the
+    /// hosts go first.
+    private func fastPathLoop() {
+        try? SystemThread.setCurrentNice(max(0, SystemThread.currentNice))
+        guard let fastPath, let poller = try? Poller(capacity: 1),
+              (try? poller.add(wakeFastPathWorker.descriptor, token: 0)) != nil else { return }
+        lock.lock()
+        while running {
+            if let next = fastPath.nextSettle, next <= Self.now() { settleFastPathFlows() }
+            let next = fastPath.nextSettle ?? Self.now() + FastPathFlows.settleInterval
+            retireFlows()
+            lock.unlock()
+            let wait = (next.nanoseconds - Self.now().nanoseconds + 999_999) / 1_000_000
+            _ = poller.wait(timeoutMilliseconds: Int32(clamping: min(1_000, max(1, wait))))
+            wakeFastPathWorker.drain()
+            lock.lock()
+        }
+        lock.unlock()
+    }
+
+    /// Runs `body` without `lock`, for system calls that need none of the state it guards.
+    /// Called with the lock held; flows taken back leave the kernel first.
+    private func withoutLock<T>(_ body: () throws -> T) rethrows -> T {
+        retireFlows()
+        lock.unlock()
+        defer { lock.lock() }
+        return try body()
     }
 
     /// Whether the kernel may carry `route` between these interfaces: the engine would decide
@@ -497,10 +576,6 @@ public final class SwitchDaemon: @unchecked Sendable {
             reportRefusals(at: now)
             var deadline = engine.nextDeadline(at: now)
             plannedEngineDeadline = deadline
-            if let fastPath, let settle = fastPath.nextSettle {
-                if settle <= now { fastPath.settleAll(at: now, settle: settleFastPath) }
-                if let next = fastPath.nextSettle { deadline = min(deadline, next) }
-            }
             control.expireClients(at: now.nanoseconds) { poller.remove($0) }
             control.sendPending(at: now.nanoseconds)
             if control.hasPendingAnswers { deadline = min(deadline, now + .milliseconds(5)) }
@@ -518,19 +593,27 @@ public final class SwitchDaemon: @unchecked Sendable {
             let wait = deadline.nanoseconds - now.nanoseconds
             let polling = busyPoll || now - threads[0].lastFrames < Self.pollWindow
             let timeout = polling ? 0 : Int32(clamping: max(0, min(60_000, (wait + 999_999) / 1_000_000)))
+            retireFlows()
             lock.unlock()
             let count = poller.wait(timeoutMilliseconds: timeout)
+            // What only needs reading (signals, link events, wake-ups) is read before the lock.
+            var signalsTaken: [Int32] = []
+            for i in 0..<count {
+                switch poller.ready[i] {
+                case Token.signals: signalsTaken = signals.take()
+                case Token.linkMonitor: links.drain()
+                case Token.wakeup: wakeMain.drain()
+                default: break
+                }
+            }
             lock.lock()
             for i in 0..<count {
                 let token = poller.ready[i]
                 now = Self.now()
                 switch token {
-                case Token.signals: handleSignals()
-                case Token.linkMonitor:
-                    links.drain()
-                    refreshLinks(at: now)
+                case Token.signals: handleSignals(signalsTaken)
+                case Token.linkMonitor: refreshLinks(at: now)
                 case Token.wakeup:
-                    wakeMain.drain()
                     for (client, line) in statusWorker.takeAnswers() { control.respond(client, line: line) }
                     if linkCheckWanted {
                         linkCheckWanted = false
@@ -546,6 +629,8 @@ public final class SwitchDaemon: @unchecked Sendable {
         }
         lock.unlock()
         statusWorker.stop()
+        wakeFastPathWorker.signal()
+        fastPathWorker?.join()
         for thread in threads.dropFirst() { thread.wakeup?.signal() }
         for thread in threads.dropFirst() { thread.system?.join() }
         control.shutdown()
@@ -560,6 +645,7 @@ public final class SwitchDaemon: @unchecked Sendable {
         while running {
             let polling = busyPoll || Self.now() - thread.lastFrames < Self.pollWindow
             let timeout: Int32 = polling ? 0 : -1
+            retireFlows()
             lock.unlock()
             let count = poller.wait(timeoutMilliseconds: timeout)
             lock.lock()
@@ -579,17 +665,20 @@ public final class SwitchDaemon: @unchecked Sendable {
         lock.unlock()
     }
 
-    private func handleSignals() {
-        for signal in signals.take() {
+    private func handleSignals(_ taken: [Int32]) {
+        for signal in taken {
             switch signal {
             case SIGINT, SIGTERM:
                 logger.info("signal \(signal): shutting down")
                 running = false
             default:
-                if let reload {
-                    logger.notice("SIGHUP: \(reload(self))")
-                } else {
+                guard let readConfiguration else {
                     logger.notice("SIGHUP: nothing to re-read (no configuration file)")
+                    continue
+                }
+                switch withoutLock({ Result { try readConfiguration() } }) {
+                case .success(let configuration): logger.notice("SIGHUP: \(apply(configuration))")
+                case .failure(let error): logger.notice("SIGHUP: \(error); the running configuration is unchanged")
                 }
             }
         }
@@ -600,6 +689,7 @@ public final class SwitchDaemon: @unchecked Sendable {
     /// Up to a few batches from one port, then the loop moves on so no port starves the others.
     /// Called with `lock` held; lets it go while sending.
     private func receive(onPort index: Int, thread: ForwardingThread) {
+        retireFlows()
         guard index < ports.count, let port = ports[index], let device = port.ingress(for: thread.number) else { return }
         let ingress = PortID(index)
         let batch = thread.batch
@@ -792,25 +882,30 @@ public final class SwitchDaemon: @unchecked Sendable {
     /// Sends one port's queue now, lock held (a full queue mid-batch; libpcap ports).
     private func flushLocked(_ index: Int, thread: ForwardingThread) {
         guard let queue = thread.queues[index], queue.count > 0 else { return }
+        // Mid-batch the lock stays: a port command or a link change on the main thread just before.
+        retireFlows(lettingGo: false)
         thread.count(send(queue, to: thread.egress[index]), on: index)
         countReplicas(of: queue, thread: thread)
     }
 
     private func send(_ queue: TransmitQueue, to device: Device?) -> (sent: Int, failed: Int, bytes: Int) {
-        switch device {
-        case .packet(let socket)?: return queue.flush(to: socket)
-        case .tap(let tap)?: return queue.flush(to: tap)
-        case .pcap(let pcap)?: return pcap.flush(queue)
-        case nil:
-            let dropped = queue.count
-            queue.discard()
-            return (0, dropped, 0)
+        sendGate.sending {
+            switch device {
+            case .packet(let socket)?: return queue.flush(to: socket)
+            case .tap(let tap)?: return queue.flush(to: tap)
+            case .pcap(let pcap)?: return pcap.flush(queue)
+            case nil:
+                let dropped = queue.count
+                queue.discard()
+                return (0, dropped, 0)
+            }
         }
     }
 
     /// Sends every queue the batch filled. Called with `lock` held; packet sockets and TAPs are
     /// written without it (libpcap handles are not for sharing between threads: with it).
     private func flushPending(thread: ForwardingThread) {
+        retireFlows()
         guard !thread.pending.isEmpty else { return }
         for id in thread.pending {
             if case .pcap? = thread.egress[id.index] { flushLocked(id.index, thread: thread) }
@@ -889,6 +984,11 @@ public final class SwitchDaemon: @unchecked Sendable {
     /// without carrier is down (the engine flushes it); an interface created again under the
     /// same name gets a new socket.
     private func refreshLinks(at now: Instant) {
+        // The kernel is asked without the lock (an ioctl or four a port); a port added meanwhile
+        // is looked at by the call that adds it.
+        let names = ports.map { port in port.flatMap { $0.attachment == .tap ? nil : $0.name } }
+        let states = withoutLock { names.map { $0.flatMap(InterfaceState.read) } }
+        let now = Self.now()
         for (index, port) in ports.enumerated() {
             guard let port else { continue }
             let id = PortID(index)
@@ -898,7 +998,8 @@ public final class SwitchDaemon: @unchecked Sendable {
                 if port.device != nil, !engine.linkUp.contains(id) { engine.setLink(id, up: true, at: now) }
                 continue
             }
-            let state = InterfaceState.read(port.name)
+            guard index < names.count, names[index] == port.name else { continue }
+            let state = states[index]
             if let index = port.interfaceIndex, state?.index != index {
                 logger.warning("port \(port.name): interface \(state == nil ? "removed" : "re-created"); closing its socket")
                 closeDevice(of: port)
@@ -1028,7 +1129,7 @@ public final class SwitchDaemon: @unchecked Sendable {
 
     /// What the status shows, copied out of the engine and the ports. Called with `lock` held.
     private func statusParts() -> StatusParts {
-        fastPath?.settleAll(at: Self.now(), settle: settleFastPath)
+        settleFastPathFlows()
         for port in ports {
             port?.collectKernelDrops()
         }
@@ -1070,7 +1171,7 @@ public final class SwitchDaemon: @unchecked Sendable {
         writeAll(client, Array("{\"ok\":true}\n".utf8))
         captures.append(CaptureStream(descriptor: client, port: port, controlOnly: words[1] == "control"))
         // A capture sees every frame: while one runs, the switch's threads forward them all.
-        fastPath?.removeAll(settle: settleFastPath)
+        fastPath?.removeAll()
         logger.info("capture started (\(words[0] == "*" ? "every port" : words[0]), \(words[1]) frames)")
     }
 

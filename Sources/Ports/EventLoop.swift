@@ -100,6 +100,34 @@ public final class DatapathLock: @unchecked Sendable {
     @inline(__always) public func unlock() { pthread_mutex_unlock(mutex) }
 }
 
+/// A readers-writer lock: many threads send at once (readers), and one thread at a time may
+/// keep them all from sending while it changes what the kernel forwards (the writer). A
+/// sender never waits for the datapath's lock while it holds this one.
+public final class SendGate: @unchecked Sendable {
+    private let rwlock: UnsafeMutablePointer<pthread_rwlock_t>
+
+    public init() {
+        rwlock = .allocate(capacity: 1)
+        pthread_rwlock_init(rwlock, nil)
+    }
+
+    deinit {
+        pthread_rwlock_destroy(rwlock)
+        rwlock.deallocate()
+    }
+
+    /// Runs `body`, a send, unless a writer holds the gate (then after it).
+    @inline(__always) public func sending<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_rwlock_rdlock(rwlock)
+        defer { pthread_rwlock_unlock(rwlock) }
+        return try body()
+    }
+
+    /// Waits for the sends under way, and keeps new ones waiting until `reopen`.
+    @inline(__always) public func close() { pthread_rwlock_wrlock(rwlock) }
+    @inline(__always) public func reopen() { pthread_rwlock_unlock(rwlock) }
+}
+
 /// An eventfd: one thread wakes another out of its epoll wait.
 public final class Wakeup: @unchecked Sendable {
     public let descriptor: Int32

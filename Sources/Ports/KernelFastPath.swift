@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLinux
+import Synchronization
 import Wire
 
 /// The kernel's share of unicast forwarding. The switch decides the first frame of a flow (an
@@ -15,7 +16,11 @@ import Wire
 ///
 /// The kernel detaches the programs when their descriptors close: a switch that stops or
 /// crashes leaves nothing behind.
-public final class KernelFastPath {
+///
+/// Its calls may come from several threads at once (a forwarding thread installs a flow while
+/// the main thread reads counts or takes flows back, without the switch's lock): the map is
+/// the kernel's, and the gate's counts have a mutex of their own.
+public final class KernelFastPath: @unchecked Sendable {
     /// A flow: frames from `source` to `destination` arriving on interface `ingress`.
     public struct Flow: Hashable, Sendable {
         public var ingress: Int32
@@ -62,7 +67,7 @@ public final class KernelFastPath {
     private let map: Int32
     /// Flows by ingress interface index modulo 256, mirrored in the kernel's gate array.
     private let gate: Int32
-    private var gateCounts = [UInt32](repeating: 0, count: 256)
+    private let gateCounts = Mutex([UInt32](repeating: 0, count: 256))
     private let ingressProgram: Int32
     private let socketFilter: Int32
 
@@ -142,15 +147,25 @@ public final class KernelFastPath {
         return Counts(frames: value.frames, bytes: value.bytes, lastUsed: Int64(bitPattern: value.last_used))
     }
 
-    /// Takes a flow out that `insert` put in.
-    public func remove(_ flow: Flow) {
+    /// Takes a flow out that `insert` put in, and returns its last counts; nil when it was not
+    /// there (or another thread took it first).
+    public func take(_ flow: Flow) -> Counts? {
         var key = flow.key
-        if clinux_flow_map_delete(map, &key) == 0 { adjustGate(of: flow, by: -1) }
+        var value = clinux_flow_value()
+        let found = clinux_flow_map_lookup(map, &key, &value) == 0
+        guard clinux_flow_map_delete(map, &key) == 0 else { return nil }
+        adjustGate(of: flow, by: -1)
+        return found ? Counts(frames: value.frames, bytes: value.bytes, lastUsed: Int64(bitPattern: value.last_used)) : nil
     }
 
+    /// The programs only ask whether an interface has flows: the kernel's gate changes when a
+    /// count goes from 0 or to 0.
     private func adjustGate(of flow: Flow, by change: Int) {
         let slot = Int(UInt32(bitPattern: flow.ingress) & 255)
-        gateCounts[slot] = UInt32(Int(gateCounts[slot]) + change)
-        _ = clinux_flow_gate_set(gate, UInt32(slot), gateCounts[slot])
+        gateCounts.withLock { counts in
+            let old = counts[slot]
+            counts[slot] = UInt32(max(0, Int(old) + change))
+            if (old == 0) != (counts[slot] == 0) { _ = clinux_flow_gate_set(gate, UInt32(slot), counts[slot]) }
+        }
     }
 }

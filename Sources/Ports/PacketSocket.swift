@@ -403,7 +403,10 @@ public final class TransmitQueue {
     /// the last flush sent it.
     private let lists: UnsafeMutablePointer<Int32>
     private let sent: UnsafeMutablePointer<Bool>
-    private var owned: [[UInt8]] = []
+    /// Per message: storage the queue owns for a frame the switch built itself (`append(owned:)`),
+    /// allocated the first time a message of that slot needs it and kept for the next ones
+    /// (grown when too small), so that no message points into memory the queue does not own.
+    private let ownedFrames: UnsafeMutablePointer<UnsafeMutableRawBufferPointer>
     public private(set) var count = 0
     /// Messages naming a replica list, queued (before a flush) or flushed (after).
     public private(set) var replicated = 0
@@ -416,6 +419,8 @@ public final class TransmitQueue {
         scratch = .allocate(byteCount: capacity * Self.scratchSize, alignment: 16)
         lists = .allocate(capacity: capacity)
         sent = .allocate(capacity: capacity)
+        ownedFrames = .allocate(capacity: capacity)
+        ownedFrames.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0), count: capacity)
     }
 
     deinit {
@@ -424,6 +429,8 @@ public final class TransmitQueue {
         scratch.deallocate()
         lists.deallocate()
         sent.deallocate()
+        for i in 0..<capacity { ownedFrames[i].deallocate() }
+        ownedFrames.deallocate()
     }
 
     public var isFull: Bool { count == capacity }
@@ -491,10 +498,18 @@ public final class TransmitQueue {
         }
     }
 
-    /// Queues a frame the switch built itself; the queue keeps it alive until `flush`.
+    /// Queues a frame the switch built itself, copied into storage of the queue's own (the
+    /// array's bytes are only valid inside `withUnsafeBytes`). Frames from a ring or a batch
+    /// go through `append(_:header:tag:)` and are never copied.
     public func append(owned frame: [UInt8], tag: VLANTag?) {
-        owned.append(frame)
-        owned[owned.count - 1].withUnsafeBytes { append($0, header: VirtioNetHeader(), tag: tag) }
+        precondition(count < capacity && frame.count >= 12)
+        if ownedFrames[count].count < frame.count {
+            ownedFrames[count].deallocate()
+            ownedFrames[count] = .allocate(byteCount: max(frame.count, 256), alignment: 16)
+        }
+        let storage = ownedFrames[count]
+        frame.withUnsafeBytes { storage.copyMemory(from: $0) }
+        append(UnsafeRawBufferPointer(rebasing: storage[0..<frame.count]), header: VirtioNetHeader(), tag: tag)
     }
 
     /// Sends what is queued. Returns how many frames left and how many the kernel refused.
@@ -526,7 +541,6 @@ public final class TransmitQueue {
         }
         flushed = count
         count = 0
-        owned.removeAll(keepingCapacity: true)
         return (sent, failed, bytes)
     }
 
@@ -549,7 +563,6 @@ public final class TransmitQueue {
         }
         count = 0
         flushed = 0
-        owned.removeAll(keepingCapacity: true)
         return (sent, failed, bytes)
     }
 
@@ -572,7 +585,6 @@ public final class TransmitQueue {
         }
         count = 0
         flushed = 0
-        owned.removeAll(keepingCapacity: true)
         return (sent, failed, bytes)
     }
 
@@ -580,6 +592,5 @@ public final class TransmitQueue {
     public func discard() {
         count = 0
         flushed = 0
-        owned.removeAll(keepingCapacity: true)
     }
 }

@@ -365,13 +365,8 @@ struct Run: ParsableCommand {
         }
         if let configFile {
             let commandLine = Run.commandLineArguments
-            daemon.reload = { daemon in
-                do {
-                    let settings = try Run.effective(file: configFile, commandLine: commandLine)
-                    return daemon.apply(try settings.switchConfiguration())
-                } catch {
-                    return "\(error); the running configuration is unchanged"
-                }
+            daemon.readConfiguration = {
+                try Run.effective(file: configFile, commandLine: commandLine).switchConfiguration()
             }
         }
         throw ExitCode(daemon.run())

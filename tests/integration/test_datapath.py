@@ -578,14 +578,16 @@ def test_forwarding_threads_run_at_the_nice_value_asked_for(four, flags, nice):
     """By default the forwarding threads of the switch (the main one and snoopswitch/N) run
     at nice -10 (ahead of the hosts' processes, like the kernel's forwarding in softirq);
     --nice N sets N (a negative N too, written as a separate word). The status thread
-    (snoopswitch-st) runs at nice 0, or N if N is higher: it never runs ahead of forwarding.
-    The status reports the forwarding threads' value, and the switch forwards."""
+    (snoopswitch-st) and the kernel fast path's (snoopswitch-fp) run at nice 0, or N if N is
+    higher: they never run ahead of forwarding. The status reports the forwarding threads'
+    value, and the switch forwards."""
     sw = four.start_switch("--threads", "2", *flags)
     status = sw.status()  # answered once the threads run, named
     nices = thread_nices(sw.proc.pid)
     assert len([n for n in nices if n.startswith("snoopswitch/")]) == 1, f"threads: {nices}"
-    worker = {name: n for name, n in nices.items() if name.startswith("snoopswitch-st[")}
-    assert list(worker.values()) == [max(0, nice)], f"expected the status thread at nice {max(0, nice)}: {nices}"
+    worker = {name: n for name, n in nices.items() if name.startswith(("snoopswitch-st[", "snoopswitch-fp["))}
+    assert sorted(worker.values()) == [max(0, nice)] * 2, \
+        f"expected the status and fast path threads at nice {max(0, nice)}: {nices}"
     forwarding = {name: n for name, n in nices.items() if name not in worker}
     assert set(forwarding.values()) == {nice}, f"expected every forwarding thread at nice {nice}: {nices}"
     assert status["datapath"]["nice"] == nice
