@@ -4,14 +4,15 @@ import Glibc
 import CLinux
 import Wire
 
-/// An AF_PACKET socket bound to one interface, set up the way a switch port needs it
-/// (shared/LINUX-DATAPATH.md): virtio-net headers for partial checksums and GSO frames,
-/// auxdata for the VLAN tags the kernel strips, our own transmissions ignored, promiscuous.
+/// An AF_PACKET socket bound to one interface, set up the way a switch port needs it:
+/// virtio-net headers for partial checksums and GSO frames (forwarded as raw bytes, a frame with
+/// an unfinished checksum is dropped by its receiver, and one larger than the MTU cannot be
+/// sent), auxdata for the VLAN tags the kernel strips, our own transmissions ignored, promiscuous.
 ///
 /// Frames leave through a second socket that only sends. The kernel tells a socket's waiters
 /// each time one of its sent frames is freed; the receiving socket always has one (our epoll),
-/// and that wake-up, a locked walk of its wait queue, cost about 3 % of the machine per
-/// forwarded frame. Nobody waits on the sending socket.
+/// and that wake-up is a locked walk of its wait queue per forwarded frame. Nobody waits on the
+/// sending socket.
 public final class PacketSocket {
     public let interfaceName: String
     public let interfaceIndex: Int32
@@ -38,10 +39,7 @@ public final class PacketSocket {
         do throws(SystemError) {
             try Self.setOption(fd, clinux_SOL_PACKET, clinux_PACKET_AUXDATA, 1, name)
             try Self.setOption(fd, clinux_SOL_PACKET, clinux_PACKET_IGNORE_OUTGOING, 1, name)
-            // Forced sizes need CAP_NET_ADMIN; fall back to the plain ones quietly.
-            if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, [receiveBufferBytes], 4) != 0 {
-                _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, [receiveBufferBytes], 4)
-            }
+            Self.setBuffer(fd, SO_RCVBUFFORCE, else: SO_RCVBUF, bytes: receiveBufferBytes)
             ring = ringBytes > 0 ? try ReceiveRing(descriptor: fd, bytes: ringBytes, interface: name) : nil
             try Self.bind(fd, index: Int32(index), protocol: UInt16(clinux_ETH_P_ALL), name)
             var membership = packet_mreq()
@@ -55,9 +53,7 @@ public final class PacketSocket {
             do throws(SystemError) {
                 // Our frames go straight to the device: a veth has no queue worth passing through.
                 try Self.setOption(sendFD, clinux_SOL_PACKET, clinux_PACKET_QDISC_BYPASS, 1, name)
-                if setsockopt(sendFD, SOL_SOCKET, SO_SNDBUFFORCE, [receiveBufferBytes], 4) != 0 {
-                    _ = setsockopt(sendFD, SOL_SOCKET, SO_SNDBUF, [receiveBufferBytes], 4)
-                }
+                Self.setBuffer(sendFD, SO_SNDBUFFORCE, else: SO_SNDBUF, bytes: receiveBufferBytes)
                 try Self.bind(sendFD, index: Int32(index), protocol: 0, name)
             } catch {
                 close(sendFD)
@@ -80,15 +76,19 @@ public final class PacketSocket {
         guard egressHookDescriptor == nil else { return }
         let fd = try Self.openSocket(interfaceName)
         do throws(SystemError) {
-            if setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, [sendBufferBytes], 4) != 0 {
-                _ = setsockopt(fd, SOL_SOCKET, SO_SNDBUF, [sendBufferBytes], 4)
-            }
+            Self.setBuffer(fd, SO_SNDBUFFORCE, else: SO_SNDBUF, bytes: sendBufferBytes)
             try Self.bind(fd, index: interfaceIndex, protocol: 0, interfaceName)
         } catch {
             close(fd)
             throw error
         }
         egressHookDescriptor = fd
+    }
+
+    /// A socket buffer of `bytes`: the forced size past the system's limit needs CAP_NET_ADMIN;
+    /// without it, the plain one (up to the limit), quietly.
+    private static func setBuffer(_ fd: Int32, _ forced: Int32, else plain: Int32, bytes: Int32) {
+        if setsockopt(fd, SOL_SOCKET, forced, [bytes], 4) != 0 { _ = setsockopt(fd, SOL_SOCKET, plain, [bytes], 4) }
     }
 
     /// A packet socket that takes and gives virtio-net headers, bound to nothing yet.

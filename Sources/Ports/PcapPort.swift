@@ -130,17 +130,12 @@ public enum SoftwareOffload {
     /// The TCP/UDP checksum over the pseudo-header and the segment, written into its field.
     static func fillChecksum(_ frame: UnsafeMutableRawBufferPointer, ip: Int, l4: Int, length: Int, field: Int) {
         frame.writeUInt16(0, at: l4 + field)
-        var sum: UInt32 = 0
-        for offset in stride(from: ip + 12, to: ip + 20, by: 2) { sum &+= UInt32(frame.readUInt16(at: offset)) }
-        sum &+= UInt32(frame[ip + 9]) &+ UInt32(length)
-        var i = l4
-        while i + 1 < l4 + length {
-            sum &+= UInt32(frame[i]) << 8 | UInt32(frame[i + 1])
-            i += 2
-        }
-        if i < l4 + length { sum &+= UInt32(frame[i]) << 8 }
-        while sum >> 16 != 0 { sum = (sum & 0xffff) &+ (sum >> 16) }
-        var result = ~UInt16(sum)
+        let bytes = UnsafeRawBufferPointer(frame)
+        // The pseudo-header (RFC 768, RFC 9293 3.1): addresses, protocol, length; then the segment.
+        var sum = InternetChecksum.accumulate(UnsafeRawBufferPointer(rebasing: bytes[(ip + 12)..<(ip + 20)]))
+        sum &+= UInt64(frame[ip + 9]) &+ UInt64(length)
+        sum = InternetChecksum.accumulate(UnsafeRawBufferPointer(rebasing: bytes[l4..<(l4 + length)]), into: sum)
+        var result = InternetChecksum.finish(sum)
         if result == 0 && frame[ip + 9] == IPv4HeaderView.ProtocolNumber.udp { result = 0xffff }
         frame.writeUInt16(result, at: l4 + field)
     }

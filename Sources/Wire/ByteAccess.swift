@@ -31,16 +31,26 @@ extension UnsafeMutableRawBufferPointer {
 
 /// The Internet checksum of RFC 1071: the ones' complement of the ones' complement sum.
 public enum InternetChecksum {
-    public static func compute(_ bytes: UnsafeRawBufferPointer) -> UInt16 {
-        var sum: UInt32 = 0
+    public static func compute(_ bytes: UnsafeRawBufferPointer) -> UInt16 { finish(accumulate(bytes)) }
+
+    /// `partial` plus the sum of `bytes` as big-endian 16-bit words (an odd last byte padded
+    /// with zero), not yet folded: sums over several pieces (a pseudo-header, then a segment) add up.
+    public static func accumulate(_ bytes: UnsafeRawBufferPointer, into partial: UInt64 = 0) -> UInt64 {
+        var sum = partial
         var i = 0
         while i + 1 < bytes.count {
-            sum &+= UInt32(bytes[i]) << 8 | UInt32(bytes[i + 1])
+            sum &+= UInt64(bytes[i]) << 8 | UInt64(bytes[i + 1])
             i += 2
         }
-        if i < bytes.count { sum &+= UInt32(bytes[i]) << 8 }
-        while sum >> 16 != 0 { sum = (sum & 0xffff) &+ (sum >> 16) }
-        return ~UInt16(sum)
+        if i < bytes.count { sum &+= UInt64(bytes[i]) << 8 }
+        return sum
+    }
+
+    /// The checksum of an accumulated sum: folded to 16 bits, complemented.
+    public static func finish(_ sum: UInt64) -> UInt16 {
+        var folded = sum
+        while folded >> 16 != 0 { folded = (folded & 0xffff) &+ (folded >> 16) }
+        return ~UInt16(folded)
     }
 
     /// A buffer whose checksum field is filled sums to zero.
