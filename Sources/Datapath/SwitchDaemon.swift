@@ -221,15 +221,8 @@ public final class SwitchDaemon: @unchecked Sendable {
     private var replicatingPorts = PortSet()
     /// Moves whenever a port's device opens or closes: replica lists name interfaces by index.
     private var portsGeneration: UInt64 = 0
-    /// A flow goes to the kernel when the switch decides one of its frames of at least this
-    /// many bytes, and its way back with it. Each frame through the switch's threads costs two
-    /// copies: bulk traffic (TCP's 64 KB segments, MTU-sized streams) is cheaper in the kernel
-    /// by far. Small frames cost the threads little per byte, and the threads spread a flood of
-    /// them over the machine's cores, where the kernel forwards in the sender's softirq, on its
-    /// core (bench.sh, 64-byte frames: 1.5x the bridge's rate through the threads, 1.0-1.05x
-    /// through the kernel).
+    /// The frame size from which a flow goes to the kernel (`DatapathOptions`).
     private let kernelFastPathFrameBytes: Int
-    public static let defaultKernelFastPathFrameBytes = 1024
     /// The forwarding threads' nice value.
     private let nice: Int
     /// Called on SIGHUP, without `lock`: the settings to `apply`.
@@ -237,15 +230,12 @@ public final class SwitchDaemon: @unchecked Sendable {
 
     /// Opens every port, then the control socket: once the socket exists, the switch forwards.
     /// Throws, with nothing left open, if any part cannot start.
-    public init(configuration: SwitchConfiguration, controlPath: String, controlGroup: String? = nil,
-                metricsAddress: String? = nil, threads threadCount: Int = 1, ringBytes: Int = 1 << 20,
-                cpus: [Int] = [], busyPoll: Bool = false, filterHostStack: Bool = true, kernelFastPath: Bool = true,
-                egressReplication: Bool = true,
-                kernelFastPathFrameBytes: Int = SwitchDaemon.defaultKernelFastPathFrameBytes, logger: Logger) throws {
-        self.kernelFastPathFrameBytes = kernelFastPathFrameBytes
+    public init(configuration: SwitchConfiguration, options: DatapathOptions, logger: Logger) throws {
+        let threadCount = options.threads, controlPath = options.controlPath
+        kernelFastPathFrameBytes = options.kernelFastPathFrameBytes
         self.logger = logger
-        self.busyPoll = busyPoll
-        self.ringBytes = ringBytes
+        busyPoll = options.busyPoll
+        ringBytes = options.ringBytes
         // Several threads share each packet port's frames by the CPU a flow arrives on, each
         // bound away from the CPUs whose frames it takes; where BPF is refused, by flow hash,
         // and the scheduler places them (bound to one CPU, a hashed flow's thread would share
@@ -259,9 +249,9 @@ public final class SwitchDaemon: @unchecked Sendable {
             }
         }
         self.steering = steering
-        self.cpus = !cpus.isEmpty ? cpus
+        cpus = !options.cpus.isEmpty ? options.cpus
             : steering == nil ? [] : ThreadPlacement.awayFromSenders(threads: threadCount, allowed: allowedCPUs())
-        self.filterHostStack = filterHostStack
+        filterHostStack = options.filterHostStack
         // Threads started later inherit the main thread's nice value (set by the caller).
         self.nice = SystemThread.currentNice
         for port in configuration.ports where port.attachment != .tap && InterfaceState.read(port.name) == nil {
@@ -287,14 +277,14 @@ public final class SwitchDaemon: @unchecked Sendable {
         let now = Self.now()
         engine = SnoopingSwitch(configuration: configuration, at: now)
         ports = engine.ports.map { $0.map(PortIO.init) }
-        if kernelFastPath {
+        if options.kernelFastPath {
             do throws(SystemError) {
-                fastPath = FastPathFlows(kernel: try KernelFastPath(dropMisses: filterHostStack))
+                fastPath = FastPathFlows(kernel: try KernelFastPath(dropMisses: options.filterHostStack))
             } catch {
                 logger.warning("\(error); unicast flows are forwarded by the switch's threads alone (the kernel fast path needs Linux 6.6 and CAP_BPF)")
             }
         }
-        if egressReplication {
+        if options.egressReplication {
             do throws(SystemError) {
                 let replication = try EgressReplication(threads: threads.count)
                 self.replication = replication
@@ -311,10 +301,10 @@ public final class SwitchDaemon: @unchecked Sendable {
             try open(port, index: index)
         }
         refreshLinks(at: now)
-        let metrics = try metricsAddress.map { address throws(ControlError) in try MetricsServer(listen: address) }
+        let metrics = try options.metricsAddress.map { address throws(ControlError) in try MetricsServer(listen: address) }
         statusWorker = try StatusWorker(lock: lock, metrics: metrics, copyState: { [unowned self] in statusParts() },
                                         answered: { [wakeMain] in wakeMain.signal() })
-        control = try ControlServer(path: controlPath, group: controlGroup)
+        control = try ControlServer(path: controlPath, group: options.controlGroup)
         try poller.add(control.descriptor, token: Token.control)
         // Started before the forwarding threads pin this one (--cpus): it runs where it may.
         try statusWorker.start()
