@@ -26,4 +26,16 @@ extension SwitchDaemon {
         if !kept.isEmpty { line += "; needs a restart to change: \(kept.joined(separator: ", "))" }
         return line
     }
+
+    /// SIGHUP: the configuration read again (without `lock`) and applied, or why not, logged.
+    func reloadConfiguration() {
+        guard let readConfiguration else {
+            logger.notice("SIGHUP: nothing to re-read (no configuration file)")
+            return
+        }
+        switch withoutLock({ Result { try readConfiguration() } }) {
+        case .success(let configuration): logger.notice("SIGHUP: \(apply(configuration))")
+        case .failure(let error): logger.notice("SIGHUP: \(error); the running configuration is unchanged")
+        }
+    }
 }

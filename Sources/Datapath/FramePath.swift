@@ -15,95 +15,121 @@ extension SwitchDaemon {
     func receive(onPort index: Int, thread: ForwardingThread) {
         retireFlows()
         guard index < ports.count, let port = ports[index], let device = port.ingress(for: thread.number) else { return }
-        let ingress = PortID(index)
-        let batch = thread.batch
-        // Frames on a port we hold down mean its link came up before the kernel says so (it
-        // reports carrier changes up to a second late): an interface that is up and receiving is up.
-        port.lastReceive = Self.now()
-        if !engine.linkUp.contains(ingress) {
-            if thread.number == 0 { refreshLinks(at: port.lastReceive) } else { linkCheckWanted = true }
-        }
+        noteFrames(on: port, id: PortID(index), thread: thread)
         for _ in 0..<8 {
             // Sending let the lock go: the port may have been removed or reopened meanwhile.
-            guard ports[index] === port else { return }
-            let count: Int
-            do {
-                switch device {
-                case .packet(let socket):
-                    if let ring = socket.ring {
-                        count = try batch.receive(from: ring, of: socket)
-                    } else {
-                        count = try batch.receive(from: socket)
-                    }
-                case .tap(let tap): count = try batch.receive(from: tap)
-                case .pcap(let pcap): count = pcap.receive(into: batch)
-                }
-            } catch {
-                logger.warning("port \(port.name): \(error); rechecking the link")
-                if thread.number == 0 { refreshLinks(at: Self.now()) } else { linkCheckWanted = true }
-                return
-            }
-            guard count > 0 else { return }
+            guard ports[index] === port, let count = readBatch(from: device, of: port, thread: thread),
+                  count > 0 else { return }
             let now = Self.now()
             thread.lastFrames = now
             let wallClock = captures.isEmpty ? 0 : realtimeNanoseconds()
             for i in 0..<count {
-                guard let frame = batch.frame(i) else {
+                guard let frame = thread.batch.frame(i) else {
                     port.rxErrors &+= 1
                     continue
                 }
-                if !captures.isEmpty { capture(frame.bytes, tag: frame.tag, port: index, outbound: false, at: wallClock) }
-                let input = IngressFrame(bytes: frame.bytes, tag: frame.tag, checksumPending: frame.header.checksumPending,
-                                         serviceTagged: frame.serviceTagged)
-                let controlFrames = engine.controlFrames
-                let decision = engine.receive(input, on: ingress, at: now)
-                // A port must not get a flow's next frame on its own while the last one waits to
-                // be cloned to it from another port's queue (or the other way round): where the
-                // forwarding state may have moved, what is queued leaves first.
-                if thread.replicating && engine.controlFrames != controlFrames { flushAllLocked(thread: thread) }
-                var oneByOne = decision.ports
-                if replication != nil && decision.ports.count > 1 {
-                    oneByOne = replicate(frame, decision: decision, thread: thread, wallClock: wallClock)
-                }
-                for egress in oneByOne {
-                    guard let out = ports[egress.index] else { continue }
-                    let tag = engine.egressTagged(egress, vlan: decision.vlan) ? decision.tag : nil
-                    queue(on: egress.index, port: out, thread: thread)
-                        .append(frame.bytes, header: frame.header, tag: tag, headerPrecedes: frame.headerPrecedes)
-                    if !captures.isEmpty { capture(frame.bytes, tag: tag, port: egress.index, outbound: true, at: wallClock) }
-                }
-                // The flow's next frames: the kernel's, once the engine has decided a large one.
-                if fastPath != nil, frame.bytes.count >= kernelFastPathFrameBytes, captures.isEmpty,
-                   let ingressInterface = port.fastPathInterface,
-                   let route = engine.unicastRoute(of: input, on: ingress, decision: decision, at: now),
-                   let egressInterface = ports[route.egress.index]?.fastPathInterface {
-                    thread.routes.append((route, ingressInterface, egressInterface))
-                }
-                if !engine.outbox.isEmpty { queueGenerated(thread: thread) }
+                forward(frame, from: port, index: index, thread: thread, at: now, wallClock: wallClock)
             }
-            // Before the batch is sent: a frame that moved a station may be answered within
-            // the send (the receiver's stack runs in our softirq), and the answer must not
-            // meet a flow that still points where the station was.
-            if let fastPath, fastPath.checkedGeneration != engine.macs.generation { revalidateFastPath(at: now) }
-            flushPending(thread: thread)
-            if case .packet(let socket) = device { socket.ring?.release() }
-            if let fastPath {
-                // After the batch is sent: the kernel must not overtake the frame that decided
-                // the route (frames of the flow still in the ring may be, at its start).
-                if !thread.routes.isEmpty {
-                    for (route, ingress, egress) in thread.routes
-                    where captures.isEmpty && kernelMayCarry(route, ingress: ingress, egress: egress, at: now) {
-                        fastPath.offer(route, ingressInterface: ingress, egressInterface: egress, at: now)
-                        // The way back (a TCP stream's ACKs), when the engine would decide it so.
-                        if kernelMayCarry(route.reversed, ingress: egress, egress: ingress, at: now) {
-                            fastPath.offer(route.reversed, ingressInterface: egress, egressInterface: ingress, at: now)
-                        }
-                    }
-                    thread.routes.removeAll(keepingCapacity: true)
-                }
-            }
-            if count < batch.capacity { return }
+            sendBatch(receivedOn: device, thread: thread, at: now)
+            if count < thread.batch.capacity { return }
         }
+    }
+
+    /// Frames on a port we hold down mean its link came up before the kernel says so (it
+    /// reports carrier changes up to a second late): an interface that is up and receiving is up.
+    private func noteFrames(on port: PortIO, id: PortID, thread: ForwardingThread) {
+        port.lastReceive = Self.now()
+        if !engine.linkUp.contains(id) { checkLink(thread: thread, at: port.lastReceive) }
+    }
+
+    /// Has the links looked at: now on the main thread, by the main thread on another.
+    private func checkLink(thread: ForwardingThread, at now: Instant) {
+        if thread.number == 0 { refreshLinks(at: now) } else { linkCheckWanted = true }
+    }
+
+    /// Reads a batch from the port into the thread's; nil where the device failed (its link is
+    /// looked at).
+    private func readBatch(from device: Device, of port: PortIO, thread: ForwardingThread) -> Int? {
+        let batch = thread.batch
+        do {
+            switch device {
+            case .packet(let socket):
+                if let ring = socket.ring {
+                    return try batch.receive(from: ring, of: socket)
+                } else {
+                    return try batch.receive(from: socket)
+                }
+            case .tap(let tap): return try batch.receive(from: tap)
+            case .pcap(let pcap): return pcap.receive(into: batch)
+            }
+        } catch {
+            logger.warning("port \(port.name): \(error); rechecking the link")
+            checkLink(thread: thread, at: Self.now())
+            return nil
+        }
+    }
+
+    /// One frame: captured, decided by the engine, queued on its egress ports (once for several
+    /// where the kernel clones it), its route noted for the kernel fast path, and what the
+    /// engine generated meanwhile queued too.
+    private func forward(_ frame: ReceivedFrame, from port: PortIO, index: Int, thread: ForwardingThread,
+                         at now: Instant, wallClock: Int64) {
+        let ingress = PortID(index)
+        if !captures.isEmpty { capture(frame.bytes, tag: frame.tag, port: index, outbound: false, at: wallClock) }
+        let input = IngressFrame(bytes: frame.bytes, tag: frame.tag, checksumPending: frame.header.checksumPending,
+                                 serviceTagged: frame.serviceTagged)
+        let controlFrames = engine.controlFrames
+        let decision = engine.receive(input, on: ingress, at: now)
+        // A port must not get a flow's next frame on its own while the last one waits to
+        // be cloned to it from another port's queue (or the other way round): where the
+        // forwarding state may have moved, what is queued leaves first.
+        if thread.replicating && engine.controlFrames != controlFrames { flushAllLocked(thread: thread) }
+        var oneByOne = decision.ports
+        if replication != nil && decision.ports.count > 1 {
+            oneByOne = replicate(frame, decision: decision, thread: thread, wallClock: wallClock)
+        }
+        for egress in oneByOne {
+            guard let out = ports[egress.index] else { continue }
+            let tag = engine.egressTagged(egress, vlan: decision.vlan) ? decision.tag : nil
+            queue(on: egress.index, port: out, thread: thread)
+                .append(frame.bytes, header: frame.header, tag: tag, headerPrecedes: frame.headerPrecedes)
+            if !captures.isEmpty { capture(frame.bytes, tag: tag, port: egress.index, outbound: true, at: wallClock) }
+        }
+        // The flow's next frames: the kernel's, once the engine has decided a large one.
+        if fastPath != nil, frame.bytes.count >= kernelFastPathFrameBytes, captures.isEmpty,
+           let ingressInterface = port.fastPathInterface,
+           let route = engine.unicastRoute(of: input, on: ingress, decision: decision, at: now),
+           let egressInterface = ports[route.egress.index]?.fastPathInterface {
+            thread.routes.append((route, ingressInterface, egressInterface))
+        }
+        if !engine.outbox.isEmpty { queueGenerated(thread: thread) }
+    }
+
+    /// Sends what the batch queued, the ring's slots handed back, and the routes it decided
+    /// offered to the kernel.
+    private func sendBatch(receivedOn device: Device, thread: ForwardingThread, at now: Instant) {
+        // Before the batch is sent: a frame that moved a station may be answered within
+        // the send (the receiver's stack runs in our softirq), and the answer must not
+        // meet a flow that still points where the station was.
+        if let fastPath, fastPath.checkedGeneration != engine.macs.generation { revalidateFastPath(at: now) }
+        flushPending(thread: thread)
+        if case .packet(let socket) = device { socket.ring?.release() }
+        offerRoutes(thread: thread, at: now)
+    }
+
+    /// After the batch is sent: the kernel must not overtake the frame that decided the route
+    /// (frames of the flow still in the ring may be, at its start).
+    private func offerRoutes(thread: ForwardingThread, at now: Instant) {
+        guard let fastPath, !thread.routes.isEmpty else { return }
+        for (route, ingress, egress) in thread.routes
+        where captures.isEmpty && kernelMayCarry(route, ingress: ingress, egress: egress, at: now) {
+            fastPath.offer(route, ingressInterface: ingress, egressInterface: egress, at: now)
+            // The way back (a TCP stream's ACKs), when the engine would decide it so.
+            if kernelMayCarry(route.reversed, ingress: egress, egress: ingress, at: now) {
+                fastPath.offer(route.reversed, ingressInterface: egress, egressInterface: ingress, at: now)
+            }
+        }
+        thread.routes.removeAll(keepingCapacity: true)
     }
 
     /// Queues a frame for several ports as few times as it can: once for each set of

@@ -117,51 +117,61 @@ extension SwitchDaemon {
         let now = Self.now()
         for (index, port) in ports.enumerated() {
             guard let port else { continue }
-            let id = PortID(index)
             if port.attachment == .tap {
                 // The TAP's kernel side may live in another namespace, out of our sight: the port
                 // is up while our end is open.
+                let id = PortID(index)
                 if port.device != nil, !engine.linkUp.contains(id) { engine.setLink(id, up: true, at: now) }
                 continue
             }
             guard index < names.count, names[index] == port.name else { continue }
-            let state = states[index]
-            if let index = port.interfaceIndex, state?.index != index {
-                logger.warning("port \(port.name): interface \(state == nil ? "removed" : "re-created"); closing its socket")
-                closeDevice(of: port)
-            }
-            if port.device == nil, state != nil {
-                do {
-                    try open(port, index: index)
-                    logger.notice("port \(port.name): interface back, socket reopened")
-                } catch {
-                    logger.warning("port \(port.name): \(error)")
-                }
-            }
-            let current = state
-            if let mtu = current?.mtu, let old = port.mtu, mtu != old, port.device != nil {
-                // Packet sockets carry any size; a libpcap port cuts GSO frames to the MTU it
-                // read when it opened, so it opens again.
-                logger.notice("port \(port.name): MTU \(old) -> \(mtu)")
-                port.linkChanges &+= 1
-                if port.attachment == .pcap {
-                    closeDevice(of: port)
-                    try? open(port, index: index)
-                }
-            }
-            port.mtu = current?.mtu ?? port.mtu
-            let recent = now - port.lastReceive < .seconds(1)
-            let carrier = current?.hasCarrier == true || recent
-            if current?.hasCarrier == false, recent { carrierCheck = now + .seconds(1) }
-            let up = port.device != nil && current?.isUp == true && carrier
-            if up != engine.linkUp.contains(id) {
-                if up { for socket in port.allSockets { socket.clearPendingError() } }
-                engine.setLink(id, up: up, at: now)
-                port.linkChanges &+= 1
-                logger.notice("port \(port.name): link \(up ? "up" : "down")\(up ? "" : "; its MAC entries and memberships flushed")")
-            }
+            followInterface(of: port, index: index, state: states[index])
+            followLink(of: port, id: PortID(index), state: states[index], at: now)
         }
         sendGenerated()
+    }
+
+    /// The port's device follows its interface: closed when the interface is gone or made anew,
+    /// opened when there is one again, a libpcap port opened again for a new MTU.
+    private func followInterface(of port: PortIO, index: Int, state: InterfaceState?) {
+        if let index = port.interfaceIndex, state?.index != index {
+            logger.warning("port \(port.name): interface \(state == nil ? "removed" : "re-created"); closing its socket")
+            closeDevice(of: port)
+        }
+        if port.device == nil, state != nil {
+            do {
+                try open(port, index: index)
+                logger.notice("port \(port.name): interface back, socket reopened")
+            } catch {
+                logger.warning("port \(port.name): \(error)")
+            }
+        }
+        if let mtu = state?.mtu, let old = port.mtu, mtu != old, port.device != nil {
+            // Packet sockets carry any size; a libpcap port cuts GSO frames to the MTU it
+            // read when it opened, so it opens again.
+            logger.notice("port \(port.name): MTU \(old) -> \(mtu)")
+            port.linkChanges &+= 1
+            if port.attachment == .pcap {
+                closeDevice(of: port)
+                try? open(port, index: index)
+            }
+        }
+        port.mtu = state?.mtu ?? port.mtu
+    }
+
+    /// The port's link in the engine follows its interface: up while the interface is up and has
+    /// carrier, or frames arrived within the last second (the kernel reports carrier late).
+    private func followLink(of port: PortIO, id: PortID, state current: InterfaceState?, at now: Instant) {
+        let recent = now - port.lastReceive < .seconds(1)
+        let carrier = current?.hasCarrier == true || recent
+        if current?.hasCarrier == false, recent { carrierCheck = now + .seconds(1) }
+        let up = port.device != nil && current?.isUp == true && carrier
+        if up != engine.linkUp.contains(id) {
+            if up { for socket in port.allSockets { socket.clearPendingError() } }
+            engine.setLink(id, up: up, at: now)
+            port.linkChanges &+= 1
+            logger.notice("port \(port.name): link \(up ? "up" : "down")\(up ? "" : "; its MAC entries and memberships flushed")")
+        }
     }
 
     /// Adds a port while running; the interface must exist.
