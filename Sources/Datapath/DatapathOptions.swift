@@ -28,7 +28,7 @@ public struct DatapathOptions: Sendable {
     /// so bulk traffic (TCP's 64 KB segments, MTU-sized streams) is cheaper in the kernel; small
     /// frames cost the threads little per byte, and the threads spread a flood of them over the
     /// machine's cores, where the kernel forwards in the sender's softirq, on its core (README,
-    /// Benchmarks, has the measurements).
+    /// Performance, has the measurements).
     public var kernelFastPathFrameBytes: Int
     public static let defaultKernelFastPathFrameBytes = 1024
 
