@@ -158,8 +158,8 @@ struct Run: ParsableCommand {
           help: "Send a frame for several packet ports (a flood, a group's members) once, on one of them, and let the kernel clone it to the others (BPF on the TCX egress hook, Linux 6.6 or later); without it, the switch's threads send a copy to each port.")
     var egressReplication = true
 
-    @Option(help: ArgumentHelp("With the kernel fast path, a flow goes to the kernel once the switch decides one of its frames of at least BYTES, its way back with it (default \(SwitchDaemon.defaultKernelFastPathFrameBytes): bulk traffic, which costs the switch's threads two copies a frame; 1: every flow).", valueName: "BYTES"))
-    var kernelFastPathFrame: Int = SwitchDaemon.defaultKernelFastPathFrameBytes
+    @Option(help: ArgumentHelp("With the kernel fast path, a flow goes to the kernel once the switch decides one of its frames of at least BYTES, its way back with it (default \(DatapathOptions.defaultKernelFastPathFrameBytes): bulk traffic, which costs the switch's threads two copies a frame; 1: every flow).", valueName: "BYTES"))
+    var kernelFastPathFrame: Int = DatapathOptions.defaultKernelFastPathFrameBytes
 
     @Option(help: "Serve Prometheus metrics on ADDRESS:PORT (GET /metrics).")
     var metrics: String?
@@ -353,13 +353,13 @@ struct Run: ParsableCommand {
         }
         let daemon: SwitchDaemon
         do {
-            daemon = try SwitchDaemon(configuration: config, controlPath: control, controlGroup: controlGroup,
-                                      metricsAddress: metrics,
-                                      threads: threads ?? (cpuList.isEmpty ? min(4, usableCPUCount()) : cpuList.count),
-                                      ringBytes: ringSize * 1024, cpus: cpuList, busyPoll: busyPoll,
-                                      filterHostStack: hostStackFilter, kernelFastPath: kernelFastPath,
-                                      egressReplication: egressReplication,
-                                      kernelFastPathFrameBytes: kernelFastPathFrame, logger: logger)
+            let options = DatapathOptions(controlPath: control, controlGroup: controlGroup, metricsAddress: metrics,
+                                          threads: threads ?? (cpuList.isEmpty ? min(4, usableCPUCount()) : cpuList.count),
+                                          ringBytes: ringSize * 1024, cpus: cpuList, busyPoll: busyPoll,
+                                          filterHostStack: hostStackFilter, kernelFastPath: kernelFastPath,
+                                          egressReplication: egressReplication,
+                                          kernelFastPathFrameBytes: kernelFastPathFrame)
+            daemon = try SwitchDaemon(configuration: config, options: options, logger: logger)
         } catch {
             throw Failure("\(error)")
         }

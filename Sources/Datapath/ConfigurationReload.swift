@@ -1,0 +1,41 @@
+import Control
+import SwitchEngine
+
+/// New settings while running (SIGHUP): read without the lock, then applied.
+extension SwitchDaemon {
+    /// New settings while running (SIGHUP): ports removed, added or changed are applied one by
+    /// one, the rest through the engine. Returns a line for the log.
+    public func apply(_ new: SwitchConfiguration) -> String {
+        let current = engine.ports.compactMap { $0 }
+        var changes: [String] = []
+        for port in current where !new.ports.contains(port) {
+            try? removePort(named: port.name)
+            changes.append("-\(port.name)")
+        }
+        for port in new.ports where !current.contains(port) {
+            do {
+                try addPort(port)
+                changes.append("+\(port.name)")
+            } catch {
+                changes.append("\(port.name) not added: \(error)")
+            }
+        }
+        let kept = engine.reconfigure(new, at: Self.now())
+        revalidateFastPath(at: Self.now())
+        var line = "configuration re-read; ports: \(changes.isEmpty ? "unchanged" : changes.joined(separator: " "))"
+        if !kept.isEmpty { line += "; needs a restart to change: \(kept.joined(separator: ", "))" }
+        return line
+    }
+
+    /// SIGHUP: the configuration read again (without `lock`) and applied, or why not, logged.
+    func reloadConfiguration() {
+        guard let readConfiguration else {
+            logger.notice("SIGHUP: nothing to re-read (no configuration file)")
+            return
+        }
+        switch withoutLock({ Result { try readConfiguration() } }) {
+        case .success(let configuration): logger.notice("SIGHUP: \(apply(configuration))")
+        case .failure(let error): logger.notice("SIGHUP: \(error); the running configuration is unchanged")
+        }
+    }
+}
