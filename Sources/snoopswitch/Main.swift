@@ -384,11 +384,11 @@ struct Status: ParsableCommand {
 
     func run() throws {
         if json {
-            print(try ask("status", control: control))
+            print(try ask(.status(.json), control: control))
             return
         }
         // The switch makes the tables itself; one from before it could sends its JSON.
-        let answer = try ask("status text", control: control)
+        let answer = try ask(.status(.text), control: control)
         guard answer.hasPrefix("{") else {
             print(answer)
             return
@@ -403,19 +403,22 @@ struct Status: ParsableCommand {
 }
 
 /// Sends one request to the running switch; its error, if any, becomes ours.
-func ask(_ request: String, control: String) throws -> String {
-    let answer: String
+func ask(_ request: ControlRequest, control: String) throws -> String {
     do {
-        answer = try ControlClient.request(request, path: control)
+        return try ControlClient.ask(request, path: control)
     } catch {
         throw Failure("\(error)")
     }
-    // Only an error document is read here: a status of 100,000 groups is 17 MB to parse.
-    if answer.hasPrefix("{\"error\""), let data = answer.data(using: .utf8),
-       let failure = try? JSONDecoder().decode([String: String].self, from: data), let message = failure["error"] {
-        throw Failure(message)
+}
+
+/// A request made from the command line's words: what the switch would refuse is said here,
+/// before asking, in the switch's words.
+func checked<T>(_ make: () throws -> T) throws -> T {
+    do {
+        return try make()
+    } catch {
+        throw Failure("\(error)")
     }
-    return answer
 }
 
 struct ControlOption: ParsableArguments {
@@ -433,8 +436,8 @@ struct PortCommand: ParsableCommand {
         @Argument var spec: String
         @OptionGroup var options: ControlOption
         func run() throws {
-            _ = try PortSpec.parse(spec)        // a bad SPEC is said here, before asking
-            _ = try ask("port add \(spec)", control: options.control)
+            let port = try PortSpec.parse(spec)        // a bad SPEC is said here, before asking
+            _ = try ask(.port(.add(port)), control: options.control)
         }
     }
 
@@ -442,7 +445,7 @@ struct PortCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a port; what was learned on it goes with it.")
         @Argument var name: String
         @OptionGroup var options: ControlOption
-        func run() throws { _ = try ask("port del \(name)", control: options.control) }
+        func run() throws { _ = try ask(.port(.remove(name: name)), control: options.control) }
     }
 }
 
@@ -453,7 +456,7 @@ struct FdbCommand: ParsableCommand {
     struct Flush: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Forget every learned MAC address.")
         @OptionGroup var options: ControlOption
-        func run() throws { _ = try ask("fdb flush", control: options.control) }
+        func run() throws { _ = try ask(.fdb(.flush), control: options.control) }
     }
 }
 
@@ -466,7 +469,10 @@ struct MdbCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Forget learned memberships (static ones stay).")
         @Option(help: "Only in this VLAN.") var vlan: Int?
         @OptionGroup var options: ControlOption
-        func run() throws { _ = try ask("mdb flush" + (vlan.map { " \($0)" } ?? ""), control: options.control) }
+        func run() throws {
+            let id = try checked { try vlan.map { try ControlRequest.vlan(String($0)) } }
+            _ = try ask(.mdb(.flush(vlan: id)), control: options.control)
+        }
     }
 
     struct Add: ParsableCommand {
@@ -475,7 +481,12 @@ struct MdbCommand: ParsableCommand {
         @Argument var group: String
         @Option(help: "The VLAN (default 1).") var vlan: Int = 1
         @OptionGroup var options: ControlOption
-        func run() throws { _ = try ask("mdb add \(port) \(group) \(vlan)", control: options.control) }
+        func run() throws {
+            let entry = try checked {
+                ControlRequest.StaticMembership(port: port, group: try ControlRequest.group(group), vlan: try ControlRequest.vlan(String(vlan)))
+            }
+            _ = try ask(.mdb(.add(entry)), control: options.control)
+        }
     }
 
     struct Del: ParsableCommand {
@@ -484,7 +495,12 @@ struct MdbCommand: ParsableCommand {
         @Argument var group: String
         @Option(help: "The VLAN (default 1).") var vlan: Int = 1
         @OptionGroup var options: ControlOption
-        func run() throws { _ = try ask("mdb del \(port) \(group) \(vlan)", control: options.control) }
+        func run() throws {
+            let entry = try checked {
+                ControlRequest.StaticMembership(port: port, group: try ControlRequest.group(group), vlan: try ControlRequest.vlan(String(vlan)))
+            }
+            _ = try ask(.mdb(.remove(entry)), control: options.control)
+        }
     }
 }
 
@@ -506,7 +522,7 @@ struct Capture: ParsableCommand {
         do { writer = try PcapWriter(path: file) } catch { throw Failure("\(error)") }
         let fd: Int32
         do {
-            fd = try ControlClient.open("capture \(port ?? "*") \(controlOnly ? "control" : "all")", path: options.control)
+            fd = try ControlClient.open(.capture(.init(port: port, controlOnly: controlOnly)), path: options.control)
         } catch {
             throw Failure("\(error)")
         }
@@ -515,10 +531,7 @@ struct Capture: ParsableCommand {
         signal(SIGTERM) { _ in captureStop = true }
         let reader = StreamReader(fd)
         guard let first = reader.line() else { throw Failure("the switch closed the connection") }
-        if let data = first.data(using: .utf8),
-           let answer = try? JSONDecoder().decode([String: String].self, from: data), let message = answer["error"] {
-            throw Failure(message)
-        }
+        if case .error(let message)? = try? ControlAnswer(line: first) { throw Failure(message) }
         let deadline = duration.map { Date().addingTimeInterval($0) }
         while !captureStop, count.map({ writer.frames < $0 }) ?? true, deadline.map({ Date() < $0 }) ?? true {
             guard reader.wait(milliseconds: 200) else { continue }
