@@ -1,4 +1,5 @@
 import Foundation
+import SwitchEngine
 
 /// The configuration file of `snoopswitch run --config FILE`: one setting per line, written as
 /// the flag it stands for without its dashes, `#` starting a comment.
@@ -17,16 +18,28 @@ public enum ConfigFile {
         public var arguments: [String]
     }
 
-    public struct Error: Swift.Error, CustomStringConvertible {
-        public let description: String
+    /// What is wrong with a configuration file, and where: `FILE:LINE: message`, or
+    /// `FILE: message` where no one line is at fault.
+    public struct Error: Swift.Error, CustomStringConvertible, Equatable {
+        public var path: String
+        public var line: Int?
+        public var message: String
+
+        public init(path: String, line: Int? = nil, _ message: String) {
+            self.path = path
+            self.line = line
+            self.message = message
+        }
+
+        public var description: String { "\(path):" + (line.map { "\($0):" } ?? "") + " \(message)" }
     }
 
     public static func read(_ path: String) throws(ConfigFile.Error) -> [Line] {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw Error(description: "\(path): cannot read the configuration file")
+            throw Error(path: path, "cannot read the configuration file")
         }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw Error(description: "\(path): not UTF-8 text")
+            throw Error(path: path, "not UTF-8 text")
         }
         return try parse(text, path: path)
     }
@@ -38,7 +51,7 @@ public enum ConfigFile {
             let words = content.split(whereSeparator: \.isWhitespace).map(String.init)
             guard let key = words.first else { continue }
             guard !key.hasPrefix("-"), key != "config" else {
-                throw Error(description: "\(path):\(index + 1): '\(key)' is not a setting (write settings as flags without their dashes)")
+                throw Error(path: path, line: index + 1, "'\(key)' is not a setting (write settings as flags without their dashes)")
             }
             lines.append(Line(number: index + 1, arguments: ["--" + key] + words.dropFirst()))
         }
@@ -68,5 +81,77 @@ public enum ConfigFile {
             }
         }
         return kept.flatMap(\.arguments) + commandLine
+    }
+}
+
+extension ConfigFile {
+    /// The settings of `run --config FILE`: the file's with the command line's on top, knowing
+    /// which line of the file set what, so that an error names it.
+    public struct Settings: Sendable {
+        public let path: String
+        public let lines: [Line]
+        /// The command line's arguments after `run`, without `--config FILE`.
+        public let commandLine: [String]
+        /// The file's arguments with the command line's on top, as `run` reads them.
+        public let arguments: [String]
+        /// What is in force.
+        public let settings: RunSettings
+
+        /// Reads the file at `path` and lays `commandLine` (the arguments after `run`) over it.
+        /// `parse` reads arguments as `run` does; the description of what it throws is the one
+        /// line to say (about a line of the file, its flags are named without their dashes).
+        public init(file path: String, commandLine: [String], parse: ([String]) throws -> RunSettings) throws(ConfigFile.Error) {
+            let lines = try ConfigFile.read(path)
+            var seen = Set<String>()
+            for line in lines {
+                do {
+                    _ = try parse(line.arguments)
+                } catch {
+                    // The file writes settings without dashes: so does the message.
+                    throw Error(path: path, line: line.number, "\(error)".replacingOccurrences(of: "'--", with: "'"))
+                }
+                if line.arguments.count == 2, line.arguments[0] == "--port" || line.arguments[0] == "--vlan" {
+                    let name = String(line.arguments[1].split(separator: ":").first ?? "")
+                    let kind = line.arguments[0].dropFirst(2)
+                    guard seen.insert("\(kind) \(name)").inserted else {
+                        throw Error(path: path, line: line.number, "\(kind) \(name) given twice")
+                    }
+                }
+            }
+            let ownArguments = commandLine.filter { $0 != "--config" && $0 != path && !$0.hasPrefix("--config=") }
+            arguments = ConfigFile.merge(lines, commandLine: ownArguments)
+            do {
+                settings = try parse(arguments)
+            } catch {
+                throw Error(path: path, "\(error)")
+            }
+            self.path = path
+            self.lines = lines
+            self.commandLine = ownArguments
+        }
+
+        /// The line of the file that set what `error` is about: the line of that port or VLAN,
+        /// or the last line of that setting unless the command line gave it too.
+        public func line(of error: SettingError) -> Int? {
+            let flag = "--" + error.setting
+            if let value = error.value {
+                return lines.last { $0.arguments == [flag, value] }?.number
+            }
+            guard !commandLine.contains(where: { $0 == flag || $0.hasPrefix(flag + "=") }) else { return nil }
+            return lines.last { $0.arguments.first == flag }?.number
+        }
+
+        /// `error` as the file's: naming the file, and the line when one line is at fault.
+        public func located(_ error: SettingError) -> ConfigFile.Error {
+            Error(path: path, line: line(of: error), error.message)
+        }
+
+        public func switchConfiguration() throws(ConfigFile.Error) -> SwitchConfiguration {
+            do { return try settings.switchConfiguration() } catch { throw located(error) }
+        }
+
+        public func datapath(cpuAllowed: (Int) -> Bool) throws(ConfigFile.Error) -> DatapathSettings {
+            do { return try settings.datapath(cpuAllowed: cpuAllowed) } catch { throw located(error) }
+        }
     }
 }

@@ -12,7 +12,7 @@ public enum ControlAccess: Sendable {
     case capture
 }
 
-/// The requests of the control protocol, by their first word. Each says the access it needs
+/// The requests of the control protocol, by their first word (`ControlRequest`). Each says the access it needs
 /// here and nowhere else, so a request cannot be added without saying who may make it.
 public enum ControlCommand: String, CaseIterable, Sendable {
     case ping, status, capture, port, fdb, mdb
@@ -23,32 +23,6 @@ public enum ControlCommand: String, CaseIterable, Sendable {
         case .port, .fdb, .mdb: .change
         case .capture: .capture
         }
-    }
-}
-
-/// One request line: its command and the words after it.
-public struct ControlRequest: Equatable, Sendable {
-    public var command: ControlCommand
-    public var arguments: [String]
-
-    public init(_ command: ControlCommand, _ arguments: [String] = []) {
-        self.command = command
-        self.arguments = arguments
-    }
-
-    /// Splits a request line at spaces; a first word that names no request is an error.
-    public init(parsing line: String) throws(ControlError) {
-        let words = line.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
-        guard let first = words.first, let command = ControlCommand(rawValue: first) else {
-            throw ControlError("unknown request '\(line.prefix(64))'")
-        }
-        self.init(command, Array(words.dropFirst()))
-    }
-
-    /// The request as an error names it: "port add", "mdb flush", "capture".
-    public var name: String {
-        guard command.access == .change, let verb = arguments.first else { return command.rawValue }
-        return "\(command.rawValue) \(verb.prefix(16))"
     }
 }
 
@@ -147,8 +121,10 @@ public struct ControlPolicy: Sendable {
         return .stranger
     }
 
-    /// Nil when `role` may make `request`; otherwise the error that says why not.
-    public func refusal(of request: ControlRequest, by peer: PeerCredentials, as role: ControlRole) -> String? {
+    /// Nil when `role` may make `request`; otherwise the error that says why not. Read from
+    /// the request's words, before its arguments are: a request the client may not make is
+    /// refused as such, well formed or not.
+    public func refusal(of request: ControlRequest.Words, by peer: PeerCredentials, as role: ControlRole) -> String? {
         guard !role.permits(request.command.access) else { return nil }
         let administrator = owner == 0 ? "root" : "root or uid \(owner)"
         switch role {

@@ -14,7 +14,10 @@ public struct ControlError: Error, CustomStringConvertible, Sendable {
     }
 }
 
-/// The control protocol: one request line in, one JSON document out, then the server closes.
+/// The control protocol: one request line in (`ControlRequest`), one answer out, then the
+/// server closes. The answer is one line of JSON (`ControlAnswer`, or the status as
+/// `StatusReport`), except for `status text`, whose answer is the tables as text, and for a
+/// capture, whose `{"ok":true}` line is followed by its frame records (`CaptureRecord`).
 public enum ControlProtocol {
     public static let defaultPath = "/run/snoopswitch.sock"
     public static let maximumRequestBytes = 4096
@@ -32,11 +35,8 @@ public enum ControlProtocol {
         return decoder
     }
 
-    /// `{"error": "..."}`.
-    public static func errorDocument(_ message: String) -> String {
-        let encoded = (try? JSONEncoder().encode(["error": message])) ?? Data()
-        return String(decoding: encoded, as: UTF8.self)
-    }
+    /// `{"error": "..."}` (`ControlAnswer.error`).
+    public static func errorDocument(_ message: String) -> String { ControlAnswer.error(message).line }
 }
 
 private func unixAddress(_ path: String) throws(ControlError) -> sockaddr_un {
@@ -79,7 +79,7 @@ public final class ControlServer {
         policy = ControlPolicy(group: groupID.map { ControlPolicy.Group(name: group ?? "", id: $0) })
         var address = try unixAddress(path)
         if FileManager.default.fileExists(atPath: path) {
-            if (try? ControlClient.request("ping", path: path)) != nil {
+            if (try? ControlClient.request(.ping, path: path)) != nil {
                 throw ControlError("\(path): another snoopswitch is already listening there")
             }
             unlink(path)
@@ -133,7 +133,7 @@ public final class ControlServer {
             _ = fcntl(client, F_SETFL, fcntl(client, F_GETFL) | O_NONBLOCK)
             _ = fcntl(client, F_SETFD, FD_CLOEXEC)
             guard clients.count < Self.maximumClients else {
-                writeAll(client, Array((ControlProtocol.errorDocument("too many control connections") + "\n").utf8))
+                writeAll(client, ControlAnswer.error("too many control connections").lineBytes)
                 close(client)
                 continue
             }
@@ -149,7 +149,7 @@ public final class ControlServer {
     /// answer is an error saying why not) and the connection closes, unless the handler took
     /// the descriptor over (it returns nil: a capture stream, or an answer sent later with
     /// `respond`). `unregister` takes it off the loop.
-    public func readable(_ fd: Int32, unregister: (Int32) -> Void, _ handler: (ControlRequest, Int32) -> String?) {
+    public func readable(_ fd: Int32, unregister: (Int32) -> Void, _ handler: (ControlRequest, Int32) -> ControlAnswer?) {
         guard var client = clients[fd] else { return }
         var chunk = [UInt8](repeating: 0, count: 4096)
         var ended = false
@@ -176,33 +176,41 @@ public final class ControlServer {
         for (fd, client) in clients where now - client.since > Self.requestTimeoutNanoseconds {
             clients[fd] = nil
             unregister(fd)
-            answer(fd, ControlProtocol.errorDocument("no request line within 2 s"))
+            answer(fd, .error("no request line within 2 s"))
         }
     }
 
     /// When the oldest waiting client times out, if any.
     public var nextClientDeadline: Int64? { clients.values.map(\.since).min().map { $0 + Self.requestTimeoutNanoseconds } }
 
-    private func finish(_ fd: Int32, _ client: PendingClient, _ handler: (ControlRequest, Int32) -> String?) {
+    /// The request's command first, then who asks, then its arguments: a client is refused a
+    /// request it may not make, well formed or not.
+    private func finish(_ fd: Int32, _ client: PendingClient, _ handler: (ControlRequest, Int32) -> ControlAnswer?) {
         let data = client.data
         guard data.count <= ControlProtocol.maximumRequestBytes else {
-            return answer(fd, ControlProtocol.errorDocument("request too long (over \(ControlProtocol.maximumRequestBytes) bytes)"))
+            return answer(fd, .error("request too long (over \(ControlProtocol.maximumRequestBytes) bytes)"))
         }
         guard let line = String(bytes: data.prefix { $0 != UInt8(ascii: "\n") }, encoding: .utf8),
               !line.trimmingCharacters(in: .whitespaces).isEmpty else {
-            return answer(fd, ControlProtocol.errorDocument("empty or unreadable request"))
+            return answer(fd, .error("empty or unreadable request"))
+        }
+        let words: ControlRequest.Words
+        do {
+            words = try ControlRequest.Words(parsing: line.trimmingCharacters(in: .whitespaces))
+        } catch {
+            return answer(fd, .error(error.description))
+        }
+        guard let peer = client.peer else {
+            return answer(fd, .error("permission denied: the client could not be identified (SO_PEERCRED)"))
+        }
+        if let refusal = policy.refusal(of: words, by: peer, as: policy.role(of: peer)) {
+            return answer(fd, .error(refusal))
         }
         let request: ControlRequest
         do {
-            request = try ControlRequest(parsing: line.trimmingCharacters(in: .whitespaces))
+            request = try ControlRequest(words)
         } catch {
-            return answer(fd, ControlProtocol.errorDocument(error.description))
-        }
-        guard let peer = client.peer else {
-            return answer(fd, ControlProtocol.errorDocument("permission denied: the client could not be identified (SO_PEERCRED)"))
-        }
-        if let refusal = policy.refusal(of: request, by: peer, as: policy.role(of: peer)) {
-            return answer(fd, ControlProtocol.errorDocument(refusal))
+            return answer(fd, .error(error.description))
         }
         guard let reply = handler(request, fd) else { return }
         answer(fd, reply)
@@ -222,10 +230,10 @@ public final class ControlServer {
 
     /// Writes an answer without blocking; what does not fit now is sent later by `sendPending`.
     /// A client that closed early costs nothing (no SIGPIPE: MSG_NOSIGNAL).
-    private func answer(_ fd: Int32, _ text: String) { answer(fd, bytes: Array((text + "\n").utf8)) }
+    private func answer(_ fd: Int32, _ reply: ControlAnswer) { answer(fd, bytes: reply.lineBytes) }
 
     private func answer(_ fd: Int32, bytes: [UInt8]) {
-        var pending = Outgoing(data: bytes, offset: 0, since: monotonicNow())
+        var pending = Outgoing(data: bytes, offset: 0, since: clinux_monotonic_nanoseconds())
         var size: Int32 = 4 << 20
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         if send(fd, &pending) { close(fd) } else { outgoing[fd] = pending }
@@ -260,12 +268,6 @@ public final class ControlServer {
     /// Whether answers wait to be sent (the loop then wakes soon to go on).
     public var hasPendingAnswers: Bool { !outgoing.isEmpty }
 
-    private func monotonicNow() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-    }
-
     /// Removes the socket file (on exit).
     public func shutdown() {
         for fd in clients.keys { close(fd) }
@@ -287,10 +289,17 @@ public func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
     }
 }
 
-/// The asking end, in `snoopswitch status`.
+/// The asking end, in the command line (`snoopswitch status`, `port`, `fdb`, `mdb`, `capture`).
 public enum ControlClient {
+    /// Sends `request` and returns its answer; an error answer is thrown (its message).
+    public static func ask(_ request: ControlRequest, path: String) throws(ControlError) -> String {
+        let answer = try self.request(request, path: path)
+        if let message = ControlAnswer.error(in: answer) { throw ControlError(message) }
+        return answer
+    }
+
     /// Connects and sends one request; the caller reads the answer (a capture stream).
-    public static func open(_ line: String, path: String) throws(ControlError) -> Int32 {
+    public static func open(_ request: ControlRequest, path: String) throws(ControlError) -> Int32 {
         var address = try unixAddress(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .system("socket", path) }
@@ -299,11 +308,12 @@ public enum ControlClient {
             close(fd)
             throw error
         }
-        writeAll(fd, Array((line + "\n").utf8))
+        writeAll(fd, Array((request.line + "\n").utf8))
         return fd
     }
 
-    public static func request(_ line: String, path: String) throws(ControlError) -> String {
+    /// Sends `request` and returns its answer as the switch sent it, without its newline.
+    public static func request(_ request: ControlRequest, path: String) throws(ControlError) -> String {
         var address = try unixAddress(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .system("socket", path) }
@@ -313,7 +323,7 @@ public enum ControlClient {
         guard withSocketAddress(&address, { connect(fd, $0, $1) }) == 0 else {
             throw .system("cannot reach snoopswitch (is it running?)", path)
         }
-        writeAll(fd, Array((line + "\n").utf8))
+        writeAll(fd, Array((request.line + "\n").utf8))
         var data: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {

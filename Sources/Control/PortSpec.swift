@@ -54,6 +54,23 @@ public enum PortSpec {
                                  queryGuard: queryGuard, attachment: attachment)
     }
 
+    /// The spec of `port`, which `parse` reads back as `port` (VLANs in order, options in the
+    /// order above).
+    public static func format(_ port: PortConfiguration) -> String {
+        var parts = [port.name]
+        if let pvid = port.pvid { parts.append("pvid=\(pvid)") }
+        if !port.tagged.isEmpty { parts.append("tagged=" + port.tagged.sorted().map(\.description).joined(separator: ",")) }
+        if port.isStaticRouterPort { parts.append("router") }
+        if port.fastLeave { parts.append("fast-leave") }
+        if port.queryGuard { parts.append("query-guard") }
+        switch port.attachment {
+        case .packetSocket: break
+        case .tap: parts.append("tap")
+        case .pcap: parts.append("pcap")
+        }
+        return parts.joined(separator: ":")
+    }
+
     private static func vlan(_ text: String, _ fail: (String) -> PortSpec.Error) throws(PortSpec.Error) -> VLANID {
         guard let number = Int(text), let id = VLANID(number) else {
             throw fail("VLAN '\(text)' is not a number from 1 to 4094")

@@ -9,93 +9,77 @@ import Wire
 /// The control socket's commands, as the control server hands them over (role checked).
 extension SwitchDaemon {
     /// A request the client's role permits (the control server checked it).
-    func answer(_ request: ControlRequest, client: Int32) -> String? {
-        let words = request.arguments
+    func answer(_ request: ControlRequest, client: Int32) -> ControlAnswer? {
         do {
-            switch request.command {
-            case .capture:
-                try startCapture(words, client: client)
+            switch request {
+            case .capture(let capture):
+                try startCapture(capture, client: client)
                 return nil
-            case .status:
-                // Made on the status worker and sent when it is done (`run`, Token.wakeup).
-                let format: StatusWorker.Format
-                switch words.first {
-                case nil: format = .json
-                case "text" where words.count == 1: format = .text
-                default: throw ControlError("usage: status [text]")
+            case .status(let format):
+                // Made on the status worker and sent when it is done (`handle`, Token.wakeup).
+                guard statusWorker.submit(client: client, format: format == .text ? .text : .json) else {
+                    throw ControlError("busy: too many status requests waiting")
                 }
-                guard statusWorker.submit(client: client, format: format) else { throw ControlError("busy: too many status requests waiting") }
                 return nil
-            case .ping: return "{\"pong\":true}"
-            case .port: try portCommand(words)
-            case .fdb: try fdbCommand(words)
-            case .mdb: try mdbCommand(words)
+            case .ping: return .pong
+            case .port(let change): try portCommand(change)
+            case .fdb(let change): try fdbCommand(change)
+            case .mdb(let change): try mdbCommand(change)
             }
-            return "{\"ok\":true}"
+            return .ok
         } catch {
-            return ControlProtocol.errorDocument("\(error)")
+            return .error("\(error)")
         }
     }
+
 
     /// `capture PORT|* all|control`: the client's socket becomes a capture stream.
-    private func startCapture(_ words: [String], client: Int32) throws {
-        guard words.count == 2, words[1] == "all" || words[1] == "control" else {
-            throw ControlError("usage: capture PORT|* all|control")
-        }
+    func startCapture(_ request: ControlRequest.CaptureRequest, client: Int32) throws {
         var port: Int?
-        if words[0] != "*" {
-            guard let id = engine.port(named: words[0]) else { throw ControlError("no port named \(words[0])") }
+        if let name = request.port {
+            guard let id = engine.port(named: name) else { throw ControlError("no port named \(name)") }
             port = id.index
         }
-        writeAll(client, Array("{\"ok\":true}\n".utf8))
-        captures.append(CaptureStream(descriptor: client, port: port, controlOnly: words[1] == "control"))
+        writeAll(client, ControlAnswer.ok.lineBytes)
+        captures.append(CaptureStream(descriptor: client, port: port, controlOnly: request.controlOnly))
         // A capture sees every frame: while one runs, the switch's threads forward them all.
         fastPath?.removeAll()
-        logger.info("capture started (\(words[0] == "*" ? "every port" : words[0]), \(words[1]) frames)")
+        logger.info("capture started (\(request.port ?? "every port"), \(request.controlOnly ? "control" : "all") frames)")
     }
 
-    private func portCommand(_ words: [String]) throws {
-        switch (words.first, words.count) {
-        case ("add", 2): try addPort(try PortSpec.parse(words[1]))
-        case ("del", 2): try removePort(named: words[1])
-        default: throw ControlError("usage: port add SPEC | port del NAME")
+    func portCommand(_ change: ControlRequest.PortChange) throws {
+        switch change {
+        case .add(let port): try addPort(port)
+        case .remove(let name): try removePort(named: name)
         }
     }
 
-    private func fdbCommand(_ words: [String]) throws {
-        guard words == ["flush"] else { throw ControlError("usage: fdb flush") }
-        engine.macs.removeAll()
-        logger.notice("MAC table flushed")
+    func fdbCommand(_ change: ControlRequest.FDBChange) throws {
+        switch change {
+        case .flush:
+            engine.macs.removeAll()
+            logger.notice("MAC table flushed")
+        }
     }
 
     /// `mdb flush [VLAN]`, `mdb add PORT GROUP VLAN`, `mdb del PORT GROUP VLAN`.
-    private func mdbCommand(_ words: [String]) throws {
-        func vlan(_ text: String) throws -> VLANID {
-            guard let number = Int(text), let id = VLANID(number) else { throw ControlError("bad VLAN '\(text)'") }
-            return id
-        }
-        switch (words.first, words.count) {
-        case ("flush", 1):
+    func mdbCommand(_ change: ControlRequest.MDBChange) throws {
+        switch change {
+        case .flush(nil):
             engine.memberships.flush()
-        case ("flush", 2):
-            engine.memberships.flush(vlan: try vlan(words[1]))
-        case ("add", 4), ("del", 4):
-            guard let port = engine.port(named: words[1]) else { throw ControlError("no port named \(words[1])") }
-            guard let group = IPv4Address(words[2]), group.isMulticast, !group.isLocalNetworkControl else {
-                throw ControlError("'\(words[2])' is not a multicast group outside 224.0.0.0/24")
+        case .flush(let vlan?):
+            engine.memberships.flush(vlan: vlan)
+        case .add(let entry), .remove(let entry):
+            guard let port = engine.port(named: entry.port) else { throw ControlError("no port named \(entry.port)") }
+            guard engine.ports[port.index]?.vlans.contains(entry.vlan) == true else {
+                throw ControlError("port \(entry.port) is not in VLAN \(entry.vlan)")
             }
-            let id = try vlan(words[3])
-            guard engine.ports[port.index]?.vlans.contains(id) == true else {
-                throw ControlError("port \(words[1]) is not in VLAN \(id)")
+            if case .add = change {
+                engine.memberships.addStatic(port, to: entry.group, in: entry.vlan, version: .v3)
+            } else if !engine.memberships.removeStatic(port, from: entry.group, in: entry.vlan) {
+                throw ControlError("no static entry for \(entry.group) on \(entry.port) in VLAN \(entry.vlan)")
             }
-            if words[0] == "add" {
-                engine.memberships.addStatic(port, to: group, in: id, version: .v3)
-            } else if !engine.memberships.removeStatic(port, from: group, in: id) {
-                throw ControlError("no static entry for \(group) on \(words[1]) in VLAN \(id)")
-            }
-        default:
-            throw ControlError("usage: mdb flush [VLAN] | mdb add PORT GROUP VLAN | mdb del PORT GROUP VLAN")
         }
-        logger.notice("mdb \(words.joined(separator: " "))")
+        logger.notice("\(ControlRequest.mdb(change).line)")
     }
 }

@@ -67,12 +67,8 @@ public final class SignalDescriptor {
     deinit { close(descriptor) }
 }
 
-/// The monotonic clock, in nanoseconds.
-public func monotonicNanoseconds() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-}
+/// The monotonic clock, in nanoseconds (read in CLinux, which Control shares).
+public func monotonicNanoseconds() -> Int64 { clinux_monotonic_nanoseconds() }
 
 /// The wall clock, in nanoseconds since 1970 (for capture timestamps).
 public func realtimeNanoseconds() -> Int64 {

@@ -61,25 +61,25 @@ struct Run: ParsableCommand {
     var querier = false
 
     @Option(help: "Source address of our queries.")
-    var querierAddress: String = "0.0.0.0"
+    var querierAddress: String = RunSettings.defaults.querierAddress
 
     @Option(help: "IGMP version of our queries: 1, 2 or 3.")
-    var igmpVersion: Int = 3
+    var igmpVersion: Int = RunSettings.defaults.igmpVersion
 
     @Option(help: "Query interval, seconds.")
-    var queryInterval: String = "125"
+    var queryInterval: String = RunSettings.defaults.queryInterval
 
     @Option(help: "Query response interval (max response time of general queries), seconds.")
-    var queryResponseInterval: String = "10"
+    var queryResponseInterval: String = RunSettings.defaults.queryResponseInterval
 
     @Option(help: "Last member query interval, seconds.")
-    var lastMemberQueryInterval: String = "1"
+    var lastMemberQueryInterval: String = RunSettings.defaults.lastMemberQueryInterval
 
     @Option(help: "Last member query count (default: the robustness variable).")
     var lastMemberQueryCount: Int?
 
     @Option(help: "Robustness variable.")
-    var robustness: Int = 2
+    var robustness: Int = RunSettings.defaults.robustness
 
     @Option(name: .customLong("vlan"), help: ArgumentHelp(
         "Settings of one VLAN, beside the defaults above (repeat for each VLAN).",
@@ -87,7 +87,7 @@ struct Run: ParsableCommand {
     var vlanSpecs: [String] = []
 
     @Option(help: "The source-specific multicast range: INCLUDE-mode membership only (RFC 4604).")
-    var ssmRange: String = "232.0.0.0/8"
+    var ssmRange: String = RunSettings.defaults.ssmRange
 
     @Flag(help: "Flood traffic of unregistered groups in its VLAN instead of sending it to router ports only.")
     var floodUnregistered = false
@@ -97,25 +97,25 @@ struct Run: ParsableCommand {
     var forwardReserved: String?
 
     @Option(help: "Most MAC table entries.")
-    var maxMacs: Int = 65_536
+    var maxMacs: Int = RunSettings.defaults.maxMacs
 
     @Option(help: "Most MAC table entries learned on one port.")
-    var maxMacsPerPort: Int = 8_192
+    var maxMacsPerPort: Int = RunSettings.defaults.maxMacsPerPort
 
     @Option(help: "Most groups in one VLAN.")
-    var maxGroupsPerVlan: Int = 65_536
+    var maxGroupsPerVlan: Int = RunSettings.defaults.maxGroupsPerVlan
 
     @Option(help: "Most groups one port may join.")
-    var maxGroupsPerPort: Int = 16_384
+    var maxGroupsPerPort: Int = RunSettings.defaults.maxGroupsPerPort
 
     @Option(help: "Most sources one port may list for one group.")
-    var maxSourcesPerGroup: Int = 256
+    var maxSourcesPerGroup: Int = RunSettings.defaults.maxSourcesPerGroup
 
     @Option(help: "IGMP messages per second a port may send before they are dropped.")
-    var igmpRate: Int = 1_000
+    var igmpRate: Int = RunSettings.defaults.igmpRate
 
     @Option(help: "MAC table aging time, seconds.")
-    var fdbAging: String = "300"
+    var fdbAging: String = RunSettings.defaults.fdbAging
 
     @Option(help: "Path of the control socket.")
     var control: String = ControlProtocol.defaultPath
@@ -132,12 +132,11 @@ struct Run: ParsableCommand {
 
     @Option(help: ArgumentHelp("Receive ring of each packet socket, KiB (0: none, frames read with recvmmsg).",
                                valueName: "KiB"))
-    var ringSize: Int = 1024
+    var ringSize: Int = RunSettings.defaults.ringSize
 
     /// Ahead of the hosts' processes (a sender that outruns the switch would waste its share
     /// on frames the switch drops), yet not so far that each frame of a TCP flow preempts its
-    /// sender: in bench.sh -10 carried 18-19.8 Gbit/s of TCP where -20 carried 15.4-18.9, the
-    /// frame rates alike.
+    /// sender (README, Performance, has the measurements).
     static let defaultNice = -10
 
     // Unconditional: the value is usually negative (--nice -10), which would read as a flag.
@@ -168,93 +167,38 @@ struct Run: ParsableCommand {
     var controlGroup: String?
 
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String = "info"
+    var logLevel: String = RunSettings.defaults.logLevel
 
-    func switchConfiguration() throws -> SwitchConfiguration {
-        guard !ports.isEmpty else { throw Failure("at least one --port is needed") }
-        var portConfigs: [PortConfiguration] = []
-        for spec in ports {
-            let port = try PortSpec.parse(spec)
-            guard !portConfigs.contains(where: { $0.name == port.name }) else {
-                throw Failure("port \(port.name) given twice")
-            }
-            portConfigs.append(port)
-        }
-        guard portConfigs.count <= PortSet.capacity else { throw Failure("at most \(PortSet.capacity) ports") }
-        var config = SwitchConfiguration(ports: portConfigs)
-        guard let address = IPv4Address(querierAddress), !address.isMulticast else {
-            throw Failure("--querier-address '\(querierAddress)' is not a unicast IPv4 address")
-        }
-        guard let version = IGMPVersion(rawValue: igmpVersion) else {
-            throw Failure("--igmp-version must be 1, 2 or 3, not \(igmpVersion)")
-        }
-        config.querier = QuerierConfiguration(enabled: querier, address: address, version: version)
-        guard (1...7).contains(robustness) else { throw Failure("--robustness must be from 1 to 7, not \(robustness)") }
-        config.timers.robustness = robustness
-        config.timers.lastMemberQueryCount = lastMemberQueryCount ?? robustness
-        guard config.timers.lastMemberQueryCount >= 1 else { throw Failure("--last-member-query-count must be at least 1") }
-        config.timers.queryInterval = try seconds(queryInterval, "--query-interval", max: 31744)
-        config.timers.queryResponseInterval = try seconds(queryResponseInterval, "--query-response-interval",
-                                                          max: version == .v2 ? 25.5 : 3174.4)
-        config.timers.lastMemberQueryInterval = try seconds(lastMemberQueryInterval, "--last-member-query-interval",
-                                                            max: version == .v2 ? 25.5 : 3174.4)
-        guard config.timers.queryResponseInterval < config.timers.queryInterval else {
-            throw Failure("--query-response-interval (\(queryResponseInterval)) must be below --query-interval (\(queryInterval))")
-        }
-        config.fdbAging = try seconds(fdbAging, "--fdb-aging", max: 1_000_000)
-        for (value, flag) in [(maxMacs, "--max-macs"), (maxMacsPerPort, "--max-macs-per-port"),
-                              (maxGroupsPerVlan, "--max-groups-per-vlan"), (maxGroupsPerPort, "--max-groups-per-port"),
-                              (maxSourcesPerGroup, "--max-sources-per-group"), (igmpRate, "--igmp-rate")] where value < 1 {
-            throw Failure("\(flag) must be at least 1, not \(value)")
-        }
-        config.macTableLimit = maxMacs
-        config.macsPerPortLimit = maxMacsPerPort
-        config.membershipLimits.groupsPerVLAN = maxGroupsPerVlan
-        config.membershipLimits.groupsPerPort = maxGroupsPerPort
-        config.membershipLimits.sourcesPerGroup = maxSourcesPerGroup
-        config.igmpRatePerPort = igmpRate
-        config.floodUnregistered = floodUnregistered
-        if let forwardReserved { config.relayedReservedAddresses = try ReservedAddressSpec.parse(forwardReserved) }
-        guard let range = IPv4Prefix(ssmRange), range.address.isMulticast else {
-            throw Failure("--ssm-range '\(ssmRange)' is not a multicast prefix A.B.C.D/N")
-        }
-        config.ssmRange = range
-        for spec in vlanSpecs {
-            let (vlan, settings) = try VLANSpec.parse(spec)
-            guard config.vlans[vlan] == nil else { throw Failure("VLAN \(vlan) given twice") }
-            guard config.allVLANs.contains(vlan) else { throw Failure("bad VLAN spec '\(spec)': no port carries VLAN \(vlan)") }
-            if settings.igmpVersion == .v2, config.timers.queryResponseInterval > .milliseconds(25_500) {
-                throw Failure("bad VLAN spec '\(spec)': an IGMPv2 querier cannot send a query response interval above 25.5 s")
-            }
-            config.vlans[vlan] = settings
-        }
-        return config
-    }
-
-    /// Seconds with fractions, positive and encodable in IGMP (tenths of a second).
-    private func seconds(_ text: String, _ flag: String, max: Double) throws -> Duration {
-        guard let value = Double(text), value.isFinite, value > 0 else {
-            throw Failure("\(flag) '\(text)' is not a positive number of seconds")
-        }
-        guard value <= max else { throw Failure("\(flag) \(text) is above \(max) seconds") }
-        return .nanoseconds(Int64((value * 1e9).rounded()))
-    }
-
-    /// `0,1`, `2-3`, `0,2-3`: CPUs this process may run on, in order, each once.
-    static func parseCPUs(_ text: String) throws -> [Int] {
-        var list: [Int] = []
-        for item in text.split(separator: ",", omittingEmptySubsequences: false) {
-            let bounds = item.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
-            guard (1...2).contains(bounds.count), let low = bounds.first!, let high = bounds.last!, low <= high, low >= 0 else {
-                throw Failure("--cpus '\(text)': expected CPU numbers and ranges such as 0,1 or 2-3")
-            }
-            for cpu in low...high {
-                guard cpuAllowed(cpu) else { throw Failure("--cpus '\(text)': CPU \(cpu) is not one this process may run on") }
-                guard !list.contains(cpu) else { throw Failure("--cpus '\(text)': CPU \(cpu) is listed twice") }
-                list.append(cpu)
-            }
-        }
-        return list
+    /// The flags Control checks, as given.
+    var settings: RunSettings {
+        var settings = RunSettings()
+        settings.ports = ports
+        settings.querier = querier
+        settings.querierAddress = querierAddress
+        settings.igmpVersion = igmpVersion
+        settings.queryInterval = queryInterval
+        settings.queryResponseInterval = queryResponseInterval
+        settings.lastMemberQueryInterval = lastMemberQueryInterval
+        settings.lastMemberQueryCount = lastMemberQueryCount
+        settings.robustness = robustness
+        settings.vlans = vlanSpecs
+        settings.ssmRange = ssmRange
+        settings.floodUnregistered = floodUnregistered
+        settings.forwardReserved = forwardReserved
+        settings.maxMacs = maxMacs
+        settings.maxMacsPerPort = maxMacsPerPort
+        settings.maxGroupsPerVlan = maxGroupsPerVlan
+        settings.maxGroupsPerPort = maxGroupsPerPort
+        settings.maxSourcesPerGroup = maxSourcesPerGroup
+        settings.igmpRate = igmpRate
+        settings.fdbAging = fdbAging
+        settings.threads = threads
+        settings.cpus = cpus
+        settings.ringSize = ringSize
+        settings.nice = nice
+        settings.kernelFastPathFrame = kernelFastPathFrame
+        settings.logLevel = logLevel
+        return settings
     }
 
     /// The command line's own arguments after `run`, to lay over the file's.
@@ -264,66 +208,45 @@ struct Run: ParsableCommand {
         return Array(all[(run + 1)...])
     }
 
-    /// The settings in force: the configuration file's, with the command line's on top.
-    static func effective(file path: String, commandLine: [String]) throws -> Run {
-        let lines: [ConfigFile.Line]
+    /// The settings of `--config FILE` with the command line's on top; `run`'s own parser
+    /// reads the file's lines.
+    static func configured(file path: String, commandLine: [String]) throws -> ConfigFile.Settings {
         do {
-            lines = try ConfigFile.read(path)
+            return try ConfigFile.Settings(file: path, commandLine: commandLine) { arguments in
+                do {
+                    return try Run.parse(arguments).settings
+                } catch {
+                    throw Failure(Run.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)")
+                }
+            }
         } catch {
             throw Failure("\(error)")
         }
-        var seen = Set<String>()
-        for line in lines {
-            do {
-                _ = try Run.parse(line.arguments)
-            } catch {
-                // The file writes settings without dashes: so does the message.
-                let message = (Run.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)")
-                    .replacingOccurrences(of: "'--", with: "'")
-                throw Failure("\(path):\(line.number): \(message)")
-            }
-            if line.arguments.count == 2, line.arguments[0] == "--port" || line.arguments[0] == "--vlan" {
-                let name = String(line.arguments[1].split(separator: ":").first ?? "")
-                let kind = line.arguments[0].dropFirst(2)
-                guard seen.insert("\(kind) \(name)").inserted else {
-                    throw Failure("\(path):\(line.number): \(kind) \(name) given twice")
-                }
-            }
-        }
-        let merged = ConfigFile.merge(lines, commandLine: commandLine.filter { $0 != "--config" && $0 != path && !$0.hasPrefix("--config=") })
-        let run: Run
-        do {
-            run = try Run.parse(merged)
-        } catch {
-            throw Failure("\(path): \(Run.message(for: error).split(separator: "\n").first ?? "")")
-        }
-        do {
-            _ = try run.switchConfiguration()
-        } catch {
-            // Name the line that set the flag the message is about, when the file set it.
-            let message = "\(error)"
-            let flag = message.split(separator: " ").first { $0.hasPrefix("--") }.map(String.init)
-            if let flag, let line = lines.last(where: { $0.arguments.first == flag }),
-               !commandLine.contains(flag) {
-                throw Failure("\(path):\(line.number): \(message)")
-            }
-            if let line = lines.last(where: { $0.arguments.dropFirst().contains { message.contains("'\($0)'") } }) {
-                throw Failure("\(path):\(line.number): \(message)")
-            }
-            throw Failure("\(path): \(message)")
-        }
-        return run
     }
 
     func run() throws {
-        let settings = try config.map { try Run.effective(file: $0, commandLine: Run.commandLineArguments) } ?? self
-        try settings.start(configFile: config)
+        let configured = try config.map { try Run.configured(file: $0, commandLine: Run.commandLineArguments) }
+        let config: SwitchConfiguration, datapath: DatapathSettings
+        do {
+            if let configured {
+                config = try configured.switchConfiguration()
+                datapath = try configured.datapath(cpuAllowed: cpuAllowed)
+            } else {
+                config = try settings.switchConfiguration()
+                datapath = try settings.datapath(cpuAllowed: cpuAllowed)
+            }
+        } catch {
+            throw Failure("\(error)")
+        }
+        // The settings in force: the file's with the command line's on top (parsed once already).
+        let run = try configured.map { try Run.parse($0.arguments) } ?? self
+        try run.start(config, datapath, configFile: configured)
     }
 
-    private func start(configFile: String?) throws {
-        let config = try switchConfiguration()
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw Failure("--log-level '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+    /// Starts the switch these flags describe; `config` and `datapath` are their checked settings.
+    private func start(_ config: SwitchConfiguration, _ datapath: DatapathSettings, configFile: ConfigFile.Settings?) throws {
+        guard let level = Logger.Level(rawValue: datapath.logLevel) else {
+            throw Failure("--log-level '\(datapath.logLevel)' is not one of \(RunSettings.logLevels.joined(separator: ", "))")
         }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -331,13 +254,7 @@ struct Run: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "snoopswitch")
-        if let threads, !(1...64).contains(threads) { throw Failure("--threads takes 1 to 64, not \(threads)") }
-        guard (1...65535).contains(kernelFastPathFrame) else {
-            throw Failure("--kernel-fast-path-frame takes 1 to 65535 bytes, not \(kernelFastPathFrame)")
-        }
-        let cpuList = try cpus.map(Run.parseCPUs) ?? []
-        guard (0...262_144).contains(ringSize) else { throw Failure("--ring-size takes 0 to 262144 KiB, not \(ringSize)") }
-        if let nice, !(-20...19).contains(nice) { throw Failure("--nice takes -20 to 19, not \(nice)") }
+        let cpuList = datapath.cpus
         // Before any thread starts: they inherit it. Asked for, it must take; by default, a
         // process without CAP_SYS_NICE forwards at its own priority.
         do throws(SystemError) {
@@ -364,9 +281,8 @@ struct Run: ParsableCommand {
             throw Failure("\(error)")
         }
         if let configFile {
-            let commandLine = Run.commandLineArguments
             daemon.readConfiguration = {
-                try Run.effective(file: configFile, commandLine: commandLine).switchConfiguration()
+                try Run.configured(file: configFile.path, commandLine: configFile.commandLine).switchConfiguration()
             }
         }
         throw ExitCode(daemon.run())
@@ -384,11 +300,11 @@ struct Status: ParsableCommand {
 
     func run() throws {
         if json {
-            print(try ask("status", control: control))
+            print(try ask(.status(.json), control: control))
             return
         }
         // The switch makes the tables itself; one from before it could sends its JSON.
-        let answer = try ask("status text", control: control)
+        let answer = try ask(.status(.text), control: control)
         guard answer.hasPrefix("{") else {
             print(answer)
             return
@@ -403,19 +319,22 @@ struct Status: ParsableCommand {
 }
 
 /// Sends one request to the running switch; its error, if any, becomes ours.
-func ask(_ request: String, control: String) throws -> String {
-    let answer: String
+func ask(_ request: ControlRequest, control: String) throws -> String {
     do {
-        answer = try ControlClient.request(request, path: control)
+        return try ControlClient.ask(request, path: control)
     } catch {
         throw Failure("\(error)")
     }
-    // Only an error document is read here: a status of 100,000 groups is 17 MB to parse.
-    if answer.hasPrefix("{\"error\""), let data = answer.data(using: .utf8),
-       let failure = try? JSONDecoder().decode([String: String].self, from: data), let message = failure["error"] {
-        throw Failure(message)
+}
+
+/// A request made from the command line's words: what the switch would refuse is said here,
+/// before asking, in the switch's words.
+func checked<T>(_ make: () throws -> T) throws -> T {
+    do {
+        return try make()
+    } catch {
+        throw Failure("\(error)")
     }
-    return answer
 }
 
 struct ControlOption: ParsableArguments {
@@ -433,8 +352,8 @@ struct PortCommand: ParsableCommand {
         @Argument var spec: String
         @OptionGroup var options: ControlOption
         func run() throws {
-            _ = try PortSpec.parse(spec)        // a bad SPEC is said here, before asking
-            _ = try ask("port add \(spec)", control: options.control)
+            let port = try PortSpec.parse(spec)        // a bad SPEC is said here, before asking
+            _ = try ask(.port(.add(port)), control: options.control)
         }
     }
 
@@ -442,7 +361,7 @@ struct PortCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove a port; what was learned on it goes with it.")
         @Argument var name: String
         @OptionGroup var options: ControlOption
-        func run() throws { _ = try ask("port del \(name)", control: options.control) }
+        func run() throws { _ = try ask(.port(.remove(name: name)), control: options.control) }
     }
 }
 
@@ -453,7 +372,7 @@ struct FdbCommand: ParsableCommand {
     struct Flush: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Forget every learned MAC address.")
         @OptionGroup var options: ControlOption
-        func run() throws { _ = try ask("fdb flush", control: options.control) }
+        func run() throws { _ = try ask(.fdb(.flush), control: options.control) }
     }
 }
 
@@ -466,7 +385,10 @@ struct MdbCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Forget learned memberships (static ones stay).")
         @Option(help: "Only in this VLAN.") var vlan: Int?
         @OptionGroup var options: ControlOption
-        func run() throws { _ = try ask("mdb flush" + (vlan.map { " \($0)" } ?? ""), control: options.control) }
+        func run() throws {
+            let id = try checked { try vlan.map { try ControlRequest.vlan(String($0)) } }
+            _ = try ask(.mdb(.flush(vlan: id)), control: options.control)
+        }
     }
 
     struct Add: ParsableCommand {
@@ -475,7 +397,12 @@ struct MdbCommand: ParsableCommand {
         @Argument var group: String
         @Option(help: "The VLAN (default 1).") var vlan: Int = 1
         @OptionGroup var options: ControlOption
-        func run() throws { _ = try ask("mdb add \(port) \(group) \(vlan)", control: options.control) }
+        func run() throws {
+            let entry = try checked {
+                ControlRequest.StaticMembership(port: port, group: try ControlRequest.group(group), vlan: try ControlRequest.vlan(String(vlan)))
+            }
+            _ = try ask(.mdb(.add(entry)), control: options.control)
+        }
     }
 
     struct Del: ParsableCommand {
@@ -484,7 +411,12 @@ struct MdbCommand: ParsableCommand {
         @Argument var group: String
         @Option(help: "The VLAN (default 1).") var vlan: Int = 1
         @OptionGroup var options: ControlOption
-        func run() throws { _ = try ask("mdb del \(port) \(group) \(vlan)", control: options.control) }
+        func run() throws {
+            let entry = try checked {
+                ControlRequest.StaticMembership(port: port, group: try ControlRequest.group(group), vlan: try ControlRequest.vlan(String(vlan)))
+            }
+            _ = try ask(.mdb(.remove(entry)), control: options.control)
+        }
     }
 }
 
@@ -506,7 +438,7 @@ struct Capture: ParsableCommand {
         do { writer = try PcapWriter(path: file) } catch { throw Failure("\(error)") }
         let fd: Int32
         do {
-            fd = try ControlClient.open("capture \(port ?? "*") \(controlOnly ? "control" : "all")", path: options.control)
+            fd = try ControlClient.open(.capture(.init(port: port, controlOnly: controlOnly)), path: options.control)
         } catch {
             throw Failure("\(error)")
         }
@@ -515,10 +447,7 @@ struct Capture: ParsableCommand {
         signal(SIGTERM) { _ in captureStop = true }
         let reader = StreamReader(fd)
         guard let first = reader.line() else { throw Failure("the switch closed the connection") }
-        if let data = first.data(using: .utf8),
-           let answer = try? JSONDecoder().decode([String: String].self, from: data), let message = answer["error"] {
-            throw Failure(message)
-        }
+        if case .error(let message)? = try? ControlAnswer(line: first) { throw Failure(message) }
         let deadline = duration.map { Date().addingTimeInterval($0) }
         while !captureStop, count.map({ writer.frames < $0 }) ?? true, deadline.map({ Date() < $0 }) ?? true {
             guard reader.wait(milliseconds: 200) else { continue }

@@ -11,20 +11,26 @@ final class ControlAccessTests: XCTestCase {
         ]
         for (line, access) in expected {
             XCTAssertEqual(try ControlRequest(parsing: line).command.access, access, line)
+            XCTAssertEqual(try ControlRequest.Words(parsing: line).command.access, access, line)
         }
         XCTAssertEqual(Set(ControlCommand.allCases.map(\.rawValue)), ["ping", "status", "capture", "port", "fdb", "mdb"])
     }
 
     func testRequestLinesSplitIntoCommandAndArguments() throws {
-        XCTAssertEqual(try ControlRequest(parsing: "  port   add  h5:pvid=10 "), ControlRequest(.port, ["add", "h5:pvid=10"]))
-        XCTAssertEqual(try ControlRequest(parsing: "port add h5").name, "port add")
-        XCTAssertEqual(try ControlRequest(parsing: "mdb flush 10").name, "mdb flush")
-        XCTAssertEqual(try ControlRequest(parsing: "status text").name, "status")
-        XCTAssertEqual(try ControlRequest(parsing: "capture * all").name, "capture")
+        XCTAssertEqual(try ControlRequest.Words(parsing: "  port   add  h5:pvid=10 "), ControlRequest.Words(.port, ["add", "h5:pvid=10"]))
+        XCTAssertEqual(try ControlRequest.Words(parsing: "port add h5").name, "port add")
+        XCTAssertEqual(try ControlRequest.Words(parsing: "mdb flush 10").name, "mdb flush")
+        XCTAssertEqual(try ControlRequest.Words(parsing: "status text").name, "status")
+        XCTAssertEqual(try ControlRequest.Words(parsing: "capture * all").name, "capture")
+        // A change is named by its verb even when malformed: the refusal comes before the usage.
+        XCTAssertEqual(try ControlRequest.Words(parsing: "port junk").name, "port junk")
+        XCTAssertThrowsError(try ControlRequest.Words(parsing: "bogus request")) {
+            XCTAssertEqual("\($0)", "unknown request 'bogus request'")
+        }
         XCTAssertThrowsError(try ControlRequest(parsing: "bogus request")) {
             XCTAssertEqual("\($0)", "unknown request 'bogus request'")
         }
-        XCTAssertThrowsError(try ControlRequest(parsing: "Status"))    // requests are lower case
+        XCTAssertThrowsError(try ControlRequest.Words(parsing: "Status"))    // requests are lower case
     }
 
     private let snoop = ControlPolicy.Group(name: "snoop", id: 4000)
@@ -63,18 +69,18 @@ final class ControlAccessTests: XCTestCase {
     func testRefusalsSayWhoAndWhy() throws {
         let policy = ControlPolicy(group: snoop, owner: 0)
         let reader = ControlRole.reader(group: "snoop")
-        XCTAssertNil(policy.refusal(of: try ControlRequest(parsing: "status text"), by: peer(1000), as: reader))
-        XCTAssertEqual(policy.refusal(of: try ControlRequest(parsing: "port add h5"), by: peer(1000), as: reader),
+        XCTAssertNil(policy.refusal(of: try ControlRequest.Words(parsing: "status text"), by: peer(1000), as: reader))
+        XCTAssertEqual(policy.refusal(of: try ControlRequest.Words(parsing: "port add h5"), by: peer(1000), as: reader),
                        "permission denied: uid 1000 (member of group snoop) may read the status but not change the switch (port add needs root)")
-        XCTAssertEqual(policy.refusal(of: try ControlRequest(parsing: "capture * all"), by: peer(1000), as: reader),
+        XCTAssertEqual(policy.refusal(of: try ControlRequest.Words(parsing: "capture * all"), by: peer(1000), as: reader),
                        "permission denied: uid 1000 (member of group snoop) may read the status but not capture frames (capture needs root)")
-        XCTAssertEqual(policy.refusal(of: ControlRequest(.ping), by: peer(1001), as: .stranger),
+        XCTAssertEqual(policy.refusal(of: ControlRequest.Words(.ping), by: peer(1001), as: .stranger),
                        "permission denied: uid 1001 is neither root nor a member of group snoop (--control-group)")
-        XCTAssertEqual(ControlPolicy(group: nil, owner: 0).refusal(of: ControlRequest(.status), by: peer(1001), as: .stranger),
+        XCTAssertEqual(ControlPolicy(group: nil, owner: 0).refusal(of: ControlRequest.Words(.status), by: peer(1001), as: .stranger),
                        "permission denied: uid 1001 is not root, and the switch has no --control-group")
-        XCTAssertEqual(ControlPolicy(group: snoop, owner: 990).refusal(of: try ControlRequest(parsing: "fdb flush"), by: peer(1000), as: reader),
+        XCTAssertEqual(ControlPolicy(group: snoop, owner: 990).refusal(of: try ControlRequest.Words(parsing: "fdb flush"), by: peer(1000), as: reader),
                        "permission denied: uid 1000 (member of group snoop) may read the status but not change the switch (fdb flush needs root or uid 990)")
-        XCTAssertNil(policy.refusal(of: try ControlRequest(parsing: "capture * all"), by: peer(0), as: .administrator))
+        XCTAssertNil(policy.refusal(of: try ControlRequest.Words(parsing: "capture * all"), by: peer(0), as: .administrator))
     }
 
     func testThisProcessIsKnownByItsSocketPeer() throws {

@@ -22,6 +22,7 @@
 #include <signal.h>
 #include <string.h>
 #include <stdint.h>
+#include <time.h>
 
 static const int clinux_ETH_P_ALL = ETH_P_ALL;
 static const int clinux_SOL_PACKET = SOL_PACKET;
@@ -230,6 +231,14 @@ static inline int clinux_signalfd_for_termination(void) {
     sigaddset(&set, SIGHUP);
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return -1;
     return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+/* The monotonic clock in nanoseconds: the one clock of the datapath (Ports) and of the
+   control socket's deadlines (Control), both of which import this module. */
+static inline int64_t clinux_monotonic_nanoseconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
 #endif
