@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import CBPF
 
 /// The kernel's share of flooding: one copy from the switch, clones for the other ports.
