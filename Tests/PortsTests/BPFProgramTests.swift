@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Foundation
 import XCTest
 @testable import Ports
 import Wire
@@ -14,7 +13,7 @@ import Wire
 final class BPFProgramTests: XCTestCase {
     /// Skips unless the kernel takes BPF programs from this process.
     private func requireBPF() throws {
-        let forced = ProcessInfo.processInfo.environment["SNOOPSWITCH_TEST_BPF"]
+        let forced = getenv("SNOOPSWITCH_TEST_BPF").map { String(cString: $0) }
         if forced == "0" { throw XCTSkip("SNOOPSWITCH_TEST_BPF=0: BPF taken as absent") }
         if forced == "1" { return }
         guard geteuid() == 0 else { throw XCTSkip("not root: loading BPF programs needs CAP_BPF") }
@@ -60,7 +59,7 @@ final class BPFProgramTests: XCTestCase {
     /// thread's), gone with the thread.
     func testTheTCXProgramsAttach() throws {
         try requireBPF()
-        let forced = ProcessInfo.processInfo.environment["SNOOPSWITCH_TEST_TCX"]
+        let forced = getenv("SNOOPSWITCH_TEST_TCX").map { String(cString: $0) }
         if forced == "0" { throw XCTSkip("SNOOPSWITCH_TEST_TCX=0: TCX taken as absent") }
         let result = InOwnNetworkNamespace.run { () throws(SystemError) in
             let loopback = if_nametoindex("lo")
@@ -84,8 +83,13 @@ final class BPFProgramTests: XCTestCase {
 
 /// Runs a body on a thread of its own that first leaves for a new network namespace (a
 /// thread's namespace is its own on Linux), so that nothing it attaches touches this one's.
+/// A pthread, joined: ThreadSanitizer (test.sh runs the unit tests under it) sees the join.
 enum InOwnNetworkNamespace {
-    final class Box: @unchecked Sendable { var result: Result<Int, any Error> = .success(0) }
+    private final class Job {
+        let body: () throws -> Int
+        var result: Result<Int, any Error> = .success(0)
+        init(_ body: @escaping () throws -> Int) { self.body = body }
+    }
 
     /// unshare(2), which glibc declares only under _GNU_SOURCE (out of Swift's sight).
     private static let unshare: @convention(c) (Int32) -> Int32 = {
@@ -94,19 +98,19 @@ enum InOwnNetworkNamespace {
     private static let CLONE_NEWNET: Int32 = 0x4000_0000
 
     static func run(_ body: @escaping () throws -> Int) -> Result<Int, any Error> {
-        let box = Box()
-        let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) let body = body
-        let thread = Thread {
-            if unshare(CLONE_NEWNET) != 0 {
-                box.result = .failure(SystemError("unshare(CLONE_NEWNET)", "test thread"))
+        let job = Job(body)
+        var thread = pthread_t()
+        let created = pthread_create(&thread, nil, { context in
+            let job = Unmanaged<Job>.fromOpaque(context!).takeUnretainedValue()
+            if InOwnNetworkNamespace.unshare(InOwnNetworkNamespace.CLONE_NEWNET) != 0 {
+                job.result = .failure(SystemError("unshare(CLONE_NEWNET)", "test thread"))
             } else {
-                box.result = Result { try body() }
+                job.result = Result { try job.body() }
             }
-            done.signal()
-        }
-        thread.start()
-        done.wait()
-        return box.result
+            return nil
+        }, Unmanaged.passUnretained(job).toOpaque())
+        guard created == 0 else { return .failure(SystemError("pthread_create", "test thread", errno: created)) }
+        pthread_join(thread, nil)
+        return job.result
     }
 }
