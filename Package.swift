@@ -39,13 +39,14 @@ let package = Package(
         // their maps (include/CBPF.h, which Ports reads too). The programs are C for the kernel,
         // not for this machine: CompileBPF compiles them for Ports, which loads them with libbpf.
         .target(name: "CBPF", exclude: ["programs"]),
-        // Runs /usr/bin/clang -O2 -g -target bpf on each of CBPF's programs as part of the build,
-        // into the plugin's work directory, and BPFCompiler puts the objects into a Swift source
-        // of Ports with their bytes (loaded with bpf_object__open_mem). Built, not committed as
-        // cilium/ebpf's bpf2go does: an object can then never differ from its source, and
-        // nothing generated waits in the repository to be regenerated; the price is Debian's
-        // clang at build time (scripts/install-deps.sh installs it, as it installs libbpf-dev).
-        // Embedded rather than installed beside the binary: the switch stays one file.
+        // Has its tool, BPFCompiler, run /usr/bin/clang -O2 -g -target bpf on each of CBPF's
+        // programs as part of the build, into the plugin's work directory, and put the objects
+        // into a Swift source of Ports with their bytes (loaded with bpf_object__open_mem).
+        // Built, not committed as cilium/ebpf's bpf2go does: an object can then never differ
+        // from its source, and nothing generated waits in the repository to be regenerated; the
+        // price is Debian's clang at build time (scripts/install-deps.sh installs it, as it
+        // installs libbpf-dev). Embedded rather than installed beside the binary: the switch
+        // stays one file.
         .plugin(name: "CompileBPF", capability: .buildTool(), dependencies: ["BPFCompiler"]),
         .executableTarget(name: "BPFCompiler", path: "Plugins/BPFCompiler"),
         .target(name: "Wire"),
