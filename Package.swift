@@ -4,9 +4,10 @@ import PackageDescription
 // The folders are the architecture: Wire (frame views and builders), SwitchEngine (pure:
 // frames and time in, decisions out), Ports (sockets and link events), Control (status model,
 // control socket), Datapath (the event loop joining them), snoopswitch (the command line).
+// No `platforms`: it lists minimum versions of Apple's systems, and the switch runs on Linux
+// only (AF_PACKET, TCX, libnl).
 let package = Package(
     name: "snoopswitch",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "snoopswitch", targets: ["snoopswitch"]),
         // The pure engine and the wire views, for Benchmarks/ (a package of its own).
@@ -29,9 +30,28 @@ let package = Package(
             pkgConfig: "libpcap",
             providers: [.apt(["libpcap-dev"])]
         ),
+        .systemLibrary(
+            name: "CLibbpf",
+            pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev"])]
+        ),
+        // The BPF programs the switch gives the kernel (programs/*.bpf.c) and the layouts of
+        // their maps (include/CBPF.h, which Ports reads too). The programs are C for the kernel,
+        // not for this machine: CompileBPF compiles them for Ports, which loads them with libbpf.
+        .target(name: "CBPF", exclude: ["programs"]),
+        // Has its tool, BPFCompiler, run /usr/bin/clang -O2 -g -target bpf on each of CBPF's
+        // programs as part of the build, into the plugin's work directory, and put the objects
+        // into a Swift source of Ports with their bytes (loaded with bpf_object__open_mem).
+        // Built, not committed as cilium/ebpf's bpf2go does: an object can then never differ
+        // from its source, and nothing generated waits in the repository to be regenerated; the
+        // price is Debian's clang at build time (scripts/install-deps.sh installs it, as it
+        // installs libbpf-dev). Embedded rather than installed beside the binary: the switch
+        // stays one file.
+        .plugin(name: "CompileBPF", capability: .buildTool(), dependencies: ["BPFCompiler"]),
+        .executableTarget(name: "BPFCompiler", path: "Plugins/BPFCompiler"),
         .target(name: "Wire"),
         .target(name: "SwitchEngine", dependencies: ["Wire"]),
-        .target(name: "Ports", dependencies: ["CLinux", "CNetlink", "CPcap", "Wire"]),
+        .target(name: "Ports", dependencies: ["CLinux", "CBPF", "CLibbpf", "CNetlink", "CPcap", "Wire"], plugins: ["CompileBPF"]),
         .target(name: "Control", dependencies: ["SwitchEngine", "Wire", "CPcap", "CLinux"]),
         .target(
             name: "Datapath",
@@ -48,7 +68,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire"]),
         .testTarget(name: "SwitchEngineTests", dependencies: ["SwitchEngine", "Wire"]),
         .testTarget(name: "ControlTests", dependencies: ["Control", "SwitchEngine", "Wire"]),
-        .testTarget(name: "PortsTests", dependencies: ["Ports"]),
+        .testTarget(name: "PortsTests", dependencies: ["Ports", "Wire"]),
         .testTarget(name: "DatapathTests", dependencies: ["Datapath", "SwitchEngine"]),
     ]
 )

@@ -6,6 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
     libpcap-dev libnl-3-dev libnl-route-3-dev pkg-config
+    clang libbpf-dev  # the BPF programs: compiled with clang -target bpf, loaded with libbpf
     iproute2 iputils-ping tcpdump procps iperf3
     python3 python3-scapy python3-pytest
     frr  # zebra + pimd: a real multicast router for tests/integration/test_rfc_router.py

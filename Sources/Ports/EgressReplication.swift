@@ -1,7 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-import CLinux
+import CBPF
 
 /// The kernel's share of flooding: one copy from the switch, clones for the other ports.
 ///
@@ -16,32 +13,23 @@ import CLinux
 /// The lists live in a BPF array; each forwarding thread writes its own slice of it and names
 /// a list only in frames it sends itself, synchronously, so that it may rewrite a list once its
 /// sends have returned. The kernel detaches the programs when their descriptors close.
+/// The program and the array: egress_replication.bpf.c.
 public final class EgressReplication {
     /// Ports a list names at most, beside its carrier.
-    public static let replicasPerList = Int(CLINUX_REPLICAS_MAX)
+    public static let replicasPerList = Int(SNOOP_REPLICAS_MAX)
     /// Lists each thread may hold at once.
     public let listsPerThread: Int
-    private let map: Int32
+    private let object: BPFObject
+    private let lists: Int32
     private let program: Int32
 
     /// Throws where the kernel has no TCX (before 6.6) or refuses BPF.
     public init(threads: Int, listsPerThread: Int = 1024) throws(SystemError) {
         self.listsPerThread = listsPerThread
-        let map = clinux_replica_map_create(UInt32(threads * listsPerThread))
-        guard map >= 0 else { throw SystemError.bpf("replica lists", "egress replication", errno: -map) }
-        var log = [CChar](repeating: 0, count: 8192)
-        let program = clinux_replication_program(map, &log, UInt32(log.count))
-        guard program >= 0 else {
-            close(map)
-            throw SystemError.bpf("TCX program", "egress replication", errno: -program, log: log)
-        }
-        self.map = map
-        self.program = program
-    }
-
-    deinit {
-        close(program)
-        close(map)
+        object = try BPFObject(.egressReplication, subject: "egress replication",
+                               maxEntries: ["replica_lists": threads * listsPerThread])
+        lists = object.map("replica_lists")
+        program = object.program("replicate")
     }
 
     /// The program on an interface's egress, until the link is dropped.
@@ -51,18 +39,19 @@ public final class EgressReplication {
 
     /// The mark that sends a frame to list `list` of thread `thread` as well.
     public func mark(list: Int, thread: Int) -> UInt32 {
-        CLINUX_REPLICA_MARK_TAG | UInt32(thread * listsPerThread + list)
+        SNOOP_REPLICA_MARK_TAG | UInt32(thread * listsPerThread + list)
     }
 
     /// Writes list `list` of thread `thread`: the interfaces a marked frame is cloned out of.
     public func set(list: Int, thread: Int, interfaces: some Collection<Int32>) throws(SystemError) {
         precondition(list < listsPerThread && interfaces.count <= Self.replicasPerList)
-        var value = clinux_replica_list()
+        var value = snoop_replica_list()
         value.count = UInt32(interfaces.count)
         withUnsafeMutableBytes(of: &value.ifindex) { bytes in
             for (i, index) in interfaces.enumerated() { bytes.storeBytes(of: UInt32(bitPattern: index), toByteOffset: 4 * i, as: UInt32.self) }
         }
-        let status = clinux_replica_map_set(map, UInt32(thread * listsPerThread + list), &value)
+        var key = UInt32(thread * listsPerThread + list)
+        let status = BPFMap.update(lists, &key, &value)
         guard status == 0 else { throw SystemError("BPF replica list", "egress replication", errno: -status) }
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CBPF
 import CLinux
 
 /// How a packet port's sockets, one per forwarding thread, share its frames: by the CPU the
@@ -17,31 +18,18 @@ import CLinux
 /// in priority, it left it a sixth of the CPU while the other core idled. By CPU alone
 /// (PACKET_FANOUT_CPU), a sender that moved between CPUs mid-stream had its frames reordered.
 ///
-/// A BPF program (PACKET_FANOUT_EBPF) and an LRU table of pairs; the kernel frees both when the
-/// switch's descriptors close.
+/// A BPF program (PACKET_FANOUT_EBPF, fanout_steering.bpf.c) and an LRU table of pairs; the
+/// kernel frees both when the switch's descriptors close.
 public final class FanoutSteering {
-    private let map: Int32
+    private let object: BPFObject
     fileprivate let program: Int32
     /// A pair with no frame for this long (20 ms) has none left in any ring: a full 1 MiB ring
     /// drains in under 10 ms.
-    public static let idleNanoseconds: UInt32 = 20_000_000
+    public static let idleNanoseconds = UInt32(SNOOP_STEERING_IDLE_NS)
 
     public init(pairs: Int = 16_384) throws(SystemError) {
-        let map = clinux_steering_map_create(UInt32(pairs))
-        guard map >= 0 else { throw SystemError.bpf("steering table", "fanout", errno: -map) }
-        var log = [CChar](repeating: 0, count: 8192)
-        let program = clinux_steering_program(map, Self.idleNanoseconds, &log, UInt32(log.count))
-        guard program >= 0 else {
-            close(map)
-            throw SystemError.bpf("fanout program", "fanout", errno: -program, log: log)
-        }
-        self.map = map
-        self.program = program
-    }
-
-    deinit {
-        close(program)
-        close(map)
+        object = try BPFObject(.fanoutSteering, subject: "fanout", maxEntries: ["steering_pairs": pairs])
+        program = object.program("fanout_steer")
     }
 
     /// Gives the fanout group of `socket` the program (once per group).

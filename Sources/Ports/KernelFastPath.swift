@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CBPF
 import CLinux
 import Synchronization
 import Wire
@@ -14,8 +15,8 @@ import Wire
 /// it costs neither. Frames of flows not installed go on to the packet sockets, and the TCX
 /// program drops them after (the host stack filter) or passes them on.
 ///
-/// The kernel detaches the programs when their descriptors close: a switch that stops or
-/// crashes leaves nothing behind.
+/// The programs and the maps: fast_path.bpf.c. The kernel detaches the programs when their
+/// descriptors close: a switch that stops or crashes leaves nothing behind.
 ///
 /// Its calls may come from several threads at once (a forwarding thread installs a flow while
 /// the main thread reads counts or takes flows back, without the switch's lock): the map is
@@ -33,16 +34,12 @@ public final class KernelFastPath: @unchecked Sendable {
             self.source = source
         }
 
-        var key: clinux_flow_key {
-            var key = clinux_flow_key()
+        var key: snoop_flow_key {
+            var key = snoop_flow_key()
             key.ifindex = UInt32(bitPattern: ingress)
-            withUnsafeMutableBytes(of: &key.destination) { Self.store(destination, into: $0) }
-            withUnsafeMutableBytes(of: &key.source) { Self.store(source, into: $0) }
+            withUnsafeMutableBytes(of: &key.destination) { destination.write(to: $0, at: 0) }
+            withUnsafeMutableBytes(of: &key.source) { source.write(to: $0, at: 0) }
             return key
-        }
-
-        private static func store(_ mac: MACAddress, into bytes: UnsafeMutableRawBufferPointer) {
-            for i in 0..<6 { bytes[i] = UInt8(truncatingIfNeeded: mac.rawValue >> (40 - 8 * i)) }
         }
     }
 
@@ -64,10 +61,11 @@ public final class KernelFastPath: @unchecked Sendable {
 
     /// The most flows the kernel holds at once; more are forwarded by the switch itself.
     public let capacity: Int
+    private let object: BPFObject
     private let map: Int32
     /// Flows by ingress interface index modulo 256, mirrored in the kernel's gate array.
     private let gate: Int32
-    private let gateCounts = Mutex([UInt32](repeating: 0, count: 256))
+    private let gateCounts = Mutex([UInt32](repeating: 0, count: Int(SNOOP_FLOW_GATE_SLOTS)))
     private let ingressProgram: Int32
     private let socketFilter: Int32
 
@@ -76,42 +74,14 @@ public final class KernelFastPath: @unchecked Sendable {
     /// TCX (before 6.6) or refuses BPF.
     public init(capacity: Int = 16_384, dropMisses: Bool) throws(SystemError) {
         self.capacity = capacity
-        let map = clinux_flow_map_create(UInt32(capacity))
-        guard map >= 0 else { throw SystemError("BPF flow table", "kernel fast path", errno: -map) }
-        let gate = clinux_flow_gate_create()
-        guard gate >= 0 else {
-            close(map)
-            throw SystemError("BPF flow gate", "kernel fast path", errno: -gate)
-        }
-        var log = [CChar](repeating: 0, count: 8192)
-        let ingress = clinux_fast_path_tcx_program(gate, map, dropMisses ? 1 : 0, &log, UInt32(log.count))
-        guard ingress >= 0 else {
-            close(gate)
-            close(map)
-            throw Self.loadError("TCX program", -ingress, log)
-        }
-        let filter = clinux_fast_path_socket_filter(gate, map, &log, UInt32(log.count))
-        guard filter >= 0 else {
-            close(ingress)
-            close(gate)
-            close(map)
-            throw Self.loadError("socket filter", -filter, log)
-        }
-        self.map = map
-        self.gate = gate
-        self.ingressProgram = ingress
-        self.socketFilter = filter
-    }
-
-    deinit {
-        close(socketFilter)
-        close(ingressProgram)
-        close(gate)
-        close(map)
-    }
-
-    private static func loadError(_ what: String, _ code: Int32, _ log: [CChar]) -> SystemError {
-        SystemError.bpf(what, "kernel fast path", errno: code, log: log)
+        // Of the two ingress programs, the one that does with other frames what was asked.
+        let ingress = dropMisses ? "fast_path_drop" : "fast_path_next"
+        object = try BPFObject(.fastPath, subject: "kernel fast path", maxEntries: ["flows": capacity],
+                               programs: [ingress, "fast_path_sock"])
+        map = object.map("flows")
+        gate = object.map("flow_gate")
+        ingressProgram = object.program(ingress)
+        socketFilter = object.program("fast_path_sock")
     }
 
     /// The TCX program on an interface's ingress, until the link is dropped.
@@ -129,10 +99,10 @@ public final class KernelFastPath: @unchecked Sendable {
     /// The gate opens before the flow is there, and closes after it is gone.
     public func insert(_ flow: Flow, egress: Int32) -> InsertResult {
         var key = flow.key
-        var value = clinux_flow_value()
+        var value = snoop_flow_value()
         value.egress = UInt32(bitPattern: egress)
         adjustGate(of: flow, by: 1)
-        guard clinux_flow_map_insert(map, &key, &value) == 0 else {
+        guard BPFMap.update(map, &key, &value) == 0 else {
             adjustGate(of: flow, by: -1)
             return .full
         }
@@ -142,8 +112,8 @@ public final class KernelFastPath: @unchecked Sendable {
     /// The flow's counts; nil when it is not installed.
     public func counts(of flow: Flow) -> Counts? {
         var key = flow.key
-        var value = clinux_flow_value()
-        guard clinux_flow_map_lookup(map, &key, &value) == 0 else { return nil }
+        var value = snoop_flow_value()
+        guard BPFMap.lookup(map, &key, &value) == 0 else { return nil }
         return Counts(frames: value.frames, bytes: value.bytes, lastUsed: Int64(bitPattern: value.last_used))
     }
 
@@ -151,9 +121,9 @@ public final class KernelFastPath: @unchecked Sendable {
     /// there (or another thread took it first).
     public func take(_ flow: Flow) -> Counts? {
         var key = flow.key
-        var value = clinux_flow_value()
-        let found = clinux_flow_map_lookup(map, &key, &value) == 0
-        guard clinux_flow_map_delete(map, &key) == 0 else { return nil }
+        var value = snoop_flow_value()
+        let found = BPFMap.lookup(map, &key, &value) == 0
+        guard BPFMap.delete(map, &key) == 0 else { return nil }
         adjustGate(of: flow, by: -1)
         return found ? Counts(frames: value.frames, bytes: value.bytes, lastUsed: Int64(bitPattern: value.last_used)) : nil
     }
@@ -161,11 +131,12 @@ public final class KernelFastPath: @unchecked Sendable {
     /// The programs only ask whether an interface has flows: the kernel's gate changes when a
     /// count goes from 0 or to 0.
     private func adjustGate(of flow: Flow, by change: Int) {
-        let slot = Int(UInt32(bitPattern: flow.ingress) & 255)
+        var slot = UInt32(bitPattern: flow.ingress) % UInt32(SNOOP_FLOW_GATE_SLOTS)
         gateCounts.withLock { counts in
-            let old = counts[slot]
-            counts[slot] = UInt32(max(0, Int(old) + change))
-            if (old == 0) != (counts[slot] == 0) { _ = clinux_flow_gate_set(gate, UInt32(slot), counts[slot]) }
+            let old = counts[Int(slot)]
+            var new = UInt32(max(0, Int(old) + change))
+            counts[Int(slot)] = new
+            if (old == 0) != (new == 0) { _ = BPFMap.update(gate, &slot, &new) }
         }
     }
 }

@@ -21,10 +21,11 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
 
 extension SystemError {
     /// A BPF program or table the kernel refused: the verifier's last words, when it left any in
-    /// `log`, go with the call's name.
+    /// `log`, go with the call's name (the reason, not the count of instructions it went through
+    /// that follows it).
     static func bpf(_ what: String, _ subject: String, errno: Int32, log: [CChar] = [0]) -> SystemError {
         let words = log.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-            .split(separator: "\n").last.map(String.init) ?? ""
+            .split(separator: "\n").last { !$0.hasPrefix("processed ") }.map(String.init) ?? ""
         return SystemError("BPF \(what)\(words.isEmpty ? "" : " (\(words))")", subject, errno: errno)
     }
 }

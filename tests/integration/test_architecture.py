@@ -16,7 +16,7 @@ SYSTEM = {"Glibc", "Synchronization"}
 ALLOWED = {
     "Wire": set(),
     "SwitchEngine": {"Wire"},
-    "Ports": {"Wire", "CLinux", "CNetlink", "CPcap", "CBPF"} | SYSTEM,
+    "Ports": {"Wire", "CLinux", "CNetlink", "CPcap", "CBPF", "CLibbpf"} | SYSTEM,
     "Control": {"SwitchEngine", "Wire", "CLinux", "CPcap", "Foundation"} | SYSTEM,
     "Datapath": {"SwitchEngine", "Wire", "Ports", "Control", "CLinux", "Foundation", "Logging"} | SYSTEM,
     "snoopswitch": {"Datapath", "Control", "SwitchEngine", "Wire", "Ports", "Foundation", "Logging",

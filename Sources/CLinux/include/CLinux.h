@@ -136,78 +136,10 @@ int clinux_set_nice(int nice);
 /// The calling thread's nice value.
 int clinux_nice(void);
 
-/// Attaches to the interface's TCX ingress hook a BPF program that drops every frame. Packet
-/// sockets have their copy before that hook runs; the host's protocol stack then never sees
-/// the frame. Returns the link's descriptor (closing it detaches the program) or -errno.
-int clinux_tcx_ingress_drop(int ifindex);
-/// Attaches a loaded program to the interface's TCX ingress hook; the link's descriptor or -errno.
-int clinux_tcx_ingress_attach(int ifindex, int prog);
-
-/// The kernel fast path's flow table, a BPF hash map: frames from `source` to `destination`
-/// arriving on interface `ifindex` leave by interface `egress`.
-struct clinux_flow_key {
-    uint32_t ifindex;
-    uint8_t destination[6];
-    uint8_t source[6];
-};
-/// The BPF program counts `frames` and `bytes` and stamps `last_used` (CLOCK_MONOTONIC ns).
-struct clinux_flow_value {
-    uint32_t egress;
-    uint32_t reserved;
-    uint64_t frames;
-    uint64_t bytes;
-    uint64_t last_used;
-};
-/// A flow table for `max_entries` flows: its descriptor or -errno.
-int clinux_flow_map_create(unsigned max_entries);
-/// The flow table's gate: an array of 256 counts, flows by ingress interface index modulo 256.
-/// The programs look a frame up only where its interface's count is not 0.
-int clinux_flow_gate_create(void);
-int clinux_flow_gate_set(int gate, uint32_t slot, uint32_t flows);
-/// 0 or -errno (-E2BIG: the table is full; -ENOENT: no such flow).
-int clinux_flow_map_insert(int map, const struct clinux_flow_key *key, const struct clinux_flow_value *value);
-int clinux_flow_map_lookup(int map, const struct clinux_flow_key *key, struct clinux_flow_value *value);
-int clinux_flow_map_delete(int map, const struct clinux_flow_key *key);
-/// The TCX ingress program: a frame of a flow in `map` is counted and redirected out of its
-/// egress interface; any other frame dropped (`drop_misses`, the host stack filter) or passed
-/// on. Tagged frames are never in the table. Its descriptor or -errno (the verifier's words in
-/// `log`).
-int clinux_fast_path_tcx_program(int gate, int map, int drop_misses, char *log, unsigned log_size);
-/// The packet sockets' filter: frames of flows in `map` are not theirs (the TCX program
-/// forwards them); every other frame whole.
-int clinux_fast_path_socket_filter(int gate, int map, char *log, unsigned log_size);
-/// The table of MAC pairs (destination, source) and the CPU each is steered by: an LRU hash.
-int clinux_steering_map_create(unsigned max_entries);
-/// The fanout program (PACKET_FANOUT_EBPF) of a port's sockets: a pair's frames go to the
-/// socket of the CPU its first frame arrived on (the kernel takes it modulo the sockets), and
-/// stay there while they keep coming; a pair idle for `idle_ns` is steered anew.
-int clinux_steering_program(int map, uint32_t idle_ns, char *log, unsigned log_size);
-/// PACKET_FANOUT_DATA: gives a fanout group its program. 0 or -errno.
+/// PACKET_FANOUT_DATA: gives a fanout group its BPF program (PACKET_FANOUT_EBPF). 0 or -errno.
 int clinux_fanout_set_program(int socket, int prog);
-/// SO_ATTACH_BPF: 0 or -errno.
+/// SO_ATTACH_BPF: gives a socket its BPF filter. 0 or -errno.
 int clinux_attach_socket_filter(int socket, int prog);
-
-/// Egress replication: a frame the switch sends on one port with a mark of
-/// CLINUX_REPLICA_MARK_TAG | list carries the list's other ports; the TCX egress program of the
-/// port clones it out of each (as the kernel bridge floods: one copy from the switch, clones).
-#define CLINUX_REPLICA_MARK_TAG 0x53500000u
-#define CLINUX_REPLICA_MARK_MASK 0xfff00000u
-#define CLINUX_REPLICA_LIST_MAX 0x000fffffu
-#define CLINUX_REPLICAS_MAX 31
-struct clinux_replica_list {
-    uint32_t count;
-    uint32_t ifindex[CLINUX_REPLICAS_MAX];
-};
-/// The lists, an array map of `max_entries`: its descriptor or -errno.
-int clinux_replica_map_create(unsigned max_entries);
-/// 0 or -errno.
-int clinux_replica_map_set(int map, uint32_t list, const struct clinux_replica_list *value);
-/// The TCX egress program: a frame marked with a list loses the mark, is cloned out of each of
-/// the list's interfaces, and goes on out of its own; any other frame goes on untouched. Its
-/// descriptor or -errno (the verifier's words in `log`).
-int clinux_replication_program(int map, char *log, unsigned log_size);
-/// Attaches a program to an interface's TCX egress hook: the link's descriptor or -errno.
-int clinux_tcx_egress_attach(int ifindex, int prog);
 
 /// Names a thread (top -H, ps -L show it).
 int clinux_set_thread_name(pthread_t thread, const char *name);
