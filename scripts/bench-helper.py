@@ -190,50 +190,17 @@ def checksum(data):
     return (~total) & 0xFFFF
 
 
-def cmd_source_macs(args):
-    """One frame from each source MAC listed in FILE (one a line), to this host's own MAC:
-    the switch learns every address and forwards nothing."""
+def send_raw(iface, frames, burst=200, pause=0.002):
+    """Sends Ethernet frames out of IFACE through a packet socket, waiting where its buffer is
+    full and pausing after every BURST frames; frames is a function of this host's MAC that
+    yields them. Returns how many were sent."""
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    sock.bind((args.iface, 0))
+    sock.bind((iface, 0))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-    with open(f"/sys/class/net/{args.iface}/address") as f:
+    with open(f"/sys/class/net/{iface}/address") as f:
         own = bytes.fromhex(f.read().strip().replace(":", ""))
     sent = 0
-    with open(args.file) as f:
-        for line in f:
-            src = bytes.fromhex(line.strip().replace(":", ""))
-            frame = own + src + b"\x88\xb5" + bytes(46)   # local experimental EtherType
-            while True:
-                try:
-                    sock.send(frame)
-                    break
-                except BlockingIOError:
-                    time.sleep(0.001)
-            sent += 1
-            if sent % 200 == 0:
-                time.sleep(0.002)
-    print(sent)
-
-
-def cmd_reports(args):
-    """IGMPv2 membership reports for COUNT consecutive groups from BASE, from this host."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-    sock.bind((args.iface, 0))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-    with open(f"/sys/class/net/{args.iface}/address") as f:
-        src_mac = bytes.fromhex(f.read().strip().replace(":", ""))
-    src_ip = socket.inet_aton(args.source)
-    base = struct.unpack("!I", socket.inet_aton(args.base))[0]
-    sent = 0
-    for i in range(args.count):
-        group = struct.pack("!I", base + i)
-        mac = b"\x01\x00\x5e" + bytes([group[1] & 0x7F, group[2], group[3]])
-        igmp = bytearray(b"\x16\x00\x00\x00" + group)
-        struct.pack_into("!H", igmp, 2, checksum(bytes(igmp)))
-        ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x46, 0xC0, 32, i & 0xFFFF, 0, 1, 2, 0, src_ip, group)
-                       + b"\x94\x04\x00\x00")
-        struct.pack_into("!H", ip, 10, checksum(bytes(ip)))
-        frame = mac + src_mac + b"\x08\x00" + bytes(ip) + bytes(igmp)
+    for frame in frames(own):
         while True:
             try:
                 sock.send(frame)
@@ -241,9 +208,38 @@ def cmd_reports(args):
             except BlockingIOError:
                 time.sleep(0.001)
         sent += 1
-        if sent % args.burst == 0:
-            time.sleep(args.pause)
-    print(sent)
+        if sent % burst == 0:
+            time.sleep(pause)
+    return sent
+
+
+def cmd_source_macs(args):
+    """One frame from each source MAC listed in FILE (one a line), to this host's own MAC:
+    the switch learns every address and forwards nothing."""
+    def frames(own):
+        with open(args.file) as f:
+            for line in f:
+                src = bytes.fromhex(line.strip().replace(":", ""))
+                yield own + src + b"\x88\xb5" + bytes(46)   # local experimental EtherType
+    print(send_raw(args.iface, frames))
+
+
+def cmd_reports(args):
+    """IGMPv2 membership reports for COUNT consecutive groups from BASE, from this host."""
+    src_ip = socket.inet_aton(args.source)
+    base = struct.unpack("!I", socket.inet_aton(args.base))[0]
+
+    def frames(src_mac):
+        for i in range(args.count):
+            group = struct.pack("!I", base + i)
+            mac = b"\x01\x00\x5e" + bytes([group[1] & 0x7F, group[2], group[3]])
+            igmp = bytearray(b"\x16\x00\x00\x00" + group)
+            struct.pack_into("!H", igmp, 2, checksum(bytes(igmp)))
+            ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x46, 0xC0, 32, i & 0xFFFF, 0, 1, 2, 0, src_ip, group)
+                           + b"\x94\x04\x00\x00")
+            struct.pack_into("!H", ip, 10, checksum(bytes(ip)))
+            yield mac + src_mac + b"\x08\x00" + bytes(ip) + bytes(igmp)
+    print(send_raw(args.iface, frames, burst=args.burst, pause=args.pause))
 
 
 # ---------------------------------------------------------------- status parsing
