@@ -468,7 +468,7 @@ public final class SwitchDaemon: @unchecked Sendable {
     /// is let go or anything is sent (`retireFlows`).
     private func revalidateFastPath(at now: Instant) {
         guard let fastPath else { return }
-        fastPath.revalidate(generation: engine.macs.generation) { route, ingress, egress in
+        fastPath.revalidate(generation: engine.routeGeneration) { route, ingress, egress in
             kernelMayCarry(route, ingress: ingress, egress: egress, at: now)
         }
     }
@@ -542,8 +542,12 @@ public final class SwitchDaemon: @unchecked Sendable {
     /// Whether the kernel may carry `route` between these interfaces: the engine would decide
     /// it so, and both ports still have the fast path on them.
     private func kernelMayCarry(_ route: SnoopingSwitch.UnicastRoute, ingress: Int32, egress: Int32, at now: Instant) -> Bool {
-        engine.holds(route, at: now) && ports[route.ingress.index]?.fastPathInterface == ingress
-            && ports[route.egress.index]?.fastPathInterface == egress
+        engine.holds(route, at: now) && fastPathCarries(route, ingress: ingress, egress: egress)
+    }
+
+    /// Whether both ports of `route` still have the fast path on these interfaces.
+    private func fastPathCarries(_ route: SnoopingSwitch.UnicastRoute, ingress: Int32, egress: Int32) -> Bool {
+        ports[route.ingress.index]?.fastPathInterface == ingress && ports[route.egress.index]?.fastPathInterface == egress
     }
 
     /// The port's host stack filter, or nil (said once) where the kernel has none to give.
@@ -571,7 +575,7 @@ public final class SwitchDaemon: @unchecked Sendable {
             if engine.nextDeadline(at: now) <= now { engine.advance(to: now) }
             // Stations aged out, links went down, the table was flushed: flows the kernel
             // carries may no longer be the engine's decisions.
-            if let fastPath, fastPath.checkedGeneration != engine.macs.generation { revalidateFastPath(at: now) }
+            if let fastPath, fastPath.checkedGeneration != engine.routeGeneration { revalidateFastPath(at: now) }
             sendGenerated()
             reportRefusals(at: now)
             var deadline = engine.nextDeadline(at: now)
@@ -722,6 +726,8 @@ public final class SwitchDaemon: @unchecked Sendable {
             guard count > 0 else { return }
             let now = Self.now()
             thread.lastFrames = now
+            // While it stays so, every route decided in this batch still holds after the send.
+            let routeGeneration = engine.routeGeneration
             let wallClock = captures.isEmpty ? 0 : realtimeNanoseconds()
             for i in 0..<count {
                 guard let frame = batch.frame(i) else {
@@ -731,47 +737,50 @@ public final class SwitchDaemon: @unchecked Sendable {
                 if !captures.isEmpty { capture(frame.bytes, tag: frame.tag, port: index, outbound: false, at: wallClock) }
                 let input = IngressFrame(bytes: frame.bytes, tag: frame.tag, checksumPending: frame.header.checksumPending,
                                          serviceTagged: frame.serviceTagged)
-                let controlFrames = engine.controlFrames
                 let decision = engine.receive(input, on: ingress, at: now)
                 // A port must not get a flow's next frame on its own while the last one waits to
                 // be cloned to it from another port's queue (or the other way round): where the
                 // forwarding state may have moved, what is queued leaves first.
-                if thread.replicating && engine.controlFrames != controlFrames { flushAllLocked(thread: thread) }
+                if thread.replicating && decision.isControl { flushAllLocked(thread: thread) }
                 var oneByOne = decision.ports
-                if replication != nil && decision.ports.count > 1 {
+                if replication != nil && oneByOne.count > 1 {
                     oneByOne = replicate(frame, decision: decision, thread: thread, wallClock: wallClock)
                 }
                 for egress in oneByOne {
                     guard let out = ports[egress.index] else { continue }
-                    let tag = engine.egressTagged(egress, vlan: decision.vlan) ? decision.tag : nil
+                    let tag = decision.tagged.contains(egress) ? decision.tag : nil
                     queue(on: egress.index, port: out, thread: thread)
                         .append(frame.bytes, header: frame.header, tag: tag, headerPrecedes: frame.headerPrecedes)
                     if !captures.isEmpty { capture(frame.bytes, tag: tag, port: egress.index, outbound: true, at: wallClock) }
                 }
                 // The flow's next frames: the kernel's, once the engine has decided a large one.
-                if fastPath != nil, frame.bytes.count >= kernelFastPathFrameBytes, captures.isEmpty,
-                   let ingressInterface = port.fastPathInterface,
-                   let route = engine.unicastRoute(of: input, on: ingress, decision: decision, at: now),
+                if fastPath != nil, let route = decision.route, frame.bytes.count >= kernelFastPathFrameBytes,
+                   captures.isEmpty, let ingressInterface = port.fastPathInterface,
                    let egressInterface = ports[route.egress.index]?.fastPathInterface {
                     thread.routes.append((route, ingressInterface, egressInterface))
                 }
-                if !engine.outbox.isEmpty { queueGenerated(thread: thread) }
+                if decision.framesWaiting { queueGenerated(thread: thread) }
             }
             // Before the batch is sent: a frame that moved a station may be answered within
             // the send (the receiver's stack runs in our softirq), and the answer must not
             // meet a flow that still points where the station was.
-            if let fastPath, fastPath.checkedGeneration != engine.macs.generation { revalidateFastPath(at: now) }
+            if let fastPath, fastPath.checkedGeneration != engine.routeGeneration { revalidateFastPath(at: now) }
             flushPending(thread: thread)
             if case .packet(let socket) = device { socket.ring?.release() }
             if let fastPath {
                 // After the batch is sent: the kernel must not overtake the frame that decided
                 // the route (frames of the flow still in the ring may be, at its start).
                 if !thread.routes.isEmpty {
+                    // Unless a station, link or port changed since the batch began (then the
+                    // engine is asked again), each route holds, and so does its way back: the
+                    // same stations, ports and VLAN.
+                    let unchanged = engine.routeGeneration == routeGeneration
                     for (route, ingress, egress) in thread.routes
-                    where captures.isEmpty && kernelMayCarry(route, ingress: ingress, egress: egress, at: now) {
+                    where captures.isEmpty && fastPathCarries(route, ingress: ingress, egress: egress)
+                        && (unchanged || engine.holds(route, at: now)) {
                         fastPath.offer(route, ingressInterface: ingress, egressInterface: egress, at: now)
                         // The way back (a TCP stream's ACKs), when the engine would decide it so.
-                        if kernelMayCarry(route.reversed, ingress: egress, egress: ingress, at: now) {
+                        if unchanged || engine.holds(route.reversed, at: now) {
                             fastPath.offer(route.reversed, ingressInterface: egress, egressInterface: ingress, at: now)
                         }
                     }
@@ -790,8 +799,7 @@ public final class SwitchDaemon: @unchecked Sendable {
                            wallClock: Int64) -> PortSet {
         let candidates = decision.ports.intersection(replicatingPorts)
         guard candidates.count > 1 else { return decision.ports }
-        var tagged = PortSet()
-        for port in candidates where engine.egressTagged(port, vlan: decision.vlan) { tagged.insert(port) }
+        let tagged = candidates.intersection(decision.tagged)
         var rest = decision.ports
         rest = replicate(frame, to: candidates.subtracting(tagged), tag: nil, rest: rest, thread: thread, wallClock: wallClock)
         rest = replicate(frame, to: tagged, tag: decision.tag, rest: rest,
@@ -933,7 +941,7 @@ public final class SwitchDaemon: @unchecked Sendable {
         for frame in engine.takeOutbox() {
             for egress in frame.ports {
                 guard let out = ports[egress.index] else { continue }
-                let tag = engine.egressTagged(egress, vlan: frame.vlan) ? VLANTag(vlan: frame.vlan, priority: 6) : nil
+                let tag = frame.tagged.contains(egress) ? frame.tag : nil
                 queue(on: egress.index, port: out, thread: thread).append(owned: frame.bytes, tag: tag)
                 if !captures.isEmpty {
                     frame.bytes.withUnsafeBytes {
@@ -946,7 +954,7 @@ public final class SwitchDaemon: @unchecked Sendable {
 
     /// Sends what the engine built (queries, forwarded reports) from the main thread.
     private func sendGenerated() {
-        guard !engine.outbox.isEmpty else { return }
+        guard engine.hasOutbox else { return }
         queueGenerated(thread: threads[0])
         flushPending(thread: threads[0])
     }
@@ -970,8 +978,7 @@ public final class SwitchDaemon: @unchecked Sendable {
 
     /// Logs state refused at the limits, at most once every 10 s, so a flood cannot flood the log too.
     private func reportRefusals(at now: Instant) {
-        let total = engine.memberships.refusals.values.reduce(0, +) + engine.counters.macTableFull
-            + engine.counters.errors["rate_limited", default: 0]
+        let total = engine.refusedAtLimits
         guard total > refusalsLogged, now - lastRefusalLog >= .seconds(10) else { return }
         logger.warning("limits reached: \(total - refusalsLogged) messages or entries refused since the last report (status shows which)")
         refusalsLogged = total
@@ -1185,7 +1192,7 @@ public final class SwitchDaemon: @unchecked Sendable {
 
     private func fdbCommand(_ words: [String]) throws {
         guard words == ["flush"] else { throw ControlError("usage: fdb flush") }
-        engine.macs.removeAll()
+        engine.flushMACs()
         logger.notice("MAC table flushed")
     }
 
@@ -1197,9 +1204,9 @@ public final class SwitchDaemon: @unchecked Sendable {
         }
         switch (words.first, words.count) {
         case ("flush", 1):
-            engine.memberships.flush()
+            engine.flushMemberships()
         case ("flush", 2):
-            engine.memberships.flush(vlan: try vlan(words[1]))
+            engine.flushMemberships(in: try vlan(words[1]))
         case ("add", 4), ("del", 4):
             guard let port = engine.port(named: words[1]) else { throw ControlError("no port named \(words[1])") }
             guard let group = IPv4Address(words[2]), group.isMulticast, !group.isLocalNetworkControl else {
@@ -1210,8 +1217,8 @@ public final class SwitchDaemon: @unchecked Sendable {
                 throw ControlError("port \(words[1]) is not in VLAN \(id)")
             }
             if words[0] == "add" {
-                engine.memberships.addStatic(port, to: group, in: id, version: .v3)
-            } else if !engine.memberships.removeStatic(port, from: group, in: id) {
+                engine.addStaticMembership(port, to: group, in: id)
+            } else if !engine.removeStaticMembership(port, from: group, in: id) {
                 throw ControlError("no static entry for \(group) on \(words[1]) in VLAN \(id)")
             }
         default:
