@@ -54,8 +54,22 @@ public struct ForwardingDecision: Equatable, Sendable, BitwiseCopyable {
         self.route = route
     }
 
-    /// Every egress port, tagged or not.
-    public var ports: PortSet { untagged.union(tagged) }
+    /// Every egress port, tagged or not. The engine sets them all as `untagged` while it
+    /// decides, and splits them once (`split`).
+    public internal(set) var ports: PortSet {
+        get { untagged.union(tagged) }
+        set {
+            untagged = newValue
+            tagged = .empty
+        }
+    }
+
+    /// Moves the ports outside `untaggedPorts` (those whose pvid is not `vlan`) to `tagged`.
+    @inline(__always)
+    mutating func split(untaggedIn untaggedPorts: PortSet) {
+        tagged = untagged.subtracting(untaggedPorts)
+        untagged = untagged.intersection(untaggedPorts)
+    }
 
     /// The tag the frame carries out of the `tagged` ports.
     public var tag: VLANTag { VLANTag(vlan: vlan, priority: priority, dropEligible: dropEligible) }
@@ -99,6 +113,9 @@ public final class SnoopingSwitch {
     @exclusivity(unchecked) public private(set) var counters: SwitchCounters
     /// Frames the switch originated since the caller last took them.
     @exclusivity(unchecked) private var outbox: [GeneratedFrame] = []
+    /// Whether learned stations last at all (an aging time of zero forgets them at once): no
+    /// route without them.
+    private let macsAge: Bool
     /// Ports removed: with the MAC table's generation, what `routeGeneration` counts.
     @exclusivity(unchecked) private var portsRemoved: UInt64 = 0
 
@@ -122,6 +139,7 @@ public final class SnoopingSwitch {
         let capacity = PortSet.capacity
         macs = MacTable(limit: configuration.macTableLimit, perPortLimit: configuration.macsPerPortLimit,
                         portCount: capacity, aging: configuration.fdbAging)
+        macsAge = configuration.fdbAging > .zero
         memberships = MembershipTable(limits: configuration.membershipLimits)
         igmpBuckets = Array(repeating: TokenBucket(rate: configuration.igmpRatePerPort, at: now), count: capacity)
         counters = SwitchCounters(portCount: capacity)
@@ -246,27 +264,16 @@ public final class SnoopingSwitch {
 
     // MARK: - Receiving
 
-    /// A decision as `receive` works it out: the egress ports before they are split by tagging.
-    private struct Verdict {
-        var vlan: VLANID
-        var priority: UInt8
-        var dropEligible: Bool
-        var ports: PortSet
-        var isControl = false
-        var route: UnicastRoute?
-
-        static let none = Verdict(vlan: .default, priority: 0, dropEligible: false, ports: .empty)
-    }
-
     public func receive(_ frame: IngressFrame, on port: PortID, at now: Instant) -> ForwardingDecision {
-        let verdict = decide(frame, on: port, at: now)
-        let untagged = verdict.ports.intersection(untaggedPorts[Int(verdict.vlan.rawValue)])
-        return ForwardingDecision(vlan: verdict.vlan, priority: verdict.priority, dropEligible: verdict.dropEligible,
-                                  untagged: untagged, tagged: verdict.ports.subtracting(untagged),
-                                  isControl: verdict.isControl, framesWaiting: !outbox.isEmpty, route: verdict.route)
+        var decision = decide(frame, on: port, at: now)
+        decision.split(untaggedIn: untaggedPorts[Int(decision.vlan.rawValue)])
+        decision.framesWaiting = !outbox.isEmpty
+        return decision
     }
 
-    private func decide(_ frame: IngressFrame, on port: PortID, at now: Instant) -> Verdict {
+    /// The decision with every egress port in `ports` (untagged until `receive` splits them).
+    @inline(__always)
+    private func decide(_ frame: IngressFrame, on port: PortID, at now: Instant) -> ForwardingDecision {
         counters.rxFrames[port.index] &+= 1
         counters.rxBytes[port.index] &+= UInt64(frame.bytes.count)
         guard linkUp.contains(port) else { return drop(.portDown, on: port) }
@@ -304,39 +311,41 @@ public final class SnoopingSwitch {
         if !learned { counters.macTableFull &+= 1 }
 
         let flood = activePorts(in: vlan).removing(port)
-        var verdict = Verdict(vlan: vlan, priority: priority, dropEligible: dropEligible, ports: flood)
+        var decision = ForwardingDecision(vlan: vlan, priority: priority, dropEligible: dropEligible, untagged: flood)
         if !destination.isMulticast {
             if let known = macs.lookup(destination, vlan: vlan, at: now) {
-                verdict.ports = known == port ? .empty : flood.intersection(PortSet([known]))
+                var egress = PortSet()      // no array literal: nothing allocated per frame
+                if known != port, flood.contains(known) { egress.insert(known) }
+                decision.ports = egress
                 // A route when the frame came untagged and leaves untagged, between two stations
                 // the table knows (the source now: learned, unless the table refused it).
-                if frame.tag == nil, learned, !verdict.ports.isEmpty, pvids[known.index] == vlan, macs.aging > .zero {
-                    verdict.route = UnicastRoute(vlan: vlan, source: source, destination: destination,
+                if frame.tag == nil, learned, !decision.ports.isEmpty, pvids[known.index] == vlan, macsAge {
+                    decision.route = UnicastRoute(vlan: vlan, source: source, destination: destination,
                                                  ingress: port, egress: known)
                 }
             }
-            return verdict
+            return decision
         }
         // IPv4 multicast MAC (01:00:5e, RFC 1112 6.4) carrying IPv4: snooped. Other multicast floods.
         guard !destination.isBroadcast, destination.rawValue >> 23 == 0x0100_5e00_0000 >> 23,
-              ethernet.etherType == EtherType.ipv4 else { return verdict }
+              ethernet.etherType == EtherType.ipv4 else { return decision }
         guard let ip = try? IPv4HeaderView(checking: ethernet.payload) else { return drop(.malformed, on: port) }
         let group = ip.destination
-        guard group.isMulticast else { return verdict }
+        guard group.isMulticast else { return decision }
 
         switch ip.protocol {
         case IPv4HeaderView.ProtocolNumber.igmp where !ip.isFragment && snoops[Int(vlan.rawValue)]:
-            verdict = receiveIGMP(ip, frame: frame, verdict: verdict, on: port, at: now)
-            verdict.isControl = true
+            decision = receiveIGMP(ip, frame: frame, decision: decision, on: port, at: now)
+            decision.isControl = true
         case IPv4HeaderView.ProtocolNumber.igmp where !ip.isFragment:
-            verdict = electWithoutSnooping(ip, frame: frame, verdict: verdict, on: port, at: now)
+            decision = electWithoutSnooping(ip, frame: frame, decision: decision, on: port, at: now)
         case IPv4HeaderView.ProtocolNumber.pim where group == .allPIMRouters && !ip.isFragment:
-            if !receivePIM(ip, vlan: vlan, on: port, at: now) { verdict = .none }
-            verdict.isControl = true
+            if !receivePIM(ip, vlan: vlan, on: port, at: now) { decision = .none }
+            decision.isControl = true
         default:
-            verdict.ports = dataPorts(to: group, from: ip.source, in: vlan, flood: flood, at: now)
+            decision.ports = dataPorts(to: group, from: ip.source, in: vlan, flood: flood, at: now)
         }
-        return verdict
+        return decision
     }
 
     /// RFC 4541 2.1.2: the local network control block floods; a registered group goes to its
@@ -353,7 +362,7 @@ public final class SnoopingSwitch {
         return configuration.floodUnregistered ? flood : flood.intersection(routerPorts)
     }
 
-    private func drop(_ reason: DropReason, on port: PortID) -> Verdict {
+    private func drop(_ reason: DropReason, on port: PortID) -> ForwardingDecision {
         counters.drop(reason, on: port)
         return .none
     }
@@ -413,8 +422,8 @@ public final class SnoopingSwitch {
 
     /// An IGMP message in a snooping VLAN: checked (the port's rate, the checksum, a guarded
     /// port's router announcements), then heard by kind.
-    private func receiveIGMP(_ ip: IPv4HeaderView, frame: IngressFrame, verdict: Verdict,
-                             on port: PortID, at now: Instant) -> Verdict {
+    private func receiveIGMP(_ ip: IPv4HeaderView, frame: IngressFrame, decision: ForwardingDecision,
+                             on port: PortID, at now: Instant) -> ForwardingDecision {
         guard igmpBuckets[port.index].take(at: now) else {
             counters.errors.add(.rateLimited)
             return drop(.rateLimited, on: port)
@@ -425,7 +434,7 @@ public final class SnoopingSwitch {
         } catch .unknownType {
             // RFC 4541 2.1.1 (3): unrecognized IGMP messages are flooded to all other ports.
             counters.errors.add(.unknownType)
-            return verdict
+            return decision
         } catch {
             counters.errors.add(MessageError(error))
             return drop(.badIGMP, on: port)
@@ -437,14 +446,14 @@ public final class SnoopingSwitch {
             return drop(.queryGuard, on: port)
         }
         // Reports and leaves go to the router ports only, never to other hosts (RFC 4541 2.1.1).
-        var towardRouters = verdict
-        towardRouters.ports = verdict.ports.intersection(routers.ports(in: verdict.vlan))
-        let vlan = verdict.vlan
+        var towardRouters = decision
+        towardRouters.ports = decision.ports.intersection(routers.ports(in: decision.vlan))
+        let vlan = decision.vlan
 
         switch message {
         case .query(let query):
             heardQuery(query, from: ip.source, in: vlan, on: port, at: now)
-            return verdict    // queries reach every port of the VLAN
+            return decision    // queries reach every port of the VLAN
         case .report(let group, let version):
             counters.received.add(.report(version))
             guard group.isMulticast else { return badGroup(on: port) }
@@ -461,7 +470,7 @@ public final class SnoopingSwitch {
             return towardRouters
         case .dvmrp, .mrdAdvertisement, .mrdTermination:
             heardRouter(message, in: vlan, on: port, at: now)
-            return verdict
+            return decision
         case .mrdSolicitation:
             counters.received.add(.mrdSolicitation)
             return towardRouters
@@ -551,20 +560,20 @@ public final class SnoopingSwitch {
     /// A VLAN without snooping floods IGMP like any multicast, but its queries still elect the
     /// querier (RFC 3376 6.6.2, RFC 2236 3): ours yields there to a lower address as anywhere.
     /// Past the port's IGMP rate a query is flooded unheard; a guarded port's is refused.
-    private func electWithoutSnooping(_ ip: IPv4HeaderView, frame: IngressFrame, verdict: Verdict,
-                                      on port: PortID, at now: Instant) -> Verdict {
+    private func electWithoutSnooping(_ ip: IPv4HeaderView, frame: IngressFrame, decision: ForwardingDecision,
+                                      on port: PortID, at now: Instant) -> ForwardingDecision {
         let payload = ip.payload
         guard payload.count >= 8, payload[0] == IGMPMessage.MessageType.query,
               igmpBuckets[port.index].take(at: now),
               case .query(let query)? = try? IGMPMessage.parse(payload, verifyChecksum: !frame.checksumPending)
-        else { return verdict }
+        else { return decision }
         if queryGuardPorts.contains(port) {
             counters.errors.add(.guardedQuery)
             return drop(.queryGuard, on: port)
         }
         counters.received.add(.query(query.version))
-        querier.heard(query, from: ip.source, in: verdict.vlan, at: now)
-        return verdict
+        querier.heard(query, from: ip.source, in: decision.vlan, at: now)
+        return decision
     }
 
     /// RFC 3376 6.6.1 for a router that is not the querier: the elected querier's Q(G) lowers
@@ -578,7 +587,7 @@ public final class SnoopingSwitch {
         memberships.lowerTimers(of: query.group, in: vlan, sources: query.sources, to: now + lastMemberQueryTime)
     }
 
-    private func badGroup(on port: PortID) -> Verdict {
+    private func badGroup(on port: PortID) -> ForwardingDecision {
         counters.errors.add(.badGroup)
         return drop(.badIGMP, on: port)
     }
