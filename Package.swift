@@ -16,6 +16,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // Heap, for the engine's timers (SwitchEngine only).
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         // Linux definitions Glibc does not expose to Swift (sockaddr_ll, auxdata, tun, virtio_net, mmsg).
@@ -50,7 +52,7 @@ let package = Package(
         .plugin(name: "CompileBPF", capability: .buildTool(), dependencies: ["BPFCompiler"]),
         .executableTarget(name: "BPFCompiler", path: "Plugins/BPFCompiler"),
         .target(name: "Wire"),
-        .target(name: "SwitchEngine", dependencies: ["Wire"]),
+        .target(name: "SwitchEngine", dependencies: ["Wire", .product(name: "HeapModule", package: "swift-collections")]),
         .target(name: "Ports", dependencies: ["CLinux", "CBPF", "CLibbpf", "CNetlink", "CPcap", "Wire"], plugins: ["CompileBPF"]),
         .target(name: "Control", dependencies: ["SwitchEngine", "Wire", "CPcap", "CLinux"]),
         .target(

@@ -45,7 +45,14 @@ public func fuzz(_ data: UnsafeRawPointer, _ size: Int) -> CInt {
     precondition(!decision.ports.contains(port), "a frame went back out of its ingress port")
     precondition(decision.ports.isEmpty || decision.ports.intersection(engine.activePorts(in: decision.vlan)) == decision.ports,
                  "a frame left its VLAN")
+    precondition(decision.untagged.intersection(decision.tagged).isEmpty, "a port got the frame both tagged and untagged")
+    if let route = decision.route {
+        precondition(tag == nil && decision.ports == PortSet([route.egress]) && route.ingress == port,
+                     "a route that is not the decision")
+        precondition(engine.holds(route, at: now) && engine.holds(route.reversed, at: now), "a route that does not hold")
+    }
     for generated in engine.takeOutbox() {
+        precondition(generated.untagged.intersection(generated.tagged).isEmpty, "a port got a query both tagged and untagged")
         generated.bytes.withUnsafeBytes { bytes in
             precondition((try? EthernetFrameView(checking: bytes)) != nil, "the switch built a broken frame")
         }

@@ -175,7 +175,7 @@ public struct StatusSnapshot {
     public var ports: [PortConfiguration?]
     public var linkUp: PortSet
     public var counters: SwitchCounters
-    public var refusals: [String: UInt64]
+    public var refusals: Counts<MembershipLimit>
     public var macAging: Duration
     public var macs: [(vlan: VLANID, mac: MACAddress, entry: MacTable.Entry)]
     public var groups: MembershipTable<IPv4Address, IGMPVersion>.Snapshot
@@ -188,10 +188,10 @@ public struct StatusSnapshot {
         ports = engine.ports
         linkUp = engine.linkUp
         counters = engine.counters
-        refusals = engine.memberships.refusals
-        macAging = engine.macs.aging
-        macs = engine.macs.unorderedEntries()
-        groups = engine.memberships.snapshot()
+        refusals = engine.membershipRefusals
+        macAging = engine.macAging
+        macs = engine.macEntries()
+        groups = engine.membershipSnapshot()
         learnedRouters = engine.routers.learnedPorts()
         queriers = engine.querier.status(at: now)
     }
@@ -269,9 +269,11 @@ extension StatusReport {
                     nextQueryIn: status.nextQuery.map(seconds(until:)),
                     otherQuerierExpiresIn: status.otherQuerierExpires.map(seconds(until:)))
         }
-        var errors = snapshot.counters.errors
-        for (limit, count) in snapshot.refusals { errors["limit_\(limit)"] = count }
-        igmp = IGMPCounters(received: snapshot.counters.received, sent: snapshot.counters.sent, errors: errors)
+        var errors = snapshot.counters.errors.byName
+        for limit in MembershipLimit.allCases where snapshot.refusals[limit] > 0 {
+            errors["limit_" + limit.name] = snapshot.refusals[limit]
+        }
+        igmp = IGMPCounters(received: snapshot.counters.received.byName, sent: snapshot.counters.sent.byName, errors: errors)
         dropsByReason = Dictionary(uniqueKeysWithValues: snapshot.counters.dropsByReason.map { ($0.key.rawValue, $0.value) })
         if snapshot.counters.macTableFull > 0 { dropsByReason["mac_table_full"] = snapshot.counters.macTableFull }
         let overruns = runtime.reduce(0) { $0 + $1.socketOverruns }

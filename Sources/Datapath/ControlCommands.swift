@@ -57,7 +57,7 @@ extension SwitchDaemon {
     func fdbCommand(_ change: ControlRequest.FDBChange) throws {
         switch change {
         case .flush:
-            engine.macs.removeAll()
+            engine.flushMACs()
             logger.notice("MAC table flushed")
         }
     }
@@ -66,17 +66,17 @@ extension SwitchDaemon {
     func mdbCommand(_ change: ControlRequest.MDBChange) throws {
         switch change {
         case .flush(nil):
-            engine.memberships.flush()
+            engine.flushMemberships()
         case .flush(let vlan?):
-            engine.memberships.flush(vlan: vlan)
+            engine.flushMemberships(in: vlan)
         case .add(let entry), .remove(let entry):
             guard let port = engine.port(named: entry.port) else { throw ControlError("no port named \(entry.port)") }
             guard engine.ports[port.index]?.vlans.contains(entry.vlan) == true else {
                 throw ControlError("port \(entry.port) is not in VLAN \(entry.vlan)")
             }
             if case .add = change {
-                engine.memberships.addStatic(port, to: entry.group, in: entry.vlan, version: .v3)
-            } else if !engine.memberships.removeStatic(port, from: entry.group, in: entry.vlan) {
+                engine.addStaticMembership(port, to: entry.group, in: entry.vlan)
+            } else if !engine.removeStaticMembership(port, from: entry.group, in: entry.vlan) {
                 throw ControlError("no static entry for \(entry.group) on \(entry.port) in VLAN \(entry.vlan)")
             }
         }

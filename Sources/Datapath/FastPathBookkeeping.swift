@@ -17,7 +17,7 @@ extension SwitchDaemon {
     /// is let go or anything is sent (`retireFlows`).
     func revalidateFastPath(at now: Instant) {
         guard let fastPath else { return }
-        fastPath.revalidate(generation: engine.macs.generation) { route, ingress, egress in
+        fastPath.revalidate(generation: engine.routeGeneration) { route, ingress, egress in
             kernelMayCarry(route, ingress: ingress, egress: egress, at: now)
         }
     }
@@ -82,7 +82,11 @@ extension SwitchDaemon {
     /// Whether the kernel may carry `route` between these interfaces: the engine would decide
     /// it so, and both ports still have the fast path on them.
     func kernelMayCarry(_ route: SnoopingSwitch.UnicastRoute, ingress: Int32, egress: Int32, at now: Instant) -> Bool {
-        engine.holds(route, at: now) && ports[route.ingress.index]?.fastPathInterface == ingress
-            && ports[route.egress.index]?.fastPathInterface == egress
+        engine.holds(route, at: now) && fastPathCarries(route, ingress: ingress, egress: egress)
+    }
+
+    /// Whether both ports of `route` still have the fast path on these interfaces.
+    func fastPathCarries(_ route: SnoopingSwitch.UnicastRoute, ingress: Int32, egress: Int32) -> Bool {
+        ports[route.ingress.index]?.fastPathInterface == ingress && ports[route.egress.index]?.fastPathInterface == egress
     }
 }

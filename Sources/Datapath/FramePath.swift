@@ -22,6 +22,8 @@ extension SwitchDaemon {
                   count > 0 else { return }
             let now = Self.now()
             thread.lastFrames = now
+            // While it stays so, every route decided in this batch still holds after the send.
+            let routeGeneration = engine.routeGeneration
             let wallClock = captures.isEmpty ? 0 : realtimeNanoseconds()
             for i in 0..<count {
                 guard let frame = thread.batch.frame(i) else {
@@ -30,7 +32,7 @@ extension SwitchDaemon {
                 }
                 forward(frame, from: port, index: index, thread: thread, at: now, wallClock: wallClock)
             }
-            sendBatch(receivedOn: device, thread: thread, at: now)
+            sendBatch(receivedOn: device, thread: thread, at: now, routeGeneration: routeGeneration)
             if count < thread.batch.capacity { return }
         }
     }
@@ -78,54 +80,57 @@ extension SwitchDaemon {
         if !captures.isEmpty { capture(frame.bytes, tag: frame.tag, port: index, outbound: false, at: wallClock) }
         let input = IngressFrame(bytes: frame.bytes, tag: frame.tag, checksumPending: frame.header.checksumPending,
                                  serviceTagged: frame.serviceTagged)
-        let controlFrames = engine.controlFrames
         let decision = engine.receive(input, on: ingress, at: now)
         // A port must not get a flow's next frame on its own while the last one waits to
         // be cloned to it from another port's queue (or the other way round): where the
         // forwarding state may have moved, what is queued leaves first.
-        if thread.replicating && engine.controlFrames != controlFrames { flushAllLocked(thread: thread) }
+        if thread.replicating && decision.isControl { flushAllLocked(thread: thread) }
         var oneByOne = decision.ports
-        if replication != nil && decision.ports.count > 1 {
+        if replication != nil && oneByOne.count > 1 {
             oneByOne = replicate(frame, decision: decision, thread: thread, wallClock: wallClock)
         }
         for egress in oneByOne {
             guard let out = ports[egress.index] else { continue }
-            let tag = engine.egressTagged(egress, vlan: decision.vlan) ? decision.tag : nil
+            let tag = decision.tagged.contains(egress) ? decision.tag : nil
             queue(on: egress.index, port: out, thread: thread)
                 .append(frame.bytes, header: frame.header, tag: tag, headerPrecedes: frame.headerPrecedes)
             if !captures.isEmpty { capture(frame.bytes, tag: tag, port: egress.index, outbound: true, at: wallClock) }
         }
         // The flow's next frames: the kernel's, once the engine has decided a large one.
-        if fastPath != nil, frame.bytes.count >= kernelFastPathFrameBytes, captures.isEmpty,
-           let ingressInterface = port.fastPathInterface,
-           let route = engine.unicastRoute(of: input, on: ingress, decision: decision, at: now),
+        if fastPath != nil, let route = decision.route, frame.bytes.count >= kernelFastPathFrameBytes,
+           captures.isEmpty, let ingressInterface = port.fastPathInterface,
            let egressInterface = ports[route.egress.index]?.fastPathInterface {
             thread.routes.append((route, ingressInterface, egressInterface))
         }
-        if !engine.outbox.isEmpty { queueGenerated(thread: thread) }
+        if decision.framesWaiting { queueGenerated(thread: thread) }
     }
 
     /// Sends what the batch queued, the ring's slots handed back, and the routes it decided
     /// offered to the kernel.
-    private func sendBatch(receivedOn device: Device, thread: ForwardingThread, at now: Instant) {
+    private func sendBatch(receivedOn device: Device, thread: ForwardingThread, at now: Instant, routeGeneration: UInt64) {
         // Before the batch is sent: a frame that moved a station may be answered within
         // the send (the receiver's stack runs in our softirq), and the answer must not
         // meet a flow that still points where the station was.
-        if let fastPath, fastPath.checkedGeneration != engine.macs.generation { revalidateFastPath(at: now) }
+        if let fastPath, fastPath.checkedGeneration != engine.routeGeneration { revalidateFastPath(at: now) }
         flushPending(thread: thread)
         if case .packet(let socket) = device { socket.ring?.release() }
-        offerRoutes(thread: thread, at: now)
+        offerRoutes(thread: thread, at: now, routeGeneration: routeGeneration)
     }
 
     /// After the batch is sent: the kernel must not overtake the frame that decided the route
     /// (frames of the flow still in the ring may be, at its start).
-    private func offerRoutes(thread: ForwardingThread, at now: Instant) {
+    private func offerRoutes(thread: ForwardingThread, at now: Instant, routeGeneration: UInt64) {
         guard let fastPath, !thread.routes.isEmpty else { return }
+        // Unless a station, link or port changed since the batch began (then the engine is
+        // asked again), each route holds, and so does its way back: the same stations, ports
+        // and VLAN.
+        let unchanged = engine.routeGeneration == routeGeneration
         for (route, ingress, egress) in thread.routes
-        where captures.isEmpty && kernelMayCarry(route, ingress: ingress, egress: egress, at: now) {
+        where captures.isEmpty && fastPathCarries(route, ingress: ingress, egress: egress)
+            && (unchanged || engine.holds(route, at: now)) {
             fastPath.offer(route, ingressInterface: ingress, egressInterface: egress, at: now)
             // The way back (a TCP stream's ACKs), when the engine would decide it so.
-            if kernelMayCarry(route.reversed, ingress: egress, egress: ingress, at: now) {
+            if unchanged || engine.holds(route.reversed, at: now) {
                 fastPath.offer(route.reversed, ingressInterface: egress, egressInterface: ingress, at: now)
             }
         }
@@ -140,8 +145,7 @@ extension SwitchDaemon {
                            wallClock: Int64) -> PortSet {
         let candidates = decision.ports.intersection(replicatingPorts)
         guard candidates.count > 1 else { return decision.ports }
-        var tagged = PortSet()
-        for port in candidates where engine.egressTagged(port, vlan: decision.vlan) { tagged.insert(port) }
+        let tagged = candidates.intersection(decision.tagged)
         var rest = decision.ports
         rest = replicate(frame, to: candidates.subtracting(tagged), tag: nil, rest: rest, thread: thread, wallClock: wallClock)
         rest = replicate(frame, to: tagged, tag: decision.tag, rest: rest,
@@ -283,7 +287,7 @@ extension SwitchDaemon {
         for frame in engine.takeOutbox() {
             for egress in frame.ports {
                 guard let out = ports[egress.index] else { continue }
-                let tag = engine.egressTagged(egress, vlan: frame.vlan) ? VLANTag(vlan: frame.vlan, priority: 6) : nil
+                let tag = frame.tagged.contains(egress) ? frame.tag : nil
                 queue(on: egress.index, port: out, thread: thread).append(owned: frame.bytes, tag: tag)
                 if !captures.isEmpty {
                     frame.bytes.withUnsafeBytes {
@@ -296,7 +300,7 @@ extension SwitchDaemon {
 
     /// Sends what the engine built (queries, forwarded reports) from the main thread.
     func sendGenerated() {
-        guard !engine.outbox.isEmpty else { return }
+        guard engine.hasOutbox else { return }
         queueGenerated(thread: threads[0])
         flushPending(thread: threads[0])
     }

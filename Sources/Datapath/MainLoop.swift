@@ -43,7 +43,7 @@ extension SwitchDaemon {
         if engine.nextDeadline(at: now) <= now { engine.advance(to: now) }
         // Stations aged out, links went down, the table was flushed: flows the kernel
         // carries may no longer be the engine's decisions.
-        if let fastPath, fastPath.checkedGeneration != engine.macs.generation { revalidateFastPath(at: now) }
+        if let fastPath, fastPath.checkedGeneration != engine.routeGeneration { revalidateFastPath(at: now) }
         sendGenerated()
         reportRefusals(at: now)
         var deadline = engine.nextDeadline(at: now)
@@ -154,8 +154,7 @@ extension SwitchDaemon {
 
     /// Logs state refused at the limits, at most once every 10 s, so a flood cannot flood the log too.
     private func reportRefusals(at now: Instant) {
-        let total = engine.memberships.refusals.values.reduce(0, +) + engine.counters.macTableFull
-            + engine.counters.errors["rate_limited", default: 0]
+        let total = engine.refusedAtLimits
         guard total > refusalsLogged, now - lastRefusalLog >= .seconds(10) else { return }
         logger.warning("limits reached: \(total - refusalsLogged) messages or entries refused since the last report (status shows which)")
         refusalsLogged = total

@@ -1,3 +1,5 @@
+import Wire
+
 /// Why the switch refused a frame.
 public enum DropReason: String, CaseIterable, Sendable {
     /// Too short for an Ethernet header, or an IPv4 header that fails its checks.
@@ -29,12 +31,9 @@ public struct SwitchCounters: Sendable {
     public var rxBytes: [UInt64]
     public var drops: [UInt64]
     public var dropsByReason: [DropReason: UInt64] = [:]
-    /// IGMP and PIM messages by kind (v2_report, query_v3, pim_hello, ...).
-    public var received: [String: UInt64] = [:]
-    /// Messages the switch originated (general_query, group_query).
-    public var sent: [String: UInt64] = [:]
-    /// Messages refused, by error (bad_checksum, truncated, ...).
-    public var errors: [String: UInt64] = [:]
+    public var received = Counts<ReceivedMessage>()
+    public var sent = Counts<SentMessage>()
+    public var errors = Counts<MessageError>()
     /// New stations the MAC table refused because it was full.
     public var macTableFull: UInt64 = 0
 
@@ -47,6 +46,140 @@ public struct SwitchCounters: Sendable {
     mutating func drop(_ reason: DropReason, on port: PortID) {
         drops[port.index] &+= 1
         dropsByReason[reason, default: 0] &+= 1
+    }
+}
+
+/// A kind of event the engine counts: a closed list, each with the name the status document,
+/// the text status and the metrics show it by (those names are documented: keep them).
+public protocol CounterKey: CaseIterable, Hashable, Sendable where AllCases == [Self] {
+    /// The name in the status (`igmp.received`, `igmp.errors`, ...).
+    var name: String { get }
+    /// The kind's place in `allCases`, where its count is kept.
+    var ordinal: Int { get }
+}
+
+extension CounterKey where Self: RawRepresentable, RawValue == Int {
+    public var ordinal: Int { rawValue }
+}
+
+/// One count per kind of a `CounterKey`, in a fixed array: counting is an index, not a hash.
+public struct Counts<Key: CounterKey>: Equatable, Sendable {
+    private var values = [UInt64](repeating: 0, count: Key.allCases.count)
+
+    public init() {}
+
+    public subscript(key: Key) -> UInt64 {
+        get { values[key.ordinal] }
+        set { values[key.ordinal] = newValue }
+    }
+
+    public mutating func add(_ key: Key, _ count: UInt64 = 1) { values[key.ordinal] &+= count }
+
+    public var total: UInt64 { values.reduce(0, &+) }
+
+    /// The kinds counted at least once, by name: what the status shows.
+    public var byName: [String: UInt64] {
+        var out: [String: UInt64] = [:]
+        for key in Key.allCases where values[key.ordinal] > 0 { out[key.name] = values[key.ordinal] }
+        return out
+    }
+}
+
+/// IGMP and PIM messages the engine heard, by kind (`igmp.received`).
+public enum ReceivedMessage: Int, CounterKey {
+    case queryV1, queryV2, queryV3
+    case reportV1, reportV2, reportV3
+    case leave
+    case dvmrp
+    case mrdAdvertisement, mrdTermination, mrdSolicitation
+    case pimHello, pimOther
+
+    public static func query(_ version: IGMPVersion) -> Self {
+        switch version { case .v1: .queryV1; case .v2: .queryV2; case .v3: .queryV3 }
+    }
+
+    public static func report(_ version: IGMPVersion) -> Self {
+        switch version { case .v1: .reportV1; case .v2: .reportV2; case .v3: .reportV3 }
+    }
+
+    public var name: String {
+        switch self {
+        case .queryV1: "query_v1"
+        case .queryV2: "query_v2"
+        case .queryV3: "query_v3"
+        case .reportV1: "v1_report"
+        case .reportV2: "v2_report"
+        case .reportV3: "v3_report"
+        case .leave: "v2_leave"
+        case .dvmrp: "dvmrp"
+        case .mrdAdvertisement: "mrd_advertisement"
+        case .mrdTermination: "mrd_termination"
+        case .mrdSolicitation: "mrd_solicitation"
+        case .pimHello: "pim_hello"
+        case .pimOther: "pim_other"
+        }
+    }
+}
+
+/// Messages the switch originated, by kind (`igmp.sent`).
+public enum SentMessage: Int, CounterKey {
+    case generalQuery, groupQuery, groupAndSourceQuery, mrdSolicitation
+
+    public var name: String {
+        switch self {
+        case .generalQuery: "general_query"
+        case .groupQuery: "group_query"
+        case .groupAndSourceQuery: "group_source_query"
+        case .mrdSolicitation: "mrd_solicitation"
+        }
+    }
+}
+
+/// Why an IGMP or PIM message, or part of one, was refused or ignored (`igmp.errors`).
+public enum MessageError: Int, CounterKey {
+    /// Past the port's IGMP rate.
+    case rateLimited
+    /// The checks of IGMPMessage.parse (WireError).
+    case truncated, badLength, badChecksum, badVersion, unknownType
+    /// A query or router announcement on a query-guard port.
+    case guardedQuery
+    /// A report, leave or record for an address that is not a multicast group.
+    case badGroup
+    /// Any-source membership asked in the SSM range (RFC 4604 2.2.1).
+    case ssmIgnored
+    /// A leave, BLOCK or TO_IN ignored in a group's compatibility mode (RFC 3376 7.3.2).
+    case ignoredInV1Mode, ignoredInV2Mode
+    /// A PIM message that fails its checks.
+    case badPIM
+
+    public init(_ error: WireError) {
+        switch error {
+        case .truncated: self = .truncated
+        case .badLength: self = .badLength
+        case .badChecksum: self = .badChecksum
+        case .badVersion: self = .badVersion
+        case .unknownType: self = .unknownType
+        }
+    }
+
+    /// The record or leave ignored in `mode` (v1 or v2).
+    public static func ignored(in mode: IGMPVersion) -> Self { mode == .v1 ? .ignoredInV1Mode : .ignoredInV2Mode }
+
+    public var name: String {
+        switch self {
+        case .rateLimited: "rate_limited"
+        case .truncated: "truncated"
+        case .badLength: "bad_length"
+        case .badChecksum: "bad_checksum"
+        case .badVersion: "bad_version"
+        case .unknownType: "unknown_type"
+        case .guardedQuery: "guarded_query"
+        case .badGroup: "bad_group"
+        case .ssmIgnored: "ssm_ignored"
+        case .ignoredInV1Mode: "ignored_in_v1_mode"
+        case .ignoredInV2Mode: "ignored_in_v2_mode"
+        case .badPIM: "bad_pim"
+        }
     }
 }
 

@@ -1,6 +1,5 @@
 import Wire
 
-/// A version of a membership protocol (IGMP, MLD): ordered, the newest filtering sources.
 /// A group address the membership table can key on: IPv4 now, IPv6 for MLD.
 public protocol GroupAddress: Hashable, Comparable, Sendable, BitwiseCopyable {
     /// The address and its VLAN under the table's seed (every bit of the address goes through
@@ -15,6 +14,7 @@ extension IPv4Address: GroupAddress {
     }
 }
 
+/// A version of a membership protocol (IGMP, MLD): ordered, the newest filtering sources.
 public protocol MembershipVersion: Comparable, Hashable, Sendable {
     /// The version with source filtering (IGMPv3, MLDv2): hosts of older versions put a group
     /// in compatibility mode.
@@ -94,6 +94,19 @@ public struct QueriesOwed<Address: Hashable & Sendable>: Equatable, Sendable {
     public var isEmpty: Bool { !group && sources.isEmpty }
 }
 
+/// The bounds of MembershipLimits a record can be refused at (`limit_*` in the status's IGMP errors).
+public enum MembershipLimit: Int, CounterKey {
+    case groupsPerPort, groupsPerVLAN, sourcesPerGroup
+
+    public var name: String {
+        switch self {
+        case .groupsPerPort: "groups_per_port"
+        case .groupsPerVLAN: "groups_per_vlan"
+        case .sourcesPerGroup: "sources_per_group"
+        }
+    }
+}
+
 public enum FilterMode: String, Sendable, Codable {
     case include, exclude
 }
@@ -120,7 +133,8 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
 
     /// One port's state for one group.
     public struct Member: Equatable, Sendable {
-        // Widest fields first: a member packs into 56 bytes, kept inline in its group's record.
+        // Widest fields first: with IGMP's version a member takes 56 bytes (52 and padding),
+        // kept inline in its group's record (MembershipTableTests.testRecordsStaySmall).
         /// INCLUDE: the include list. EXCLUDE: the requested list X. Each source with its timer.
         public var sources: [Address: Instant] = [:]
         /// EXCLUDE only: the exclude list Y, sources not forwarded.
@@ -255,7 +269,7 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
         func makeIterator() -> Iterator { Iterator(list: self) }
     }
 
-    /// A group with at least one member port: 80 bytes, the first member's state included.
+    /// A group with at least one member port: 80 bytes with IPv4 and IGMP, the first member's state included.
     struct GroupRecord {
         var key: Key
         var members: MemberList
@@ -290,7 +304,7 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
     private var groupsInVLAN: [VLANID: Int] = [:]
     private var groupsOnPort = [Int](repeating: 0, count: PortSet.capacity)
     /// Records refused because a limit was reached, by limit.
-    public private(set) var refusals: [String: UInt64] = [:]
+    public private(set) var refusals = Counts<MembershipLimit>()
 
     public init(limits: MembershipLimits = MembershipLimits()) {
         self.limits = limits
@@ -349,12 +363,12 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
         // Bounded state: a new membership needs room on its port and in its VLAN; a record may
         // not grow the port's source list past the limit. Refused records change nothing.
         if existing == nil {
-            if groupsOnPort[port.index] >= limits.groupsPerPort { return refuse("groups_per_port") }
-            if slot == nil, groupsInVLAN[vlan, default: 0] >= limits.groupsPerVLAN { return refuse("groups_per_vlan") }
+            if groupsOnPort[port.index] >= limits.groupsPerPort { return refuse(.groupsPerPort) }
+            if slot == nil, groupsInVLAN[vlan, default: 0] >= limits.groupsPerVLAN { return refuse(.groupsPerVLAN) }
         }
         let replaces = record == .isExclude || record == .toExclude
         let bound = replaces ? b.count : Set(member.sources.keys).union(member.excluded).union(b).count
-        if bound > limits.sourcesPerGroup { return refuse("sources_per_group") }
+        if bound > limits.sourcesPerGroup { return refuse(.sourcesPerGroup) }
         member.version = version
         let gmi = now + timers.groupMembershipInterval
         var owed = QueriesOwed<Address>()
@@ -415,8 +429,8 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
         return fastLeave ? QueriesOwed() : owed
     }
 
-    private func refuse(_ limit: String) -> QueriesOwed<Address> {
-        refusals[limit, default: 0] &+= 1
+    private func refuse(_ limit: MembershipLimit) -> QueriesOwed<Address> {
+        refusals.add(limit)
         return QueriesOwed()
     }
 
@@ -602,8 +616,8 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
 
     /// The groups as they are at one moment, to read on another thread while the table goes
     /// on. It shares the records' storage: taking it costs nothing, and the table's next change
-    /// copies the records once (milliseconds for 100,000 groups, where listing them took over
-    /// a hundred, under the datapath's lock).
+    /// copies the records once, far less than listing them under the datapath's lock would
+    /// cost (README, Performance).
     public struct Snapshot {
         fileprivate let records: [GroupRecord]
 

@@ -5,7 +5,7 @@
 /// of thousands of entries (scripts/colliding-macs.py makes such keys for the fixed
 /// multiplicative hash of the first version). A folded multiply of the key under two random
 /// words (as wyhash and aHash do) costs one 128-bit multiply, and its collisions cannot be
-/// found without the seed; SipHash would cost about ten times as much per frame.
+/// found without the seed; SipHash would cost several times as much per frame.
 public struct HashSeed: Sendable {
     let k0: UInt64
     let k1: UInt64

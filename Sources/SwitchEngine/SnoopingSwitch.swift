@@ -1,79 +1,38 @@
 import Wire
 
-/// A frame as a port backend hands it to the engine: the Ethernet bytes without an 802.1Q tag,
-/// the tag (the kernel strips it into auxdata; the backend recovers it), and whether the
-/// kernel left a transport checksum unfinished.
-public struct IngressFrame {
-    public var bytes: UnsafeRawBufferPointer
-    public var tag: VLANTag?
-    public var checksumPending: Bool
-    /// The kernel took an 802.1ad S-tag (TPID 0x88A8), not an 802.1Q tag, out of the frame:
-    /// `tag` is then nil. An S-tag still in the bytes shows as their EtherType.
-    public var serviceTagged: Bool
-
-    public init(bytes: UnsafeRawBufferPointer, tag: VLANTag? = nil, checksumPending: Bool = false,
-                serviceTagged: Bool = false) {
-        self.bytes = bytes
-        self.tag = tag
-        self.checksumPending = checksumPending
-        self.serviceTagged = serviceTagged
-    }
-}
-
-/// Where a frame goes: out of `ports`, in `vlan`, keeping its priority and drop eligible bits
-/// when sent tagged. Empty `ports`: nowhere.
-public struct ForwardingDecision: Equatable, Sendable {
-    public var vlan: VLANID
-    public var priority: UInt8
-    public var dropEligible = false
-    public var ports: PortSet
-
-    public init(vlan: VLANID, priority: UInt8, dropEligible: Bool = false, ports: PortSet) {
-        self.vlan = vlan
-        self.priority = priority
-        self.dropEligible = dropEligible
-        self.ports = ports
-    }
-
-    /// The tag the frame carries out of a port that takes `vlan` tagged.
-    public var tag: VLANTag { VLANTag(vlan: vlan, priority: priority, dropEligible: dropEligible) }
-
-    public static let none = ForwardingDecision(vlan: .default, priority: 0, ports: .empty)
-}
-
-/// A frame the switch itself sends (a query), untagged, to be tagged per egress port.
-public struct GeneratedFrame: Equatable, Sendable {
-    public var vlan: VLANID
-    public var ports: PortSet
-    public var bytes: [UInt8]
-}
-
 /// The forwarding engine: frames and time in, decisions out. It owns no socket and reads no clock.
 ///
 /// Rules: IEEE 802.1Q learning and VLANs; RFC 4541 for snooping; RFC 2236 and RFC 3376 for
 /// membership timers and the querier.
 ///
-/// The engine runs on one thread, the datapath's: its state carries `@exclusivity(unchecked)`,
-/// which spares each frame the runtime's access checks (about 40 ns a frame, measured).
+/// Not thread-safe: the datapath's forwarding threads call it one at a time, under the
+/// datapath's lock. Its state carries `@exclusivity(unchecked)`, which spares each frame the
+/// runtime's access checks (the lock already keeps accesses apart).
 public final class SnoopingSwitch {
     /// The switch's settings; the ports it has now are `ports`.
     public private(set) var configuration: SwitchConfiguration
-    public let macs: MacTable
-    public let memberships: MembershipTable<IPv4Address, IGMPVersion>
+    /// The tables are the engine's: the datapath and the control plane change them and read
+    /// them through its methods (internal for the tests).
+    let macs: MacTable
+    let memberships: MembershipTable<IPv4Address, IGMPVersion>
     /// Each port's allowance of IGMP messages.
     @exclusivity(unchecked) private var igmpBuckets: [TokenBucket]
     @exclusivity(unchecked) public private(set) var routers: RouterPortTracker
     @exclusivity(unchecked) public private(set) var querier: QuerierElection
     @exclusivity(unchecked) public private(set) var counters: SwitchCounters
-    /// IGMP and PIM frames received: a change is the sign that forwarding state may have moved
-    /// within a batch of frames (the datapath keeps a flow's frames in order across it).
-    @exclusivity(unchecked) public private(set) var controlFrames: UInt64 = 0
     /// Frames the switch originated since the caller last took them.
-    @exclusivity(unchecked) public private(set) var outbox: [GeneratedFrame] = []
+    @exclusivity(unchecked) private var outbox: [GeneratedFrame] = []
+    /// Whether learned stations last at all (an aging time of zero forgets them at once): no
+    /// route without them.
+    private let macsAge: Bool
+    /// Ports removed: with the MAC table's generation, what `routeGeneration` counts.
+    @exclusivity(unchecked) private var portsRemoved: UInt64 = 0
 
     @exclusivity(unchecked) public private(set) var linkUp: PortSet
     /// Configured member ports of each VLAN, indexed by VLAN ID.
     @exclusivity(unchecked) private var vlanPorts = [PortSet](repeating: PortSet(), count: 4096)
+    /// Ports whose pvid each VLAN is (frames leave them untagged), indexed by VLAN ID.
+    @exclusivity(unchecked) private var untaggedPorts = [PortSet](repeating: PortSet(), count: 4096)
     @exclusivity(unchecked) private var pvids: [VLANID?]
     @exclusivity(unchecked) private var fastLeavePorts = PortSet()
     @exclusivity(unchecked) private var queryGuardPorts = PortSet()
@@ -89,6 +48,7 @@ public final class SnoopingSwitch {
         let capacity = PortSet.capacity
         macs = MacTable(limit: configuration.macTableLimit, perPortLimit: configuration.macsPerPortLimit,
                         portCount: capacity, aging: configuration.fdbAging)
+        macsAge = configuration.fdbAging > .zero
         memberships = MembershipTable(limits: configuration.membershipLimits)
         igmpBuckets = Array(repeating: TokenBucket(rate: configuration.igmpRatePerPort, at: now), count: capacity)
         counters = SwitchCounters(portCount: capacity)
@@ -169,6 +129,7 @@ public final class SnoopingSwitch {
         let id = PortID(index)
         if index == ports.count { ports.append(port) } else { ports[index] = port }
         pvids[index] = port.pvid
+        if let pvid = port.pvid { untaggedPorts[Int(pvid.rawValue)].insert(id) }
         counters.rxFrames[index] = 0
         counters.rxBytes[index] = 0
         counters.drops[index] = 0
@@ -191,6 +152,8 @@ public final class SnoopingSwitch {
         setLink(id, up: false, at: now)
         memberships.removeStatic(on: id)
         for vlan in port.vlans { vlanPorts[Int(vlan.rawValue)].remove(id) }
+        if let pvid = port.pvid { untaggedPorts[Int(pvid.rawValue)].remove(id) }
+        portsRemoved &+= 1
         fastLeavePorts.remove(id)
         queryGuardPorts.remove(id)
         routers.setStatic(id, false)
@@ -202,7 +165,6 @@ public final class SnoopingSwitch {
 
 
     /// Whether frames in `vlan` leave `port` with a tag: all but the port's pvid.
-    @inline(__always)
     public func egressTagged(_ port: PortID, vlan: VLANID) -> Bool { pvids[port.index] != vlan }
 
     /// The ports of a VLAN whose links are up.
@@ -212,6 +174,15 @@ public final class SnoopingSwitch {
     // MARK: - Receiving
 
     public func receive(_ frame: IngressFrame, on port: PortID, at now: Instant) -> ForwardingDecision {
+        var decision = decide(frame, on: port, at: now)
+        decision.split(untaggedIn: untaggedPorts[Int(decision.vlan.rawValue)])
+        decision.framesWaiting = !outbox.isEmpty
+        return decision
+    }
+
+    /// The decision with every egress port in `ports` (untagged until `receive` splits them).
+    @inline(__always)
+    private func decide(_ frame: IngressFrame, on port: PortID, at now: Instant) -> ForwardingDecision {
         counters.rxFrames[port.index] &+= 1
         counters.rxBytes[port.index] &+= UInt64(frame.bytes.count)
         guard linkUp.contains(port) else { return drop(.portDown, on: port) }
@@ -245,13 +216,22 @@ public final class SnoopingSwitch {
 
         let source = ethernet.source
         guard !source.isMulticast else { return drop(.multicastSource, on: port) }
-        if !macs.learn(source, vlan: vlan, port: port, at: now) { counters.macTableFull &+= 1 }
+        let learned = macs.learn(source, vlan: vlan, port: port, at: now)
+        if !learned { counters.macTableFull &+= 1 }
 
         let flood = activePorts(in: vlan).removing(port)
-        var decision = ForwardingDecision(vlan: vlan, priority: priority, dropEligible: dropEligible, ports: flood)
+        var decision = ForwardingDecision(vlan: vlan, priority: priority, dropEligible: dropEligible, untagged: flood)
         if !destination.isMulticast {
             if let known = macs.lookup(destination, vlan: vlan, at: now) {
-                decision.ports = known == port ? .empty : flood.intersection(PortSet([known]))
+                var egress = PortSet()      // no array literal: nothing allocated per frame
+                if known != port, flood.contains(known) { egress.insert(known) }
+                decision.ports = egress
+                // A route when the frame came untagged and leaves untagged, between two stations
+                // the table knows (the source now: learned, unless the table refused it).
+                if frame.tag == nil, learned, !decision.ports.isEmpty, pvids[known.index] == vlan, macsAge {
+                    decision.route = UnicastRoute(vlan: vlan, source: source, destination: destination,
+                                                 ingress: port, egress: known)
+                }
             }
             return decision
         }
@@ -264,17 +244,17 @@ public final class SnoopingSwitch {
 
         switch ip.protocol {
         case IPv4HeaderView.ProtocolNumber.igmp where !ip.isFragment && snoops[Int(vlan.rawValue)]:
-            controlFrames &+= 1
-            return receiveIGMP(ip, frame: frame, decision: decision, on: port, at: now)
+            decision = receiveIGMP(ip, frame: frame, decision: decision, on: port, at: now)
+            decision.isControl = true
         case IPv4HeaderView.ProtocolNumber.igmp where !ip.isFragment:
-            return electWithoutSnooping(ip, frame: frame, decision: decision, on: port, at: now)
+            decision = electWithoutSnooping(ip, frame: frame, decision: decision, on: port, at: now)
         case IPv4HeaderView.ProtocolNumber.pim where group == .allPIMRouters && !ip.isFragment:
-            controlFrames &+= 1
-            return receivePIM(ip, vlan: vlan, on: port, at: now) ? decision : .none
+            if !receivePIM(ip, vlan: vlan, on: port, at: now) { decision = .none }
+            decision.isControl = true
         default:
             decision.ports = dataPorts(to: group, from: ip.source, in: vlan, flood: flood, at: now)
-            return decision
         }
+        return decision
     }
 
     /// RFC 4541 2.1.2: the local network control block floods; a registered group goes to its
@@ -301,7 +281,7 @@ public final class SnoopingSwitch {
     /// A unicast decision that holds for every frame from `source` to `destination` arriving
     /// untagged on `ingress`, for as long as the MAC table and the ports stay as they are. The
     /// datapath may hand such a flow to the kernel and leave it there while `holds` says so.
-    public struct UnicastRoute: Hashable, Sendable {
+    public struct UnicastRoute: Hashable, Sendable, BitwiseCopyable {
         public var vlan: VLANID
         public var source: MACAddress
         public var destination: MACAddress
@@ -322,18 +302,10 @@ public final class SnoopingSwitch {
         }
     }
 
-    /// The route `decision` (just made for `frame` on `port`) took, when it is one: an untagged
-    /// frame to one learned unicast station, out of an untagged port. Every other decision is
-    /// the engine's alone (floods, multicast, VLAN tags, IGMP).
-    @inline(__always)
-    public func unicastRoute(of frame: IngressFrame, on port: PortID, decision: ForwardingDecision,
-                             at now: Instant) -> UnicastRoute? {
-        guard frame.tag == nil, decision.ports.count == 1, frame.bytes.count >= 14, frame.bytes[0] & 1 == 0,
-              let egress = decision.ports.first(where: { _ in true }) else { return nil }
-        let route = UnicastRoute(vlan: decision.vlan, source: MACAddress(frame.bytes, at: 6),
-                                 destination: MACAddress(frame.bytes, at: 0), ingress: port, egress: egress)
-        return holds(route, at: now) ? route : nil
-    }
+    /// Changes whenever a route decided before may stop holding (`holds`): a station moved or
+    /// went, a link went down (its stations go), a port was removed. Unchanged, every route
+    /// decided since still holds at the instant it was decided at.
+    public var routeGeneration: UInt64 { macs.generation &+ portsRemoved }
 
     /// Whether every frame of `route` would still be decided as it was: both links up, the
     /// ingress port's untagged VLAN and the egress port's untagged membership unchanged, the
@@ -357,13 +329,12 @@ public final class SnoopingSwitch {
 
     // MARK: - IGMP
 
+    /// An IGMP message in a snooping VLAN: checked (the port's rate, the checksum, a guarded
+    /// port's router announcements), then heard by kind.
     private func receiveIGMP(_ ip: IPv4HeaderView, frame: IngressFrame, decision: ForwardingDecision,
                              on port: PortID, at now: Instant) -> ForwardingDecision {
-        var decision = decision
-        let flood = decision.ports
-        let vlan = decision.vlan
         guard igmpBuckets[port.index].take(at: now) else {
-            counters.errors["rate_limited", default: 0] &+= 1
+            counters.errors.add(.rateLimited)
             return drop(.rateLimited, on: port)
         }
         let message: IGMPMessage
@@ -371,118 +342,127 @@ public final class SnoopingSwitch {
             message = try IGMPMessage.parse(ip.payload, verifyChecksum: !frame.checksumPending)
         } catch .unknownType {
             // RFC 4541 2.1.1 (3): unrecognized IGMP messages are flooded to all other ports.
-            counters.errors["unknown_type", default: 0] &+= 1
+            counters.errors.add(.unknownType)
             return decision
         } catch {
-            counters.errors[error.counterName, default: 0] &+= 1
+            counters.errors.add(MessageError(error))
             return drop(.badIGMP, on: port)
         }
-        // Reports and leaves go to the router ports only, never to other hosts (RFC 4541 2.1.1).
-        let towardRouters = flood.intersection(routers.ports(in: vlan))
-        let timers = querier.effectiveTimers(in: vlan, at: now)
-
         if queryGuardPorts.contains(port), message.announcesARouter {
             // A guarded port's hosts cannot speak for a router: refused, so a rogue host can
             // neither silence our querier nor draw every group to itself.
-            counters.errors["guarded_query", default: 0] &+= 1
+            counters.errors.add(.guardedQuery)
             return drop(.queryGuard, on: port)
         }
+        // Reports and leaves go to the router ports only, never to other hosts (RFC 4541 2.1.1).
+        var towardRouters = decision
+        towardRouters.ports = decision.ports.intersection(routers.ports(in: decision.vlan))
+        let vlan = decision.vlan
 
         switch message {
         case .query(let query):
-            counters.received["query_\(query.version)", default: 0] &+= 1
-            if ip.source != .any {
-                routers.heard(.igmpQuery, on: port, in: vlan, until: now + timers.otherQuerierPresentInterval)
-            }
-            querier.heard(query, from: ip.source, in: vlan, at: now)
-            if !query.isGeneral, querier.elected(in: vlan, at: now) == ip.source {
-                followGroupQuery(query, in: vlan, at: now)
-            }
+            heardQuery(query, from: ip.source, in: vlan, on: port, at: now)
             return decision    // queries reach every port of the VLAN
-
         case .report(let group, let version):
-            counters.received["\(version)_report", default: 0] &+= 1
+            counters.received.add(.report(version))
             guard group.isMulticast else { return badGroup(on: port) }
-            if configuration.ssmRange.contains(group) {
-                // RFC 4604 2.2.1: no any-source membership in the SSM range.
-                counters.errors["ssm_ignored", default: 0] &+= 1
-            } else if snoops[Int(vlan.rawValue)], !group.isLocalNetworkControl {
-                // RFC 3376 7.3.2: an older report is IS_EX({}) and puts the group in compatibility mode.
-                apply(.isExclude, [], version: version, group: group, in: vlan, on: port, at: now)
-                memberships.markOlderHost(version, on: port, of: group, in: vlan,
-                                          until: now + timers.groupMembershipInterval)
-            }
-            decision.ports = towardRouters
-            return decision
-
+            heardReport(group, version: version, in: vlan, on: port, at: now)
+            return towardRouters
         case .leave(let group):
-            counters.received["v2_leave", default: 0] &+= 1
+            counters.received.add(.leave)
             guard group.isMulticast else { return badGroup(on: port) }
-            if let member = memberships.member(port, of: group, in: vlan), snoops[Int(vlan.rawValue)] {
-                if member.compatibilityMode(at: now).hasLeave {
-                    apply(.toInclude, [], version: .v2, group: group, in: vlan, on: port, at: now)   // leave = TO_IN({})
-                } else {
-                    counters.errors["ignored_in_v1_mode", default: 0] &+= 1
-                }
-            }
-            decision.ports = towardRouters
-            return decision
-
+            heardLeave(group, in: vlan, on: port, at: now)
+            return towardRouters
         case .v3Report(let records):
-            counters.received["v3_report", default: 0] &+= 1
-            guard snoops[Int(vlan.rawValue)] else {
-                decision.ports = towardRouters
-                return decision
-            }
-            for record in records {
-                guard record.group.isMulticast else {
-                    counters.errors["bad_group", default: 0] &+= 1
-                    continue
-                }
-                guard !record.group.isLocalNetworkControl else { continue }
-                let kind = MembershipRecord(record.type)
-                var sources = record.sources
-                if configuration.ssmRange.contains(record.group), kind == .isExclude || kind == .toExclude {
-                    counters.errors["ssm_ignored", default: 0] &+= 1      // RFC 4604 2.2.1
-                    continue
-                }
-                let mode = memberships.member(port, of: record.group, in: vlan)?.compatibilityMode(at: now) ?? .v3
-                if mode < .v3 {
-                    // RFC 3376 7.3.2: in compatibility mode BLOCK is ignored, TO_EX's sources are;
-                    // with IGMPv1 hosts, TO_IN is ignored as leaves are.
-                    if kind == .block || (mode == .v1 && kind == .toInclude) {
-                        counters.errors["ignored_in_\(mode)_mode", default: 0] &+= 1
-                        continue
-                    }
-                    if kind == .toExclude || kind == .isExclude { sources = [] }
-                }
-                apply(kind, sources, version: .v3, group: record.group, in: vlan, on: port, at: now)
-            }
-            decision.ports = towardRouters
+            counters.received.add(.reportV3)
+            for record in records { heardRecord(record, in: vlan, on: port, at: now) }
+            return towardRouters
+        case .dvmrp, .mrdAdvertisement, .mrdTermination:
+            heardRouter(message, in: vlan, on: port, at: now)
             return decision
+        case .mrdSolicitation:
+            counters.received.add(.mrdSolicitation)
+            return towardRouters
+        }
+    }
 
+    /// A query: its port is a router port for the other querier present interval (unless the
+    /// source is 0.0.0.0), it takes part in the election, and the elected querier's
+    /// group-specific queries lower our timers (`followGroupQuery`).
+    private func heardQuery(_ query: IGMPQuery, from source: IPv4Address, in vlan: VLANID, on port: PortID,
+                            at now: Instant) {
+        counters.received.add(.query(query.version))
+        if source != .any {
+            let timers = querier.effectiveTimers(in: vlan, at: now)
+            routers.heard(.igmpQuery, on: port, in: vlan, until: now + timers.otherQuerierPresentInterval)
+        }
+        querier.heard(query, from: source, in: vlan, at: now)
+        if !query.isGeneral, querier.elected(in: vlan, at: now) == source {
+            followGroupQuery(query, in: vlan, at: now)
+        }
+    }
+
+    /// An IGMPv1 or v2 report (RFC 3376 7.3.2): IS_EX({}), and the group in that version's
+    /// compatibility mode.
+    private func heardReport(_ group: IPv4Address, version: IGMPVersion, in vlan: VLANID, on port: PortID,
+                             at now: Instant) {
+        if configuration.ssmRange.contains(group) {
+            counters.errors.add(.ssmIgnored)     // RFC 4604 2.2.1: no any-source membership in the SSM range
+        } else if !group.isLocalNetworkControl {
+            let timers = querier.effectiveTimers(in: vlan, at: now)
+            apply(.isExclude, [], version: version, group: group, in: vlan, on: port, at: now)
+            memberships.markOlderHost(version, on: port, of: group, in: vlan, until: now + timers.groupMembershipInterval)
+        }
+    }
+
+    /// An IGMPv2 leave: TO_IN({}), unless the group is in IGMPv1 compatibility mode (RFC 3376 7.3.2).
+    private func heardLeave(_ group: IPv4Address, in vlan: VLANID, on port: PortID, at now: Instant) {
+        guard let member = memberships.member(port, of: group, in: vlan) else { return }
+        if member.compatibilityMode(at: now).hasLeave {
+            apply(.toInclude, [], version: .v2, group: group, in: vlan, on: port, at: now)
+        } else {
+            counters.errors.add(.ignoredInV1Mode)
+        }
+    }
+
+    /// One group record of an IGMPv3 report, in the compatibility mode of its group on the port.
+    private func heardRecord(_ record: IGMPGroupRecord, in vlan: VLANID, on port: PortID, at now: Instant) {
+        guard record.group.isMulticast else { return counters.errors.add(.badGroup) }
+        guard !record.group.isLocalNetworkControl else { return }
+        let kind = MembershipRecord(record.type)
+        var sources = record.sources
+        if configuration.ssmRange.contains(record.group), kind == .isExclude || kind == .toExclude {
+            return counters.errors.add(.ssmIgnored)      // RFC 4604 2.2.1
+        }
+        let mode = memberships.member(port, of: record.group, in: vlan)?.compatibilityMode(at: now) ?? .v3
+        if mode < .v3 {
+            // RFC 3376 7.3.2: in compatibility mode BLOCK is ignored, TO_EX's sources are;
+            // with IGMPv1 hosts, TO_IN is ignored as leaves are.
+            if kind == .block || (mode == .v1 && kind == .toInclude) {
+                return counters.errors.add(.ignored(in: mode))
+            }
+            if kind == .toExclude || kind == .isExclude { sources = [] }
+        }
+        apply(kind, sources, version: .v3, group: record.group, in: vlan, on: port, at: now)
+    }
+
+    /// DVMRP probes and MRD advertisements make a router port; an MRD termination ends what MRD taught.
+    private func heardRouter(_ message: IGMPMessage, in vlan: VLANID, on port: PortID, at now: Instant) {
+        switch message {
         case .dvmrp(let code):
-            counters.received["dvmrp", default: 0] &+= 1
+            counters.received.add(.dvmrp)
             if code == 1 {   // a probe: a DVMRP router's neighbor timeout is 35 s
                 routers.heard(.dvmrpProbe, on: port, in: vlan, until: now + .seconds(35))
             }
-            return decision
-
         case .mrdAdvertisement(let interval, _, _):
             // RFC 4286: a router port until three advertisement intervals pass without one.
-            counters.received["mrd_advertisement", default: 0] &+= 1
+            counters.received.add(.mrdAdvertisement)
             routers.heard(.mrdAdvertisement, on: port, in: vlan, until: now + .seconds(3 * max(interval, 1)))
-            return decision
-
         case .mrdTermination:
-            counters.received["mrd_termination", default: 0] &+= 1
+            counters.received.add(.mrdTermination)
             routers.forget(.mrdAdvertisement, on: port, in: vlan)     // RFC 4286 2: only what MRD taught
-            return decision
-
-        case .mrdSolicitation:
-            counters.received["mrd_solicitation", default: 0] &+= 1
-            decision.ports = towardRouters
-            return decision
+        default:
+            break
         }
     }
 
@@ -497,10 +477,10 @@ public final class SnoopingSwitch {
               case .query(let query)? = try? IGMPMessage.parse(payload, verifyChecksum: !frame.checksumPending)
         else { return decision }
         if queryGuardPorts.contains(port) {
-            counters.errors["guarded_query", default: 0] &+= 1
+            counters.errors.add(.guardedQuery)
             return drop(.queryGuard, on: port)
         }
-        counters.received["query_\(query.version)", default: 0] &+= 1
+        counters.received.add(.query(query.version))
         querier.heard(query, from: ip.source, in: decision.vlan, at: now)
         return decision
     }
@@ -517,7 +497,7 @@ public final class SnoopingSwitch {
     }
 
     private func badGroup(on port: PortID) -> ForwardingDecision {
-        counters.errors["bad_group", default: 0] &+= 1
+        counters.errors.add(.badGroup)
         return drop(.badIGMP, on: port)
     }
 
@@ -550,22 +530,22 @@ public final class SnoopingSwitch {
     /// 0xFFFF never runs out, 0 takes back what PIM taught, 4.9.2).
     private func receivePIM(_ ip: IPv4HeaderView, vlan: VLANID, on port: PortID, at now: Instant) -> Bool {
         if queryGuardPorts.contains(port) {
-            counters.errors["guarded_query", default: 0] &+= 1
+            counters.errors.add(.guardedQuery)
             counters.drop(.queryGuard, on: port)
             return false
         }
         switch try? PIMMessage.parse(ip.payload) {
         case .hello(let holdtime)?:
-            counters.received["pim_hello", default: 0] &+= 1
+            counters.received.add(.pimHello)
             switch holdtime ?? 105 {
             case 0: routers.forget(.pimHello, on: port, in: vlan)       // the router is leaving
             case 0xffff: routers.heard(.pimHello, on: port, in: vlan, until: .distantFuture)
             case let seconds: routers.heard(.pimHello, on: port, in: vlan, until: now + .seconds(seconds))
             }
         case .other?:
-            counters.received["pim_other", default: 0] &+= 1
+            counters.received.add(.pimOther)
         case nil:
-            counters.errors["bad_pim", default: 0] &+= 1
+            counters.errors.add(.badPIM)
         }
         return true
     }
@@ -598,13 +578,13 @@ public final class SnoopingSwitch {
             case .general(let vlan, let version):
                 send(IGMPQuery(version: version, maxResponseDeciseconds: deciseconds(configuration.timers.queryResponseInterval)),
                      to: .allSystems, in: vlan)
-                counters.sent["general_query", default: 0] &+= 1
+                counters.sent.add(.generalQuery)
             case .groupSpecific(let vlan, let version, let group):
                 // 6.6.3.1: S set when some port's group timer still runs past the last member query time.
                 let suppress = memberships.groupTimerExceeds(now + configuration.timers.lastMemberQueryTime, of: group, in: vlan)
                 send(IGMPQuery(version: version, group: group, maxResponseDeciseconds: deciseconds(configuration.timers.lastMemberQueryInterval),
                                suppressRouterProcessing: suppress), to: group, in: vlan)
-                counters.sent["group_query", default: 0] &+= 1
+                counters.sent.add(.groupQuery)
             case .groupAndSourceSpecific(let vlan, let group, let sources):
                 // 6.6.3.2: one query for the sources whose timers run past LMQT (S set), one for the rest.
                 let deadline = now + configuration.timers.lastMemberQueryTime
@@ -617,7 +597,7 @@ public final class SnoopingSwitch {
                                        maxResponseDeciseconds: deciseconds(configuration.timers.lastMemberQueryInterval),
                                        suppressRouterProcessing: suppress,
                                        sources: Array(list[start..<min(start + 366, list.count)])), to: group, in: vlan)
-                        counters.sent["group_source_query", default: 0] &+= 1
+                        counters.sent.add(.groupAndSourceQuery)
                     }
                 }
             }
@@ -633,7 +613,7 @@ public final class SnoopingSwitch {
         let source = querier.configuration(in: vlan)?.address ?? configuration.querier.address
         let bytes = IGMPFrameBuilder.frame(.query(query), from: configuration.switchMAC, source: source, destination: destination)
         let ports = activePorts(in: vlan)
-        if !ports.isEmpty { outbox.append(GeneratedFrame(vlan: vlan, ports: ports, bytes: bytes)) }
+        if !ports.isEmpty { originate(bytes, to: ports, in: vlan) }
     }
 
     /// RFC 4286 section 5: a snooping switch solicits advertisements when it starts, so that it
@@ -643,17 +623,65 @@ public final class SnoopingSwitch {
             let ports = activePorts(in: vlan)
             guard !ports.isEmpty else { continue }
             let source = querier.configuration(in: vlan)?.address ?? configuration.querier.address
-            outbox.append(GeneratedFrame(vlan: vlan, ports: ports,
-                                         bytes: IGMPFrameBuilder.frame(.mrdSolicitation, from: configuration.switchMAC,
-                                                                       source: source, destination: .allRouters)))
-            counters.sent["mrd_solicitation", default: 0] &+= 1
+            originate(IGMPFrameBuilder.frame(.mrdSolicitation, from: configuration.switchMAC, source: source,
+                                             destination: .allRouters),
+                      to: ports, in: vlan)
+            counters.sent.add(.mrdSolicitation)
         }
     }
+
+    /// The 802.1p priority of the frames the switch originates, where they leave tagged:
+    /// 6, internetwork control (IEEE 802.1Q Annex I).
+    static let originatedPriority: UInt8 = 6
+
+    private func originate(_ bytes: [UInt8], to ports: PortSet, in vlan: VLANID) {
+        let untagged = ports.intersection(untaggedPorts[Int(vlan.rawValue)])
+        outbox.append(GeneratedFrame(vlan: vlan, priority: Self.originatedPriority, untagged: untagged,
+                                     tagged: ports.subtracting(untagged), bytes: bytes))
+    }
+
+    /// Whether frames the switch originated wait to be taken.
+    public var hasOutbox: Bool { !outbox.isEmpty }
 
     /// Hands over the frames the switch originated.
     public func takeOutbox() -> [GeneratedFrame] {
         defer { outbox.removeAll() }
         return outbox
+    }
+
+    // MARK: - Tables, for the control plane
+
+    /// The learned stations, in no order: a copy to read without the table.
+    public func macEntries() -> [(vlan: VLANID, mac: MACAddress, entry: MacTable.Entry)] { macs.unorderedEntries() }
+    public var macAging: Duration { macs.aging }
+    public var stationCount: Int { macs.count }
+
+    /// Forgets every learned station (`fdb flush`).
+    public func flushMACs() { macs.removeAll() }
+
+    /// The memberships as they are now, to read on another thread (MembershipTable.Snapshot).
+    public func membershipSnapshot() -> MembershipTable<IPv4Address, IGMPVersion>.Snapshot { memberships.snapshot() }
+    public var groupCount: Int { memberships.groupCount }
+    /// Group records refused at the membership limits, by limit.
+    public var membershipRefusals: Counts<MembershipLimit> { memberships.refusals }
+
+    /// What the limits refused so far: group records, new stations, IGMP messages past the rate.
+    public var refusedAtLimits: UInt64 {
+        memberships.refusals.total &+ counters.macTableFull &+ counters.errors[.rateLimited]
+    }
+
+    /// Forgets every learned membership, in one VLAN or all (`mdb flush`); static ones stay.
+    public func flushMemberships(in vlan: VLANID? = nil) { memberships.flush(vlan: vlan) }
+
+    /// A membership the operator configured (`mdb add`): `port` gets `group` from every source.
+    public func addStaticMembership(_ port: PortID, to group: IPv4Address, in vlan: VLANID) {
+        memberships.addStatic(port, to: group, in: vlan, version: .v3)
+    }
+
+    /// Removes a configured membership (`mdb del`); false when there was none.
+    @discardableResult
+    public func removeStaticMembership(_ port: PortID, from group: IPv4Address, in vlan: VLANID) -> Bool {
+        memberships.removeStatic(port, from: group, in: vlan)
     }
 
     // MARK: - Links

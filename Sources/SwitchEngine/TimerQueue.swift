@@ -1,43 +1,35 @@
-/// A min-heap of deadlines with payloads. Entries are never removed early: the owner checks,
-/// when one fires, whether it still stands (lazy cancellation keeps every operation O(log n)).
+import HeapModule
+
+/// Deadlines with payloads, earliest first, on swift-collections' Heap. Entries are never
+/// removed early: the owner checks, when one fires, whether it still stands (lazy cancellation
+/// keeps every operation O(log n)).
 public struct TimerQueue<Payload> {
-    private var heap: [(deadline: Instant, payload: Payload)] = []
+    /// Ordered by deadline alone; the order of equal deadlines is unspecified.
+    private struct Entry: Comparable {
+        var deadline: Instant
+        var payload: Payload
+
+        static func < (a: Entry, b: Entry) -> Bool { a.deadline < b.deadline }
+        static func == (a: Entry, b: Entry) -> Bool { a.deadline == b.deadline }
+    }
+
+    private var heap = Heap<Entry>()
 
     public init() {}
 
     public var count: Int { heap.count }
-    public var nextDeadline: Instant? { heap.first?.deadline }
+    public var nextDeadline: Instant? { heap.min?.deadline }
 
     public mutating func schedule(_ payload: Payload, at deadline: Instant) {
-        heap.append((deadline, payload))
-        var child = heap.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard heap[child].deadline < heap[parent].deadline else { break }
-            heap.swapAt(child, parent)
-            child = parent
-        }
+        heap.insert(Entry(deadline: deadline, payload: payload))
     }
 
     /// Removes and returns the earliest entry if it is due at `now`.
     public mutating func popDue(at now: Instant) -> (deadline: Instant, payload: Payload)? {
-        guard let first = heap.first, first.deadline <= now else { return nil }
-        let last = heap.removeLast()
-        if !heap.isEmpty {
-            heap[0] = last
-            var parent = 0
-            while true {
-                let left = 2 * parent + 1, right = left + 1
-                var smallest = parent
-                if left < heap.count, heap[left].deadline < heap[smallest].deadline { smallest = left }
-                if right < heap.count, heap[right].deadline < heap[smallest].deadline { smallest = right }
-                if smallest == parent { break }
-                heap.swapAt(parent, smallest)
-                parent = smallest
-            }
-        }
-        return first
+        guard let first = heap.min, first.deadline <= now else { return nil }
+        heap.removeMin()
+        return (first.deadline, first.payload)
     }
 
-    public mutating func removeAll() { heap.removeAll() }
+    public mutating func removeAll() { heap = Heap() }
 }

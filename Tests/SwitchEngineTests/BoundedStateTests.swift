@@ -8,12 +8,12 @@ final class BoundedStateTests: XCTestCase {
         let h = EngineHarness(accessPorts: 3) { $0.membershipLimits.groupsPerPort = 100; $0.igmpRatePerPort = 1_000_000 }
         for i in 0..<1000 { h.report(IPv4Address(239, 10, UInt8(i >> 8), UInt8(i & 0xff)), on: 1) }
         XCTAssertEqual(h.engine.memberships.groupCount(on: PortID(1)), 100)
-        XCTAssertEqual(h.engine.memberships.refusals["groups_per_port"], 900)
+        XCTAssertEqual(h.engine.memberships.refusals[.groupsPerPort], 900)
         h.report(g1, on: 2)
         XCTAssertNotNil(h.member(g1, on: 2), "the well-behaved port still joins")
         // Existing memberships keep working, and refreshing them is not refused.
         h.report(IPv4Address(239, 10, 0, 5), on: 1)
-        XCTAssertEqual(h.engine.memberships.refusals["groups_per_port"], 900)
+        XCTAssertEqual(h.engine.memberships.refusals[.groupsPerPort], 900)
         // Expiry gives the room back.
         h.at(261)
         XCTAssertEqual(h.engine.memberships.groupCount(on: PortID(1)), 0)
@@ -33,7 +33,7 @@ final class BoundedStateTests: XCTestCase {
         h.igmp(.v3Report([IGMPGroupRecord(type: .allowNewSources, group: g1, sources: Array(sources[0..<3]))]), on: 1, to: .igmpv3Routers)
         h.igmp(.v3Report([IGMPGroupRecord(type: .allowNewSources, group: g1, sources: Array(sources[3..<6]))]), on: 1, to: .igmpv3Routers)
         XCTAssertEqual(h.member(g1, on: 1)?.sources.count, 3, "the record that would pass the limit is refused whole")
-        XCTAssertEqual(h.engine.memberships.refusals["sources_per_group"], 1)
+        XCTAssertEqual(h.engine.memberships.refusals[.sourcesPerGroup], 1)
     }
 
     func testMacsPerPortAreBounded() {
@@ -49,7 +49,7 @@ final class BoundedStateTests: XCTestCase {
         let h = EngineHarness(accessPorts: 3) { $0.igmpRatePerPort = 100 }
         for i in 0..<1000 { h.report(IPv4Address(239, 30, UInt8(i >> 8), UInt8(i & 0xff)), on: 1) }
         XCTAssertEqual(h.engine.memberships.groupCount(on: PortID(1)), 100)
-        XCTAssertEqual(h.engine.counters.errors["rate_limited"], 900)
+        XCTAssertEqual(h.engine.counters.errors[.rateLimited], 900)
         h.report(g1, on: 2)
         XCTAssertNotNil(h.member(g1, on: 2))
         h.at(1)    // a second later the bucket is full again
@@ -75,7 +75,7 @@ final class BoundedStateTests: XCTestCase {
         XCTAssertEqual(h.query(on: 1, from: IPv4Address(192, 0, 2, 1)), [])
         XCTAssertEqual(h.engine.querier.role(in: .default, at: h.now), .us)
         XCTAssertEqual(h.data(to: g1, on: 0), [2], "not a router port")
-        XCTAssertEqual(h.engine.counters.errors["guarded_query"], 1)
+        XCTAssertEqual(h.engine.counters.errors[.guardedQuery], 1)
         // The same query from the router port is heard.
         h.query(on: 2, from: IPv4Address(192, 0, 2, 1))
         XCTAssertEqual(h.engine.querier.role(in: .default, at: h.now), .other)

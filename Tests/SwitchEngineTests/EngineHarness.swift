@@ -29,9 +29,13 @@ final class EngineHarness {
     static func host(_ port: Int, _ n: Int = 0) -> MACAddress { MACAddress(0x02, 0, 0, 0, UInt8(n), UInt8(port + 1)) }
     static func hostIP(_ port: Int, _ n: Int = 0) -> IPv4Address { IPv4Address(192, 0, 2, UInt8(truncatingIfNeeded: 10 * n + port + 1)) }
 
+    /// The decision of the last frame sent.
+    private(set) var lastDecision = ForwardingDecision.none
+
     @discardableResult
     func send(_ frame: [UInt8], on port: Int, tag: VLANTag? = nil) -> ForwardingDecision {
-        frame.withUnsafeBytes { engine.receive(IngressFrame(bytes: $0, tag: tag), on: PortID(port), at: now) }
+        lastDecision = frame.withUnsafeBytes { engine.receive(IngressFrame(bytes: $0, tag: tag), on: PortID(port), at: now) }
+        return lastDecision
     }
 
     /// The ports a frame leaves by, as indices.

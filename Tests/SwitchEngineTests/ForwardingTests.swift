@@ -54,6 +54,14 @@ final class ForwardingTests: XCTestCase {
         XCTAssertEqual(decision.vlan, vlan10)
         XCTAssertEqual(decision.priority, 5)
         XCTAssertEqual(s.ports(decision), [0, 3])
+        XCTAssertEqual(decision.untagged, PortSet([PortID(0), PortID(3)]), "VLAN 10 is their pvid")
+        XCTAssertEqual(decision.tagged, .empty)
+        // In VLAN 20 the hybrid port and the trunk tag, the access port does not; the tag keeps the bits.
+        let twenty = s.send(EngineHarness.udpFrame(to: IPv4Address(192, 0, 2, 9), mac: .broadcast, from: 2), on: 2,
+                            tag: VLANTag(vlan: vlan20, priority: 3, dropEligible: true))
+        XCTAssertEqual(twenty.untagged, PortSet([PortID(1)]))
+        XCTAssertEqual(twenty.tagged, PortSet([PortID(3)]))
+        XCTAssertEqual(twenty.tag, VLANTag(vlan: vlan20, priority: 3, dropEligible: true))
         // Egress: untagged on the pvid, tagged otherwise.
         XCTAssertFalse(s.engine.egressTagged(PortID(0), vlan: vlan10))
         XCTAssertTrue(s.engine.egressTagged(PortID(2), vlan: vlan10))

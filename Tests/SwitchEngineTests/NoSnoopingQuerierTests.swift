@@ -54,7 +54,7 @@ final class NoSnoopingQuerierTests: XCTestCase {
         XCTAssertNil(s.member(g1, on: 0, vlan: vlan20))
         XCTAssertEqual(s.data(to: g2, on: 0), [1])
         XCTAssertEqual(s.engine.routers.ports(in: vlan20), PortSet())
-        XCTAssertEqual(s.engine.counters.received["query_v3"], 1, "the query is counted as heard")
+        XCTAssertEqual(s.engine.counters.received[.queryV3], 1, "the query is counted as heard")
     }
 
     /// An older querier there puts our queries in its version (RFC 3376 7.3.1), as elsewhere.

@@ -36,7 +36,21 @@ final class QuerierTests: XCTestCase {
         XCTAssertEqual(sent.query.robustness, 2)
         XCTAssertEqual(sent.query.queryIntervalSeconds, 125)
         XCTAssertFalse(sent.query.suppressRouterProcessing)
-        XCTAssertEqual(s.engine.counters.sent["general_query"], 1)
+        XCTAssertEqual(s.engine.counters.sent[.generalQuery], 1)
+    }
+
+    /// The engine decides how its frames leave: untagged on the VLAN's access ports, tagged with
+    /// priority 6 (internetwork control) on its trunks.
+    func testGeneratedFramesAreTaggedWherePortsTagAndCarryPrioritySix() throws {
+        let s = EngineHarness([PortConfiguration(name: "access"), PortConfiguration(name: "trunk", pvid: nil, tagged: [.default]),
+                               PortConfiguration(name: "other", pvid: vlan10)]) {
+            $0.querier = QuerierConfiguration(enabled: true, address: self.us)
+        }
+        let query = try XCTUnwrap(s.engine.takeOutbox().first { $0.vlan == .default && $0.bytes.count > 0 && $0.ports.count == 2 })
+        XCTAssertEqual(query.untagged, PortSet([PortID(0)]))
+        XCTAssertEqual(query.tagged, PortSet([PortID(1)]))
+        XCTAssertEqual(query.tag, VLANTag(vlan: .default, priority: 6))
+        XCTAssertFalse(s.engine.hasOutbox)
     }
 
     func testVersionTwoAndOneQueries() {

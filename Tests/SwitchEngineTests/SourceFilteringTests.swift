@@ -190,7 +190,7 @@ final class SourceSpecificMulticastTests: XCTestCase {
         h.igmp(.v3Report([IGMPGroupRecord(type: .changeToExclude, group: ssmGroup)]), on: 1, to: .igmpv3Routers)
         h.igmp(.v3Report([IGMPGroupRecord(type: .modeIsExclude, group: ssmGroup)]), on: 1, to: .igmpv3Routers)
         XCTAssertNil(h.member(ssmGroup, on: 1))
-        XCTAssertEqual(h.engine.counters.errors["ssm_ignored"], 4)
+        XCTAssertEqual(h.engine.counters.errors[.ssmIgnored], 4)
         h.igmp(.v3Report([IGMPGroupRecord(type: .allowNewSources, group: ssmGroup, sources: [SourceFilteringTests.s1])]),
                on: 1, to: .igmpv3Routers)
         XCTAssertEqual(h.member(ssmGroup, on: 1)?.mode, .include)
@@ -215,7 +215,7 @@ final class CompatibilityTests: XCTestCase {
         h.igmp(.v3Report([IGMPGroupRecord(type: .blockOldSources, group: g1, sources: [SourceFilteringTests.s1])]), on: 1, to: .igmpv3Routers)
         h.igmp(.v3Report([IGMPGroupRecord(type: .changeToExclude, group: g1, sources: [SourceFilteringTests.s1])]), on: 1, to: .igmpv3Routers)
         XCTAssertEqual(h.member(g1, on: 1)?.excluded, [])
-        XCTAssertEqual(h.engine.counters.errors["ignored_in_v2_mode"], 1)
+        XCTAssertEqual(h.engine.counters.errors[.ignoredInV2Mode], 1)
         // The older version host present timer: GMI, then back to IGMPv3.
         h.at(259.9)
         h.igmp(.v3Report([IGMPGroupRecord(type: .modeIsExclude, group: g1)]), on: 1, to: .igmpv3Routers)
@@ -231,7 +231,7 @@ final class CompatibilityTests: XCTestCase {
         h.leave(g1, on: 1)
         h.igmp(.v3Report([IGMPGroupRecord(type: .changeToInclude, group: g1)]), on: 1, to: .igmpv3Routers)
         XCTAssertNotNil(h.member(g1, on: 1), "a v1 host may still be there: it never says it leaves")
-        XCTAssertEqual(h.engine.counters.errors["ignored_in_v1_mode"], 2)
+        XCTAssertEqual(h.engine.counters.errors[.ignoredInV1Mode], 2)
     }
 
     func testCompatibilityIsPerPort() {

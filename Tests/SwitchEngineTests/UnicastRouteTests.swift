@@ -8,11 +8,7 @@ final class UnicastRouteTests: XCTestCase {
     /// The route of a unicast frame from the host behind `from` to the host behind `to`.
     private func route(_ s: EngineHarness, from: Int, to: Int, tag: VLANTag? = nil) -> SnoopingSwitch.UnicastRoute? {
         let frame = EngineHarness.udpFrame(to: IPv4Address(192, 0, 2, 200), mac: EngineHarness.host(to), from: from)
-        return frame.withUnsafeBytes { bytes in
-            let ingress = IngressFrame(bytes: bytes, tag: tag)
-            let decision = s.engine.receive(ingress, on: PortID(from), at: s.now)
-            return s.engine.unicastRoute(of: ingress, on: PortID(from), decision: decision, at: s.now)
-        }
+        return s.send(frame, on: from, tag: tag).route
     }
 
     func testALearnedStationIsARouteAndAnUnknownOneIsNot() {
@@ -28,14 +24,9 @@ final class UnicastRouteTests: XCTestCase {
     func testBroadcastMulticastAndFramesForTheirOwnSegmentAreNotRoutes() {
         let s = EngineHarness(accessPorts: 3)
         _ = s.unicast(to: .broadcast, on: 1)
-        XCTAssertNil(s.engine.unicastRoute(of: IngressFrame(bytes: UnsafeRawBufferPointer(start: nil, count: 0)),
-                                           on: PortID(0), decision: .none, at: s.now))
-        let broadcast = EngineHarness.udpFrame(to: IPv4Address(192, 0, 2, 9), mac: .broadcast, from: 0)
-        broadcast.withUnsafeBytes { bytes in
-            let frame = IngressFrame(bytes: bytes)
-            let decision = s.engine.receive(frame, on: PortID(0), at: s.now)
-            XCTAssertNil(s.engine.unicastRoute(of: frame, on: PortID(0), decision: decision, at: s.now))
-        }
+        XCTAssertNil(s.send([], on: 0).route, "too short for a frame")
+        XCTAssertNil(s.send(EngineHarness.udpFrame(to: IPv4Address(192, 0, 2, 9), mac: .broadcast, from: 0), on: 0).route)
+        XCTAssertNil(s.send(EngineHarness.udpFrame(to: g1, mac: MACAddress.ipv4Multicast(g1), from: 0), on: 0).route)
         XCTAssertNil(route(s, from: 1, to: 1), "filtered: no egress")
     }
 
@@ -53,18 +44,40 @@ final class UnicastRouteTests: XCTestCase {
         let s = EngineHarness(accessPorts: 3)
         _ = s.unicast(to: .broadcast, on: 1)
         let r = try XCTUnwrap(route(s, from: 0, to: 1))
-        let generation = s.engine.macs.generation
+        var generation = s.engine.routeGeneration
         XCTAssertTrue(s.engine.holds(r, at: s.now))
+        XCTAssertTrue(s.engine.holds(r.reversed, at: s.now), "a route's way back holds with it")
+        _ = route(s, from: 0, to: 1)
+        XCTAssertEqual(s.engine.routeGeneration, generation, "frames of known stations change nothing")
 
         // The destination speaks from port 2: moved.
         s.send(EngineHarness.udpFrame(to: IPv4Address(192, 0, 2, 9), mac: .broadcast, from: 1), on: 2)
         XCTAssertFalse(s.engine.holds(r, at: s.now))
-        XCTAssertNotEqual(s.engine.macs.generation, generation, "a move changes the table's generation")
+        XCTAssertNotEqual(s.engine.routeGeneration, generation, "a move changes the route generation")
 
         let back = try XCTUnwrap(route(s, from: 0, to: 1))
         XCTAssertEqual(back.egress, PortID(2))
+        generation = s.engine.routeGeneration
         s.engine.setLink(PortID(2), up: false, at: s.now)
         XCTAssertFalse(s.engine.holds(back, at: s.now), "link down")
+        XCTAssertNotEqual(s.engine.routeGeneration, generation, "so does a link going down")
+    }
+
+    func testRemovingAPortChangesTheRouteGeneration() throws {
+        let s = EngineHarness(accessPorts: 3)
+        _ = s.unicast(to: .broadcast, on: 1)
+        let r = try XCTUnwrap(route(s, from: 0, to: 1))
+        let generation = s.engine.routeGeneration
+        s.engine.removePort(PortID(1), at: s.now)
+        XCTAssertFalse(s.engine.holds(r, at: s.now))
+        XCTAssertNotEqual(s.engine.routeGeneration, generation)
+    }
+
+    func testASourceTheFullTableRefusedIsNoRoute() {
+        let s = EngineHarness(accessPorts: 3) { $0.macTableLimit = 1 }
+        _ = s.unicast(to: .broadcast, on: 1)
+        XCTAssertNil(route(s, from: 0, to: 1), "the source is not learned: its frames are the switch's")
+        XCTAssertEqual(s.engine.counters.macTableFull, 1)
     }
 
     func testKernelForwardedFramesAreCountedAndKeepTheSourceLearned() throws {

@@ -15,7 +15,7 @@ IMPORT = re.compile(r"^\s*(?:@testable\s+|@_implementationOnly\s+)?import\s+(?:(
 SYSTEM = {"Glibc", "Synchronization"}
 ALLOWED = {
     "Wire": set(),
-    "SwitchEngine": {"Wire"},
+    "SwitchEngine": {"Wire", "HeapModule"},
     "Ports": {"Wire", "CLinux", "CNetlink", "CPcap", "CBPF", "CLibbpf"} | SYSTEM,
     "Control": {"SwitchEngine", "Wire", "CLinux", "CPcap", "Foundation"} | SYSTEM,
     "Datapath": {"SwitchEngine", "Wire", "Ports", "Control", "CLinux", "Foundation", "Logging"} | SYSTEM,

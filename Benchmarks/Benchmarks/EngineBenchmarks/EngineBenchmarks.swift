@@ -146,7 +146,7 @@ final class Workload {
             }
             _ = engine.receive(IngressFrame(bytes: one.frame(0)), on: PortID(k % ports), at: .zero)
         }
-        precondition(engine.macs.count == stations, "learned \(engine.macs.count) of \(stations) stations")
+        precondition(engine.stationCount == stations, "learned \(engine.stationCount) of \(stations) stations")
 
         var random = SplitMix64(state: 1)
         let frames = FrameRing(count: 4096)
@@ -183,7 +183,7 @@ final class Workload {
             }
             members.append(set)
         }
-        precondition(engine.memberships.groupCount == groups, "registered \(engine.memberships.groupCount) of \(groups) groups")
+        precondition(engine.groupCount == groups, "registered \(engine.groupCount) of \(groups) groups")
 
         let frames = FrameRing(count: 4096)
         var ingress: [PortID] = []
