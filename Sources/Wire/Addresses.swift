@@ -48,6 +48,11 @@ public struct MACAddress: Hashable, Comparable, Sendable, BitwiseCopyable, Custo
         MACAddress(rawValue: 0x0100_5e00_0000 | UInt64(group.rawValue & 0x7f_ffff))
     }
 
+    /// RFC 2464 section 7: 33:33 followed by the last 32 bits of the group.
+    public static func ipv6Multicast(_ group: IPv6Address) -> MACAddress {
+        MACAddress(rawValue: 0x3333_0000_0000 | group.low & 0xffff_ffff)
+    }
+
     public func write(to bytes: UnsafeMutableRawBufferPointer, at offset: Int) {
         for i in 0..<6 { bytes[offset + i] = UInt8(truncatingIfNeeded: rawValue >> UInt64(40 - 8 * i)) }
     }
