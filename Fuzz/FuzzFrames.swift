@@ -35,6 +35,11 @@ public func fuzz(_ data: UnsafeRawPointer, _ size: Int) -> CInt {
     _ = try? IPv4HeaderView(checking: frame)
     _ = try? IGMPMessage.parse(frame)
     _ = try? PIMMessage.parse(frame)
+    if let ip = try? IPv6HeaderView(checking: frame) {
+        _ = try? ip.upperLayer()
+        _ = try? MLDMessage.parse(datagram: ip, verifyChecksum: control & 0x08 == 0)
+    }
+    _ = try? MLDMessage.parse(frame, source: .any, destination: .allNodes, verifyChecksum: control & 0x08 == 0)
 
     // And the engine: every rule on whatever arrives.
     now = now + .seconds(Int(control >> 4))

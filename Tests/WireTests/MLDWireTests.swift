@@ -201,7 +201,6 @@ final class MLDWireTests: XCTestCase {
 
     /// An IPv6 datagram from `host` to ff02::16 whose payload is `extensions` and then a v2 join.
     private func datagram(firstHeader: UInt8, extensions: [UInt8]) -> [UInt8] {
-        let join = icmpv6(capturedMLDv2Join)
         var header = Array(capturedMLDv2Join[14..<54])
         header[4] = UInt8((extensions.count + join.count) >> 8)
         header[5] = UInt8(truncatingIfNeeded: extensions.count + join.count)
@@ -244,13 +243,11 @@ final class MLDWireTests: XCTestCase {
         refused(0, [58, 0, 0, 0, 0, 0, 0, 5], "an option type without its length")
         refused(60, [0, 0, 1, 4, 0, 0, 0, 0], "hop-by-hop after another header")
         // A header length past the datagram: the next header claims 255 * 8 more bytes.
-        let join = icmpv6(capturedMLDv2Join)
         var header = Array(capturedMLDv2Join[14..<54])
         header[5] = 2
         header[6] = 0
         let cut = header + [58, 0xff]
         XCTAssertThrowsError(try walk(cut)) { XCTAssertEqual($0 as? WireError, .badLength) }
-        _ = join
     }
 
     func testOtherUpperLayersAndLaterFragmentsAreNotMLD() throws {
@@ -345,18 +342,13 @@ final class MLDWireTests: XCTestCase {
             0000 0024 0001 fe80 0000 0000 0000 0053
             4eff fe4f 4f50 ff02 0000 0000 0000 0000
             0000 0000 0001 3a00 0502 0000 0100 8200
-            \(String(format4(general[64], general[65]))) 2710 0000 0000 0000 0000 0000 0000
+            b9a4 2710 0000 0000 0000 0000 0000 0000
             0000 0000 0000 027d 0000
             """))
-        // ... and its checksum is right: the parse above verified it over the pseudo-header.
+        // (b9a4: the checksum over the pseudo-header, computed apart in Python.)
         // The MLDv1 general query equals the captured one but for source, MAC and padding.
         let v1 = MLDMessage.query(queries[3]).emit(source: bridge, destination: .allNodes)
         XCTAssertEqual(v1, icmpv6(capturedMLDv1GeneralQuery))
-    }
-
-    private func format4(_ a: UInt8, _ b: UInt8) -> String {
-        let hex = String(UInt16(a) << 8 | UInt16(b), radix: 16)
-        return String(repeating: "0", count: 4 - hex.count) + hex
     }
 
     func testBuiltReportsRoundTripAndUnknownRecordTypesAreSkipped() throws {
