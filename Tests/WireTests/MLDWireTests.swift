@@ -201,6 +201,7 @@ final class MLDWireTests: XCTestCase {
 
     /// An IPv6 datagram from `host` to ff02::16 whose payload is `extensions` and then a v2 join.
     private func datagram(firstHeader: UInt8, extensions: [UInt8]) -> [UInt8] {
+        let join = icmpv6(capturedMLDv2Join)
         var header = Array(capturedMLDv2Join[14..<54])
         header[4] = UInt8((extensions.count + join.count) >> 8)
         header[5] = UInt8(truncatingIfNeeded: extensions.count + join.count)
