@@ -26,7 +26,7 @@ public struct IPv6Address: Hashable, Comparable, Sendable, BitwiseCopyable, Cust
     /// The text forms of RFC 4291 section 2.2: eight groups of up to four hex digits, one `::`
     /// for a run of zero groups, an IPv4 address in the last 32 bits. No zone (`%eth0`).
     public init?(_ text: String) {
-        guard let words = Self.words(text) else { return nil }
+        guard let words = Self.parseWords(text) else { return nil }
         var high: UInt64 = 0
         var low: UInt64 = 0
         for (i, word) in words.enumerated() {
@@ -37,7 +37,7 @@ public struct IPv6Address: Hashable, Comparable, Sendable, BitwiseCopyable, Cust
     }
 
     /// The eight words of a text address, or nil.
-    private static func words(_ text: String) -> [UInt16]? {
+    private static func parseWords(_ text: String) -> [UInt16]? {
         guard !text.isEmpty, text.utf8.count <= 45 else { return nil }
         // The one "::", if any: the text before it and after it are each plain groups.
         let chars = Array(text)
