@@ -7,21 +7,33 @@ public enum IGMPVersion: Int, Sendable, Comparable, Codable, CustomStringConvert
 /// The floating-point code of RFC 3376 section 4.1.1 (Max Resp Code) and 4.1.7 (QQIC):
 /// below 128 the value itself, above it a 3-bit exponent and 4-bit mantissa.
 public enum IGMPTimeCode {
-    public static func decode(_ code: UInt8) -> Int {
-        guard code >= 0x80 else { return Int(code) }
-        let exponent = Int(code >> 4 & 0x07)
-        let mantissa = Int(code & 0x0f)
-        return (mantissa | 0x10) << (exponent + 3)
-    }
+    public static func decode(_ code: UInt8) -> Int { FloatingPointCode.decode(Int(code), mantissaBits: 4) }
 
     /// The largest code whose value does not exceed `value` (values past 31744 saturate).
-    public static func encode(_ value: Int) -> UInt8 {
-        if value < 0x80 { return UInt8(max(0, value)) }
+    public static func encode(_ value: Int) -> UInt8 { UInt8(FloatingPointCode.encode(value, mantissaBits: 4)) }
+}
+
+/// The floating-point codes of IGMPv3 (8 bits) and MLDv2 (16 bits), one rule at two widths:
+/// a code below 2^(m+3) is the value itself; above, a flag bit, a 3-bit exponent and an m-bit
+/// mantissa, worth (mantissa | 2^m) << (exponent + 3).
+enum FloatingPointCode {
+    static func decode(_ code: Int, mantissaBits m: Int) -> Int {
+        let flag = 1 << (m + 3)
+        guard code >= flag else { return code }
+        let exponent = code >> m & 0x07
+        let mantissa = code & (1 << m - 1)
+        return (mantissa | 1 << m) << (exponent + 3)
+    }
+
+    /// The largest code whose value does not exceed `value`; past the largest, all ones.
+    static func encode(_ value: Int, mantissaBits m: Int) -> Int {
+        let flag = 1 << (m + 3)
+        if value < flag { return max(0, value) }
         for exponent in 0..<8 {
             let mantissa = value >> (exponent + 3)
-            if mantissa < 0x20 { return 0x80 | UInt8(exponent << 4) | UInt8(mantissa & 0x0f) }
+            if mantissa < 1 << (m + 1) { return flag | exponent << m | mantissa & (1 << m - 1) }
         }
-        return 0xff
+        return flag << 1 - 1
     }
 }
 

@@ -8,22 +8,10 @@ public enum MLDVersion: Int, Sendable, Comparable, Codable, CustomStringConverti
 /// the value itself, above it a 3-bit exponent and 12-bit mantissa. (QQIC, section 5.1.9, is
 /// the 8-bit code of IGMPv3: `IGMPTimeCode`.)
 public enum MLDTimeCode {
-    public static func decode(_ code: UInt16) -> Int {
-        guard code >= 0x8000 else { return Int(code) }
-        let exponent = Int(code >> 12 & 0x07)
-        let mantissa = Int(code & 0x0fff)
-        return (mantissa | 0x1000) << (exponent + 3)
-    }
+    public static func decode(_ code: UInt16) -> Int { FloatingPointCode.decode(Int(code), mantissaBits: 12) }
 
     /// The largest code whose value does not exceed `value` (values past 8387584 saturate).
-    public static func encode(_ value: Int) -> UInt16 {
-        if value < 0x8000 { return UInt16(max(0, value)) }
-        for exponent in 0..<8 {
-            let mantissa = value >> (exponent + 3)
-            if mantissa < 0x2000 { return 0x8000 | UInt16(exponent << 12) | UInt16(mantissa & 0x0fff) }
-        }
-        return 0xffff
-    }
+    public static func encode(_ value: Int) -> UInt16 { UInt16(FloatingPointCode.encode(value, mantissaBits: 12)) }
 }
 
 /// An ICMPv6 message (RFC 4443 section 2.1) of MLD or multicast router discovery, read in place.
