@@ -41,9 +41,13 @@ extension SnoopingSwitch {
                 send(HeardQuery(version: version, group: nil, sources: [], maxResponse: timers.queryResponseInterval),
                      in: vlan, state)
                 counters[keyPath: state.sent].add(.generalQuery)
-            case .groupSpecific(let vlan, let version, let group):
+            case .groupSpecific(let vlan, let querierVersion, let group):
                 // 6.6.3.1: S set when some port's group timer still runs past the last member query time.
                 let suppress = state.memberships.groupTimerExceeds(now + timers.lastMemberQueryTime, of: group, in: vlan)
+                // Asked in the version of the group's oldest listener (an MLDv1 host present:
+                // an MLDv1 query, RFC 9777 8.3.2), never newer than the querier's.
+                let oldest = state.memberships.oldestCompatibilityMode(of: group, in: vlan, at: now) ?? querierVersion
+                let version = oldest.hasLeave ? min(querierVersion, oldest) : querierVersion
                 send(HeardQuery(version: version, group: group, sources: [], maxResponse: timers.lastMemberQueryInterval,
                                 suppressRouterProcessing: suppress), in: vlan, state)
                 counters[keyPath: state.sent].add(.groupQuery)
