@@ -43,6 +43,8 @@ def cmd_hold_join(args):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.IPPROTO_IP, IP_ADD_MEMBERSHIP, mreqn(args.group, args.iface))
     print("joined", args.group, flush=True)
+    # bench.sh stops it with SIGINT first, which a background job of a script starts ignoring.
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:
         time.sleep(3600)
