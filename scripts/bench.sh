@@ -545,6 +545,11 @@ measure_multicast() {   # measure_multicast KIND ROUND
     for i in "${JOINERS[@]}"; do unspawn "$i"; done
 }
 
+cloned_frames() {       # snoopswitch's count of frames cloned by egress replication, or nothing
+    ip netns exec "$SW" "$BIN" status --control "$SOCK" --json 2>/dev/null \
+        | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["datapath"]["cloned_frames"])' 2>/dev/null || true
+}
+
 # The IPv4 figure over IPv6: the same generator, frame size and members, to ff15::4242
 # (33:33:00:00:42:42; any-source, outside the SSM range ff3x::/32), joined with MLDv2 reports
 # from the members' link-local addresses. The switches' reports are waited for 5 s at most: the
@@ -558,8 +563,16 @@ measure_multicast6() {  # measure_multicast6 KIND ROUND
         return
     fi
     join_members "$kind" "$MC6_GROUP" 5
+    local clones0=""
+    [[ "$kind" != snoopswitch || -n "${CLONES6_NOTED:-}" ]] || clones0=$(cloned_frames)
     measure_rate "$kind" mc6_rate 33:33:00:00:42:42 "$MC6_GROUP" r1 r2 r3
     keep_counts "$kind" multicast6 "$2"
+    if [[ -n "$clones0" ]]; then
+        CLONES6_NOTED=1
+        local clones1
+        clones1=$(cloned_frames)
+        note "snoopswitch: during the first IPv6 multicast run: $([[ -n "$clones1" ]] && echo "$((clones1 - clones0)) frames cloned by the kernel (egress replication)" || echo "no status")"
+    fi
     for i in "${JOINERS[@]}"; do unspawn "$i"; done
 }
 
@@ -793,7 +806,7 @@ if [[ $RATES == 1 ]]; then
     note "rates count rx_packets at the receivers' eth0 over $DURATION s of steady sending; unicast counts the addressed receiver only, multicast sums the 3 members (r1-r3); the 2 hosts that joined nothing (n1, n2) count what a switch did not prune (their rows: a few control frames when it pruned)"
 fi
 if figure multicast6; then
-    note "IPv6 multicast: the IPv4 multicast figure's frame size, generator, members and rounds; 64-byte IPv6/UDP frames from 2001:db8::1 to $MC6_GROUP, joined by socket (IPV6_JOIN_GROUP, MLDv2) on r1-r3 from their link-local addresses, n1 and n2 with IPv6 on and no join; bridge: mcast_snooping 1, mcast_mld_version 2, mcast_querier 1 with $BRIDGE_LL6 on br0, mcast_flood off on every port; snoopswitch: --querier as for IPv4"
+    note "IPv6 multicast: the IPv4 multicast figure's frame size, generator, members and rounds; 64-byte IPv6/UDP frames from 2001:db8::1 to $MC6_GROUP, joined by socket (IPV6_JOIN_GROUP, MLDv2) on r1-r3 from their link-local addresses, n1 and n2 with IPv6 on and no join; bridge: mcast_snooping 1, mcast_mld_version 2, mcast_querier 1 with $BRIDGE_LL6 on br0, mcast_flood off on every port; snoopswitch: the same flags as for IPv4 (--querier: IGMP and, where the switch snoops MLD, MLD queries)"
 fi
 if figure latency; then
     note "latency: sender: trafgen --gap 100us (one frame every 100-150 us, so about 0.1 ms of resolution), kernel timestamps of the member's outgoing report/leave and incoming group frames on its own eth0; bridge: mcast_flood off on every port and fastleave on r1; OVS: mcast-snooping-disable-flood-unregistered, prunes on any leave (no fast-leave option); a leave figure of 0 means no group frame arrived after the leave left the member"
