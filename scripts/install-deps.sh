@@ -10,7 +10,7 @@ PACKAGES=(
     iproute2 iputils-ping tcpdump procps iperf3
     python3 python3-scapy python3-pytest
     frr  # zebra + pimd: a real multicast router for tests/integration/test_rfc_router.py
-    tshark python3-prometheus-client curl  # tests/integration/test_capture_metrics.py: pcap decoding, metrics parsing
+    tshark python3-prometheus-client curl  # test_capture_metrics.py, test_capture_pcapng.py: pcapng decoding, metrics parsing
     qemu-system-x86 busybox-static gcc libc6-dev  # tests/integration/test_vm.py: a VM (TCG) on the switch, its initramfs
 )
 
@@ -33,6 +33,8 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# tshark's wireshark-common asks whether users outside root may capture: answered (no) ahead.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -qq >/dev/null
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "install-deps: done"

@@ -32,7 +32,7 @@ public enum ControlRequest: Equatable, Sendable {
     public struct CaptureRequest: Equatable, Sendable {
         /// Only this port's frames; nil: every port (`*`).
         public var port: String?
-        /// Only IGMP, PIM and multicast router discovery frames.
+        /// Only IGMP, MLD, PIM and multicast router discovery frames (`CaptureStream.isControl`).
         public var controlOnly: Bool
 
         public init(port: String?, controlOnly: Bool) {

@@ -33,18 +33,22 @@ extension SwitchDaemon {
     }
 
 
-    /// `capture PORT|* all|control`: the client's socket becomes a capture stream.
+    /// `capture PORT|* all|control`: the client's socket becomes a capture stream, its ports
+    /// named to it first (`CaptureRecord`).
     func startCapture(_ request: ControlRequest.CaptureRequest, client: Int32) throws {
-        var port: Int?
-        if let name = request.port {
-            guard let id = engine.port(named: name) else { throw ControlError("no port named \(name)") }
-            port = id.index
-        }
+        if let name = request.port, engine.port(named: name) == nil { throw ControlError("no port named \(name)") }
         writeAll(client, ControlAnswer.ok.lineBytes)
-        captures.append(CaptureStream(descriptor: client, port: port, controlOnly: request.controlOnly))
+        let stream = CaptureStream(descriptor: client, port: request.port, controlOnly: request.controlOnly)
+        for (index, port) in ports.enumerated() { stream.portNamed(port?.name, at: index) }
+        captures.append(stream)
         // A capture sees every frame: while one runs, the switch's threads forward them all.
         fastPath?.removeAll()
         logger.info("capture started (\(request.port ?? "every port"), \(request.controlOnly ? "control" : "all") frames)")
+    }
+
+    /// Port `index` is now `name` (nil: removed), for the captures' clients.
+    func nameToCaptures(_ name: String?, port index: Int) {
+        for stream in captures { stream.portNamed(name, at: index) }
     }
 
     func portCommand(_ change: ControlRequest.PortChange) throws {

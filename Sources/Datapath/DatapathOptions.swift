@@ -30,12 +30,14 @@ public struct DatapathOptions: Sendable {
     /// machine's cores, where the kernel forwards in the sender's softirq, on its core (README,
     /// Performance, has the measurements).
     public var kernelFastPathFrameBytes: Int
+    /// Serve an interface another switch claims (`PortClaim`) instead of refusing it.
+    public var sharePorts: Bool
     public static let defaultKernelFastPathFrameBytes = 1024
 
     public init(controlPath: String, controlGroup: String? = nil, metricsAddress: String? = nil, threads: Int = 1,
                 ringBytes: Int = 1 << 20, cpus: [Int] = [], busyPoll: Bool = false, filterHostStack: Bool = true,
                 kernelFastPath: Bool = true, egressReplication: Bool = true,
-                kernelFastPathFrameBytes: Int = DatapathOptions.defaultKernelFastPathFrameBytes) {
+                kernelFastPathFrameBytes: Int = DatapathOptions.defaultKernelFastPathFrameBytes, sharePorts: Bool = false) {
         self.controlPath = controlPath
         self.controlGroup = controlGroup
         self.metricsAddress = metricsAddress
@@ -47,5 +49,6 @@ public struct DatapathOptions: Sendable {
         self.kernelFastPath = kernelFastPath
         self.egressReplication = egressReplication
         self.kernelFastPathFrameBytes = kernelFastPathFrameBytes
+        self.sharePorts = sharePorts
     }
 }

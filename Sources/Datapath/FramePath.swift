@@ -308,7 +308,7 @@ extension SwitchDaemon {
     private func capture(_ frame: UnsafeRawBufferPointer, tag: VLANTag?, port: Int, outbound: Bool, at time: Int64) {
         var anyClosed = false
         for stream in captures where stream.wants(port: port) {
-            stream.offer(frame, tag: tag, outbound: outbound, at: time)
+            stream.offer(frame, tag: tag, port: port, outbound: outbound, at: time)
             anyClosed = anyClosed || stream.closed
         }
         if anyClosed {

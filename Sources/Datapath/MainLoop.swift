@@ -110,6 +110,7 @@ extension SwitchDaemon {
         for thread in threads.dropFirst() { thread.wakeup?.signal() }
         for thread in threads.dropFirst() { thread.system?.join() }
         control.shutdown()
+        for claim in portClaims.values { claim.release() }
         logger.info("stopped")
     }
 

@@ -1,4 +1,5 @@
 import Control
+import Logging
 import Ports
 import SwitchEngine
 
@@ -6,8 +7,42 @@ import SwitchEngine
 /// replication, host stack filter), closed, kept in step with the links, added and removed.
 extension SwitchDaemon {
     /// Opens a port's device: a packet socket on its interface (brought up, and one more for
-    /// each further forwarding thread), or a new TAP device. Called with `lock` held.
-    func open(_ port: PortIO, index: Int) throws(SystemError) {
+    /// each further forwarding thread), or a new TAP device. An interface not yet claimed is
+    /// claimed first (`PortClaim`): one another switch serves is refused (`PortClaim.Taken`),
+    /// unless `--share-ports`. Called with `lock` held.
+    func open(_ port: PortIO, index: Int) throws {
+        if port.attachment != .tap && portClaims[port.name] == nil {
+            portClaims[port.name] = try Self.claim(interface: port.name, control: controlPath, share: sharePorts, logger: logger)
+        }
+        do {
+            try openDevice(port, index: index)
+        } catch {
+            portClaims.removeValue(forKey: port.name)?.release()
+            throw error
+        }
+    }
+
+    /// This switch's claim on interface `name`; nil where another switch holds it and `share`
+    /// says to serve it all the same, or where the system makes no claims (no /run to write):
+    /// both said.
+    static func claim(interface name: String, control: String, share: Bool, logger: Logger) throws -> PortClaim? {
+        guard let interface = InterfaceState.read(name) else { return nil }   // opening it says why
+        do throws(PortClaim.Failure) {
+            return try PortClaim(interface: name, index: interface.index, control: control)
+        } catch {
+            switch error {
+            case .taken(let taken):
+                guard share else { throw taken }
+                logger.warning("\(taken); served all the same (--share-ports): its frames go through both switches")
+            case .system(let failure):
+                logger.warning("\(failure); port \(name) served without a claim: another switch would not be refused it")
+            }
+            return nil
+        }
+    }
+
+    /// Opens a port's device, its interface claimed already (or not to be).
+    func openDevice(_ port: PortIO, index: Int) throws(SystemError) {
         let device: Device
         var others: [PacketSocket] = []
         switch port.attachment {
@@ -60,6 +95,7 @@ extension SwitchDaemon {
         port.fastPathHook = nil
         port.replicationHook = nil
         port.interfaceIndex = nil
+        portClaims.removeValue(forKey: port.name)?.release()
         portsChanged()
         revalidateFastPath(at: Self.now())
     }
@@ -191,6 +227,7 @@ extension SwitchDaemon {
             ports[id.index] = nil
             throw error
         }
+        nameToCaptures(configuration.name, port: id.index)
         refreshLinks(at: now)
         logger.notice("port \(configuration.name) added")
     }
@@ -202,6 +239,7 @@ extension SwitchDaemon {
         closeDevice(of: port)
         engine.removePort(id, at: Self.now())
         ports[id.index] = nil
+        nameToCaptures(nil, port: id.index)
         revalidateFastPath(at: Self.now())
         logger.notice("port \(name) removed")
     }

@@ -52,6 +52,12 @@ public final class SwitchDaemon: @unchecked Sendable {
     var carrierCheck: Instant?
     /// Clients of `snoopswitch capture`.
     var captures: [CaptureStream] = []
+    /// The interfaces of packet and libpcap ports, claimed while their devices are open, by port name.
+    var portClaims: [String: PortClaim] = [:]
+    /// `--share-ports`: an interface another switch claims is served all the same.
+    let sharePorts: Bool
+    /// Named in the claims, for the switch a claim refuses.
+    let controlPath: String
     /// Spin instead of sleeping in epoll (`--busy-poll`): lower latency and higher rates for
     /// a core spent on it.
     let busyPoll: Bool
@@ -108,9 +114,19 @@ public final class SwitchDaemon: @unchecked Sendable {
         cpus = !options.cpus.isEmpty ? options.cpus
             : steering == nil ? [] : ThreadPlacement.awayFromSenders(threads: threadCount, allowed: allowedCPUs())
         filterHostStack = options.filterHostStack
+        sharePorts = options.sharePorts
+        self.controlPath = controlPath
         // Threads started later inherit the main thread's nice value (set by the caller).
         self.nice = SystemThread.currentNice
         try Self.checkPaths(of: configuration, controlPath: controlPath)
+        // Before anything is set up or said: an interface another switch serves ends the start.
+        for port in configuration.ports where port.attachment != .tap {
+            do {
+                portClaims[port.name] = try Self.claim(interface: port.name, control: controlPath, share: sharePorts, logger: logger)
+            } catch let taken as PortClaim.Taken {
+                throw ControlError("\(taken); --share-ports serves it all the same")
+            }
+        }
         // A client that leaves before reading its answer must not end the switch.
         signal(SIGPIPE, SIG_IGN)
         signals = try SignalDescriptor()
@@ -131,7 +147,7 @@ public final class SwitchDaemon: @unchecked Sendable {
         try poller.add(wakeMain.descriptor, token: Token.wakeup)
         for (index, port) in ports.enumerated() {
             guard let port else { continue }
-            try open(port, index: index)
+            try openDevice(port, index: index)   // claimed above
         }
         refreshLinks(at: now)
         let metrics = try options.metricsAddress.map { address throws(ControlError) in try MetricsServer(listen: address) }

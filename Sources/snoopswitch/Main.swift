@@ -172,6 +172,9 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("With the kernel fast path, a flow goes to the kernel once the switch decides one of its frames of at least BYTES, its way back with it (default \(DatapathOptions.defaultKernelFastPathFrameBytes): bulk traffic, which costs the switch's threads two copies a frame; 1: every flow).", valueName: "BYTES"))
     var kernelFastPathFrame: Int = DatapathOptions.defaultKernelFastPathFrameBytes
 
+    @Flag(help: "Serve interfaces another running snoopswitch serves too (by default it is refused: each frame would go through both).")
+    var sharePorts = false
+
     @Option(help: "Serve Prometheus metrics on ADDRESS:PORT (GET /metrics).")
     var metrics: String?
 
@@ -291,7 +294,7 @@ struct Run: ParsableCommand {
                                           ringBytes: ringSize * 1024, cpus: cpuList, busyPoll: busyPoll,
                                           filterHostStack: hostStackFilter, kernelFastPath: kernelFastPath,
                                           egressReplication: egressReplication,
-                                          kernelFastPathFrameBytes: kernelFastPathFrame)
+                                          kernelFastPathFrameBytes: kernelFastPathFrame, sharePorts: sharePorts)
             daemon = try SwitchDaemon(configuration: config, options: options, logger: logger)
         } catch {
             throw Failure("\(error)")
@@ -438,20 +441,29 @@ struct MdbCommand: ParsableCommand {
 
 nonisolated(unsafe) private var captureStop = false
 
+/// `snoopswitch capture FILE`: what the switch receives and sends, as pcapng. The file is
+/// created (or truncated) only once the switch has accepted the capture: a capture that cannot
+/// reach the switch, or that the switch refuses, leaves an existing FILE as it was.
 struct Capture: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write what the switch receives and sends to a pcap file (until ^C).")
+        abstract: "Write what the switch receives and sends to a pcapng file (until ^C).",
+        discussion: """
+            The file is pcapng: one interface per switch port, named as the port, and each frame \
+            marked inbound (the port received it) or outbound (the switch sent it out of that port). \
+            A frame the switch forwards appears once as it came in and once per port it went out of. \
+            tshark -r FILE -T fields -e frame.interface_name -e frame.packet_flags_direction shows both; \
+            tcpdump -r FILE reads it too. FILE is created only once the switch has accepted the \
+            capture: if it cannot be reached or refuses, an existing FILE is left untouched.
+            """)
 
-    @Argument(help: "The pcap file to write.") var file: String
+    @Argument(help: "The pcapng file to write.") var file: String
     @Option(help: "Only this port's frames (default: every port).") var port: String?
-    @Flag(help: "Only IGMP, PIM and multicast router discovery frames.") var controlOnly = false
+    @Flag(help: "Only IGMP, MLD, PIM and multicast router discovery frames.") var controlOnly = false
     @Option(help: "Stop after this many frames.") var count: Int?
     @Option(help: "Stop after this many seconds.") var duration: Double?
     @OptionGroup var options: ControlOption
 
     func run() throws {
-        let writer: PcapWriter
-        do { writer = try PcapWriter(path: file) } catch { throw Failure("\(error)") }
         let fd: Int32
         do {
             fd = try ControlClient.open(.capture(.init(port: port, controlOnly: controlOnly)), path: options.control)
@@ -462,21 +474,49 @@ struct Capture: ParsableCommand {
         signal(SIGINT) { _ in captureStop = true }
         signal(SIGTERM) { _ in captureStop = true }
         let reader = StreamReader(fd)
-        guard let first = reader.line() else { throw Failure("the switch closed the connection") }
-        if case .error(let message)? = try? ControlAnswer(line: first) { throw Failure(message) }
+        guard let first = reader.line() else { throw Failure("the switch closed the connection before it answered") }
+        switch try? ControlAnswer(line: first) {
+        case .ok?: break
+        case .error(let message)?: throw Failure(message)
+        default: throw Failure("unreadable answer from the switch: \(first.prefix(64))")
+        }
+        // Only now, with the switch's yes, is the file created.
+        let writer: PcapngWriter
+        do { writer = try PcapngWriter(path: file) } catch { throw Failure("\(error)") }
+        /// The pcapng interface of each port index, as the stream named them.
+        var interfaces: [Int: UInt32] = [:]
         let deadline = duration.map { Date().addingTimeInterval($0) }
         while !captureStop, count.map({ writer.frames < $0 }) ?? true, deadline.map({ Date() < $0 }) ?? true {
             guard reader.wait(milliseconds: 200) else { continue }
-            guard let header = reader.bytes(CaptureRecord.headerLength) else { break }
-            let length = Int(UInt32(header[0]) << 24 | UInt32(header[1]) << 16 | UInt32(header[2]) << 8 | UInt32(header[3]))
-            var time: Int64 = 0
-            for byte in header[5..<13] { time = time << 8 | Int64(byte) }
-            guard length <= CaptureRecord.maximumFrame, let frame = reader.bytes(length) else { break }
-            frame.withUnsafeBytes { writer.write($0, nanoseconds: time) }
-            if writer.frames % 64 == 0 { writer.flush() }
+            guard let bytes = reader.bytes(CaptureRecord.headerLength) else { break }
+            let header = bytes.withUnsafeBytes { CaptureRecord.Header($0) }
+            guard header.length <= CaptureRecord.maximumFrame, let payload = reader.bytes(header.length) else { break }
+            switch header.kind {
+            case .port?:
+                let name = String(decoding: payload, as: UTF8.self)
+                interfaces[header.port] = writer.addInterface(name: name, description: "snoopswitch port \(name)")
+            case let kind?:
+                let interface = interfaces[header.port] ?? {
+                    // The switch names a port before its first frame; should it not, the index stands for it.
+                    let id = writer.addInterface(name: "port \(header.port)")
+                    interfaces[header.port] = id
+                    return id
+                }()
+                payload.withUnsafeBytes {
+                    writer.write($0, interface: interface, direction: kind == .inbound ? .inbound : .outbound,
+                                 nanoseconds: header.nanoseconds)
+                }
+                if writer.frames % 64 == 0 { try flush(writer) }
+            case nil:
+                continue   // a record of a later switch's, skipped whole
+            }
         }
-        writer.flush()
+        try flush(writer)
         FileHandle.standardError.write(Data("snoopswitch: \(writer.frames) frames written to \(file)\n".utf8))
+    }
+
+    private func flush(_ writer: PcapngWriter) throws {
+        do { try writer.flush() } catch { throw Failure("\(error)") }
     }
 }
 

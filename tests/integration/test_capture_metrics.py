@@ -1,5 +1,5 @@
-"""Observing the switch (topologies/four-hosts.topo): `snoopswitch capture` writes pcap files
-that tshark reads and decodes, and `--metrics` serves the Prometheus text format over HTTP
+"""Observing the switch (topologies/four-hosts.topo): `snoopswitch capture` writes pcapng files
+that tshark reads and decodes (each frame with its port and direction), and `--metrics` serves the Prometheus text format over HTTP
 with figures that agree with the status.
 """
 
@@ -21,11 +21,14 @@ METRICS = "127.0.0.1:9419"
 
 
 # ---- capture ----------------------------------------------------------------------------
-FIELDS = ("frame.number", "ip.src", "ip.dst", "igmp.type", "udp.dstport", "icmp.type", "pim.type", "icmpv6.type")
+FIELDS = ("frame.number", "frame.interface_name", "frame.packet_flags_direction", "ip.src", "ip.dst", "igmp.type",
+          "udp.dstport", "icmp.type", "pim.type", "icmpv6.type")
+# query, v1 report, done, v2 report (RFC 9777, RFC 2710); router discovery (RFC 4286)
+MLD_TYPES = {"130", "131", "132", "143", "151", "152", "153"}
 
 
 def tshark_frames(path) -> list[dict[str, str]]:
-    """Every frame of a pcap file as tshark decodes it (`tshark -r FILE -T fields`): a
+    """Every frame of a pcapng file as tshark decodes it (`tshark -r FILE -T fields`): a
     dict of FIELDS, empty where tshark's dissectors found no such field (igmp.type is set
     only for frames decoded as IGMP). Fails the test if tshark cannot read the file."""
     args = ["tshark", "-n", "-r", str(path), "-T", "fields"]
@@ -41,14 +44,15 @@ def test_capture_files_open_in_tshark_with_igmp_decoded(four):
     h2 pings h3 and the switch queries: `capture FILE --duration 4` (every port),
     `--control-only` and `--port h1`. Each exits 0 after about 4 s; tshark reads each file
     (as many frames as the client said it wrote); reports and queries decode as IGMP; the
-    group's UDP datagrams are in the full capture and in h1's, not in the control-only one;
-    h2's pings to h3 are in the full capture and not in h1's."""
+    group's UDP datagrams are in the full capture, once inbound on h4 and once outbound on
+    h1 each, in h1's (outbound), not in the control-only one; h2's pings to h3 are in the full
+    capture and not in h1's, every frame of which is on interface h1."""
     if shutil.which("tshark") is None:
         pytest.fail("tshark not found (Debian package tshark; scripts/install-deps.sh installs it)")
     sw = four.start_switch("--querier", "--querier-address", "192.0.2.254", "--query-interval", "2",
                            "--query-response-interval", "1")
     h1, h2, h3, h4 = (four[n] for n in ("h1", "h2", "h3", "h4"))
-    files = {kind: four.tmpdir / f"capture-{kind}.pcap" for kind in ("all", "control", "h1")}
+    files = {kind: four.tmpdir / f"capture-{kind}.pcapng" for kind in ("all", "control", "h1")}
     extra = {"all": [], "control": ["--control-only"], "h1": ["--port", "h1"]}
     procs = {}
     t0 = time.monotonic()
@@ -104,13 +108,20 @@ def test_capture_files_open_in_tshark_with_igmp_decoded(four):
         assert (h1.addr, 0x22) in seen, f"{kind}: no IGMPv3 report from h1 decoded as IGMP: {sorted(seen)}"
         assert ("192.0.2.254", 0x11) in seen, f"{kind}: no IGMP query from the switch decoded as IGMP: {sorted(seen)}"
     assert (h2.addr, 0x22) in igmp("control"), "the control-only capture lacks h2's report"
-    assert len(udp_to_group("all")) >= 20, f"the full capture has {len(udp_to_group('all'))} frames of the 20 datagrams"
-    assert len(udp_to_group("h1")) >= 20, f"h1's capture has {len(udp_to_group('h1'))} frames of the 20 datagrams"
+    def port_and_direction(found: list[dict]) -> list[tuple[str, int]]:
+        return sorted((f["frame.interface_name"], int(f["frame.packet_flags_direction"], 0)) for f in found)
+
+    # epb_flags direction: 1 inbound, 2 outbound
+    assert port_and_direction(udp_to_group("all")) == [("h1", 2)] * 20 + [("h4", 1)] * 20, \
+        f"the full capture's frames of the 20 datagrams: {port_and_direction(udp_to_group('all'))}"
+    assert port_and_direction(udp_to_group("h1")) == [("h1", 2)] * 20, \
+        f"h1's capture's frames of the 20 datagrams: {port_and_direction(udp_to_group('h1'))}"
+    assert {f["frame.interface_name"] for f in frames["h1"]} == {"h1"}, "the --port h1 capture has other ports' frames"
+    assert {f["frame.interface_name"] for f in frames["all"]} == {"h1", "h2", "h3", "h4"}
     assert udp_to_group("control") == [], f"the --control-only capture has UDP data: {udp_to_group('control')[:3]}"
-    # MLD (the switch queries IPv6 too: ICMPv6 130-132, 143, MRD 151-153) is control as well.
-    mld = {"130", "131", "132", "143", "151", "152", "153"}
+    # The querier queries for MLD too: MLD is control, as IGMP and PIM are.
     other = [f for f in frames["control"]
-             if not f.get("igmp.type") and not f.get("pim.type") and f.get("icmpv6.type", "").split(",")[0] not in mld]
+             if not f.get("igmp.type") and not f.get("pim.type") and f.get("icmpv6.type", "").split(",")[0] not in MLD_TYPES]
     assert other == [], f"the --control-only capture has frames that are not IGMP/MLD/PIM: {other[:3]}"
     assert pings("all"), "the full capture lacks h2's pings to h3"
     assert pings("h1") == [], f"the --port h1 capture has h2 -> h3 pings: {pings('h1')[:3]}"
