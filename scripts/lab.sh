@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # lab.sh: build a snoopswitch lab from a topology file, out of network namespaces.
 #
-#   lab.sh up FILE [LABNAME]       create the lab (default LABNAME: the file's base name)
-#   lab.sh down LABNAME            stop the switch, delete every namespace of the lab
+#   lab.sh up FILE [LABNAME]       create the lab (default LABNAME: the file's base name;
+#                                  FILE may be a name of topologies/: four-hosts)
+#   lab.sh down LABNAME            stop the switch (and FRR), delete every namespace of the lab
 #   lab.sh exec LABNAME HOST CMD…  run CMD in HOST's namespace (HOST "sw" = the switch's)
 #   lab.sh status LABNAME [ARGS…]  `snoopswitch status` of the lab's switch (e.g. --json)
+#   lab.sh frr LABNAME HOST        start FRR's zebra and pimd in HOST's namespace (IGMP
+#                                  querier and PIM router on its eth0; frr-router.topo)
 #   lab.sh list                    labs that are up
 #
 # Layout of a lab named L: the switch runs in namespace L-sw; each host H lives in
@@ -15,8 +18,9 @@
 # into the two namespaces it joins.
 #
 # The switch binary is $SNOOPSWITCH, else ./.build/debug/snoopswitch (from the
-# current directory, then from the repository). Control socket: /run/snoopswitch-L.sock,
-# log and state: /run/snoopswitch-lab/L/.
+# current directory, then from the repository; built with `swift build` when there is
+# none yet). Control socket: /run/snoopswitch-L.sock, log and state: /run/snoopswitch-lab/L/.
+# A host line may add an IPv6 address (2001:db8::1/64): that host's IPv6 is on (MLD).
 set -euo pipefail
 
 PROG=$(basename "$0")
@@ -28,7 +32,7 @@ die() { echo "$PROG: $*" >&2; exit 1; }
 say() { echo "$PROG: $*"; }
 
 usage() {
-    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -40,7 +44,23 @@ find_binary() {
             return 0
         fi
     done
-    die "snoopswitch binary not found (set SNOOPSWITCH, or run 'swift build' first)"
+    [[ -z "${SNOOPSWITCH:-}" ]] || die "SNOOPSWITCH=$SNOOPSWITCH is not an executable file"
+    # None built yet: build it, as the README's commands would.
+    local swift
+    swift=$(PATH=/opt/swift/usr/bin:$PATH command -v swift) ||
+        die "snoopswitch binary not found and no swift to build it (see the README's two commands)"
+    echo "$PROG: no snoopswitch binary yet: building it (swift build, a few minutes the first time)" >&2
+    (cd "$REPO_DIR" && "$swift" build >&2) || die "swift build failed"
+    echo "$REPO_DIR/.build/debug/snoopswitch"
+}
+
+# A topology given by name: topologies/NAME.topo of the repository.
+topology_file() {
+    if [[ -r "$1" ]]; then echo "$1"
+    elif [[ -r "$REPO_DIR/topologies/$1.topo" ]]; then echo "$REPO_DIR/topologies/$1.topo"
+    elif [[ -r "$REPO_DIR/topologies/$1" ]]; then echo "$REPO_DIR/topologies/$1"
+    else die "no topology '$1' (a file, or one of: $(cd "$REPO_DIR/topologies" && ls *.topo | sed 's/\.topo$//' | tr '\n' ' '))"
+    fi
 }
 
 check_lab_name() {
@@ -55,7 +75,7 @@ state_dir() { echo "$STATE_ROOT/$1"; }
 # Fills SWITCH_FLAGS (array) and HOSTS / H_ADDR / H_SUFFIX / H_MAC.
 SWITCH_FLAGS=()
 HOSTS=()
-declare -A H_ADDR=() H_SUFFIX=() H_MAC=()
+declare -A H_ADDR=() H_SUFFIX=() H_MAC=() H_ADDR6=()
 
 parse_topology() {
     local file=$1 lineno=0 line kw name addr suffix mac tok
@@ -73,7 +93,7 @@ parse_topology() {
             ;;
         host)
             ((${#words[@]} >= 3)) || die "$file:$lineno: expected 'host NAME ADDRESS|- [:SUFFIX] [mac=MAC]'"
-            name=${words[1]} addr=${words[2]} suffix="" mac=""
+            name=${words[1]} addr=${words[2]} suffix="" mac="" addr6=""
             [[ "$name" =~ ^[A-Za-z0-9_]{1,15}$ ]] ||
                 die "$file:$lineno: bad host name '$name' (1-15 letters, digits or _)"
             [[ "$name" != sw ]] || die "$file:$lineno: host name 'sw' is reserved for the switch"
@@ -85,16 +105,20 @@ parse_topology() {
             for tok in "${words[@]:3}"; do
                 case "$tok" in
                 :*) suffix+=$tok ;;
+                *:*/*)
+                    [[ "$tok" =~ ^[0-9a-fA-F:]+/[0-9]{1,3}$ ]] || die "$file:$lineno: bad IPv6 address '$tok'"
+                    addr6=$tok
+                    ;;
                 mac=*)
                     mac=${tok#mac=}
                     [[ "$mac" =~ ^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$ ]] || die "$file:$lineno: bad MAC '$mac'"
                     ;;
-                *) die "$file:$lineno: unexpected '$tok' (a :SUFFIX or mac=MAC)" ;;
+                *) die "$file:$lineno: unexpected '$tok' (a :SUFFIX, an IPv6 ADDRESS/LEN or mac=MAC)" ;;
                 esac
             done
             HOSTS+=("$name")
             [[ -n "$mac" ]] || mac=$(printf '02:00:00:00:00:%02x' "${#HOSTS[@]}")
-            H_ADDR[$name]=$addr H_SUFFIX[$name]=$suffix H_MAC[$name]=${mac,,}
+            H_ADDR[$name]=$addr H_SUFFIX[$name]=$suffix H_MAC[$name]=${mac,,} H_ADDR6[$name]=$addr6
             ;;
         *)
             die "$file:$lineno: unknown statement '$kw' (expected 'switch' or 'host')"
@@ -167,7 +191,8 @@ stop_switch() {
 # ---- commands ------------------------------------------------------------------
 cmd_up() {
     (($# >= 1 && $# <= 2)) || usage
-    local file=$1 lab=${2:-}
+    local file lab=${2:-}
+    file=$(topology_file "$1")
     [[ -n "$lab" ]] || lab=$(basename "$file" .topo)
     check_lab_name "$lab"
     [[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces)"
@@ -207,8 +232,13 @@ cmd_up() {
             ip -n "$ns" addr add "${H_ADDR[$h]}" dev eth0
             ip -n "$ns" route add 224.0.0.0/4 dev eth0
         fi
+        if [[ -n "${H_ADDR6[$h]}" ]]; then
+            ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
+                net.ipv6.conf.eth0.disable_ipv6=0 >/dev/null
+            ip -n "$ns" addr add "${H_ADDR6[$h]}" dev eth0 nodad
+        fi
         ports+=(--port "$h${H_SUFFIX[$h]}")
-        say "host $h: namespace $ns, eth0 ${H_MAC[$h]} ${H_ADDR[$h]}, switch port $h${H_SUFFIX[$h]}"
+        say "host $h: namespace $ns, eth0 ${H_MAC[$h]} ${H_ADDR[$h]}${H_ADDR6[$h]:+ ${H_ADDR6[$h]}}, switch port $h${H_SUFFIX[$h]}"
     done
 
     # The kernel reports carrier changes through linkwatch, up to a second late; a
@@ -254,6 +284,7 @@ on_up_exit() {
 teardown() {
     local lab=$1 ns pid
     stop_switch "$lab"
+    stop_frr "$lab"
     for ns in $(lab_namespaces "$lab"); do
         # Anything still running in the lab's namespaces was started for the lab.
         for pid in $(ip netns pids "$ns" 2>/dev/null); do
@@ -300,6 +331,49 @@ cmd_status() {
     exec "$bin" status --control "$sock" "$@"
 }
 
+# ---- FRR -----------------------------------------------------------------------
+FRR_DAEMONS=/usr/lib/frr
+
+stop_frr() {
+    local lab=$1 pidfile
+    for pidfile in "$(state_dir "$lab")"/frr-*/*.pid; do
+        [[ -r "$pidfile" ]] || continue
+        kill -TERM "$(<"$pidfile")" 2>/dev/null || true
+    done
+}
+
+cmd_frr() {
+    (($# == 2)) || usage
+    local lab=$1 host=$2 d ns=$1-$2 daemon
+    check_lab_name "$lab"
+    [[ $(id -u) -eq 0 ]] || die "must run as root (network namespaces)"
+    ns_exists "$ns" || die "no namespace '$ns' (is lab '$lab' up, and has it a host '$host'?)"
+    for daemon in zebra pimd; do
+        [[ -x "$FRR_DAEMONS/$daemon" ]] || die "$FRR_DAEMONS/$daemon not found (Debian package frr)"
+    done
+    # zebra and pimd with files of their own (-N, --vty_socket), so that /etc/frr stays untouched.
+    d="$(state_dir "$lab")/frr-$host"
+    [[ ! -d "$d" ]] || die "FRR already runs on $host (state in $d)"
+    mkdir -p "$d" && chown frr:frr "$d"
+    echo "hostname $host" >"$d/zebra.conf"
+    printf 'hostname %s\ninterface eth0\n ip pim\n ip igmp\n ip igmp query-interval 10\n' "$host" >"$d/pimd.conf"
+    chown frr:frr "$d"/*.conf
+    for daemon in zebra pimd; do
+        ip netns exec "$ns" "$FRR_DAEMONS/$daemon" -d -N "$ns" --vty_socket "$d" -f "$d/$daemon.conf" \
+            -i "$d/$daemon.pid" -z "$d/zserv.api" --log "file:$d/$daemon.log" >>"$d/$daemon.stderr" 2>&1 ||
+            die "$daemon did not start (log: $d/$daemon.log)"
+        sleep 1
+    done
+    sleep 1
+    if ! kill -0 "$(cat "$d/pimd.pid" 2>/dev/null)" 2>/dev/null; then
+        die "pimd stopped (a kernel without multicast routing, CONFIG_IP_MROUTE, cannot run it): log $d/pimd.log"
+    fi
+    if grep -qs "MRT_INIT" "$d/pimd.log" "$d/pimd.stderr"; then
+        say "warning: this kernel has no multicast routing (CONFIG_IP_MROUTE): pimd queries and speaks PIM but routes nothing"
+    fi
+    say "FRR runs on $host: IGMP querier and PIM router on its eth0 (vtysh --vty_socket $d -c 'show ip igmp groups')"
+}
+
 cmd_list() {
     local d lab pid
     [[ -d "$STATE_ROOT" ]] || return 0
@@ -322,6 +396,7 @@ up) cmd_up "$@" ;;
 down) cmd_down "$@" ;;
 exec) cmd_exec "$@" ;;
 status) cmd_status "$@" ;;
+frr) cmd_frr "$@" ;;
 list) cmd_list "$@" ;;
 -h | --help | help) usage ;;
 *) echo "$PROG: unknown command '$command'" >&2; usage ;;
