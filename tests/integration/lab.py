@@ -854,6 +854,7 @@ class HostSpec:
     cidr: Optional[str]  # "192.0.2.1/24" or None
     suffix: str = ""
     mac: str = ""
+    cidr6: Optional[str] = None  # "2001:db8::1/64": the host's IPv6 is on
 
 
 @dataclass
@@ -881,16 +882,20 @@ class Topology:
                 if any(h.name == name for h in topo.hosts):
                     raise ValueError(f"{where}: host {name!r} defined twice")
                 suffix, mac = "", ""
+                cidr6 = None
                 for tok in words[3:]:
                     if tok.startswith(":"):
                         suffix += tok
                     elif tok.startswith("mac="):
                         mac = tok[4:].lower()
+                    elif ":" in tok and "/" in tok:
+                        ipaddress.IPv6Interface(tok)  # validates
+                        cidr6 = tok
                     else:
                         raise ValueError(f"{where}: unexpected {tok!r}")
                 if addr != "-":
                     ipaddress.IPv4Interface(addr)  # validates
-                topo.hosts.append(HostSpec(name, None if addr == "-" else addr, suffix, mac))
+                topo.hosts.append(HostSpec(name, None if addr == "-" else addr, suffix, mac, cidr6))
             else:
                 raise ValueError(f"{where}: unknown statement {words[0]!r}")
         for i, h in enumerate(topo.hosts, 1):
@@ -1220,6 +1225,10 @@ class Lab:
         if h.cidr:
             sh("ip", "-n", h.ns, "addr", "add", h.cidr, "dev", "eth0")
             sh("ip", "-n", h.ns, "route", "add", "224.0.0.0/4", "dev", "eth0")
+        if h.spec.cidr6:
+            sh("ip", "netns", "exec", h.ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0",
+               "net.ipv6.conf.default.disable_ipv6=0", "net.ipv6.conf.eth0.disable_ipv6=0")
+            sh("ip", "-n", h.ns, "addr", "add", h.spec.cidr6, "dev", "eth0", "nodad")
 
     def _recreate_link(self, h: "Host") -> None:
         sh("ip", "-n", self.sw_ns, "link", "del", h.name)
