@@ -30,9 +30,13 @@ enum Main {
 }
 
 struct SnoopSwitch: ParsableCommand {
+    /// The release, as `snoopswitch --version` prints it (with the command's name).
+    static let version = "0.3.0"
+
     static let configuration = CommandConfiguration(
         commandName: "snoopswitch",
         abstract: "A user-space IGMP snooping Ethernet switch.",
+        version: "snoopswitch \(version)",
         subcommands: [Run.self, Status.self, PortCommand.self, FdbCommand.self, MdbCommand.self, Capture.self])
 }
 
