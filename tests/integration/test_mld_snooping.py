@@ -359,12 +359,15 @@ def test_host_sending_mld_queries_becomes_a_router_port_and_gets_the_reports(six
 
 
 def test_query_from_unspecified_address_makes_no_router_port(six):
-    """An MLD query from :: (a snooping switch's proxy query) does not make its port a router
-    port; a PIMv6 hello sent afterwards on another port shows the switch got that far."""
+    """An MLD query from :: (a snooping switch's proxy query; RFC 9777 5.1.14 has it
+    discarded) does not make its port a router port; a PIMv6 hello sent afterwards on another
+    port shows the switch got that far."""
     sw = six.start_switch()
     h3, h4 = six["h3"], six["h4"]
     h4.send_frames([mld_query_frame(h4.mac, "::", max_resp_ms=1000)])
-    sw.wait_status(lambda s: mld_counter(s, "received", "query_v2") >= 1, timeout=2, what="the query from :: counted")
+    sw.wait_status(lambda s: mld_counter(s, "received", "query_v2") >= 1
+                   or sum(int(v or 0) for v in ((s.get("mld") or {}).get("errors") or {}).values()) >= 1,
+                   timeout=2, what="the query from :: counted (as a query, or as an error)")
     h3.send_frames([pim6_hello_frame(h3.mac, eui64_link_local(h3.mac))])
     sw.wait_status(lambda s: "h3" in router_ports6(s), timeout=2, what="h3 an MLD router port (PIMv6 hello)")
     assert "h4" not in router_ports6(sw.status()), "a query from :: made h4 a router port"
