@@ -246,6 +246,12 @@ class Receiver6(Receiver):
             self._join(self.sock)
             self.joined = True
 
+    def drop_source(self, source: str) -> None:
+        """MCAST_LEAVE_SOURCE_GROUP of one source of a source-specific member: the host's
+        kernel sends BLOCK({source})."""
+        self.sock.setsockopt(socket.IPPROTO_IPV6, MCAST_LEAVE_SOURCE_GROUP, group_source_req(self._ifindex, self.group, source))
+        self.sources.remove(source)
+
     def block(self, source: str) -> None:
         """MCAST_BLOCK_SOURCE on an any-source member: EXCLUDE {source} (a BLOCK record)."""
         self.sock.setsockopt(socket.IPPROTO_IPV6, MCAST_BLOCK_SOURCE, group_source_req(self._ifindex, self.group, source))
@@ -649,3 +655,67 @@ def querier6(status: dict, vlan: int = 1, protocol: str = "mld") -> dict:
 
 def mld_counter(status: dict, section: str, name: str) -> int:
     return int(((status.get("mld") or {}).get(section) or {}).get(name, 0) or 0)
+
+
+# ---- TCP over IPv6 ---------------------------------------------------------------------
+def tcp6_transfer(server: Host, client: Host, nbytes: int = 8 << 20, port: int = 5601, timeout: float = 20.0):
+    """Send nbytes over one TCP connection from client to server's 2001:db8:: address (the
+    namespaces' default offloads: TSO/GSO frames, partial checksums) and return (bytes
+    received, whether their SHA-256 matches what was sent, error or None)."""
+    import hashlib
+    import threading
+
+    addr = global_addr(server)
+
+    def listen():
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((addr, port))
+        s.listen(1)
+        s.settimeout(timeout)
+        return s
+
+    def connect():
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect((addr, port))
+        return s
+
+    block = bytes(range(256)) * 4096
+    chunks = [block] * (nbytes // len(block))
+    expected = hashlib.sha256(b"".join(chunks)).hexdigest()
+    srv = in_netns(server.ns, listen)
+    result: dict = {}
+
+    def serve():
+        try:
+            conn, _ = srv.accept()
+            conn.settimeout(timeout)
+            digest, n = hashlib.sha256(), 0
+            while True:
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                n += len(chunk)
+            conn.close()
+            result["bytes"], result["sha"] = n, digest.hexdigest()
+        except Exception as exc:
+            result["error"] = f"receiver: {exc!r}"
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    cli = None
+    try:
+        cli = in_netns(client.ns, connect)
+        for c in chunks:
+            cli.sendall(c)
+        cli.shutdown(socket.SHUT_WR)
+    except Exception as exc:
+        result.setdefault("error", f"sender: {exc!r}")
+    finally:
+        t.join(timeout=timeout)
+        if cli is not None:
+            cli.close()
+        srv.close()
+    return result.get("bytes"), result.get("sha") == expected, result.get("error")

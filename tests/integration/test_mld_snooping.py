@@ -27,12 +27,12 @@ import time
 
 import pytest
 
-from lab import igmp_of, random_marker, sh, wait_until
+from lab import igmp_of, igmp_query, members, random_marker, sh, wait_until
 from mld6 import (ALL_NODES, IS_EX, MRD_SOLICITATION, TO_EX, TO_IN, addresses6, eui64_link_local,
                   global_addr, group6, icmp6_in, ip6, ipv6_up, member6, members6,
                   mld_counter, mld_in, mld_query_frame, mld_v2_report_frame, mrd_advertisement_frame, ping6,
                   pim6_hello_frame, querier6, receiver6, router_ports6, same6, send_mld_query, send_udp6,
-                  solicited_node, udp6_frame, udp6_in)
+                  solicited_node, tcp6_transfer, udp6_frame, udp6_in)
 
 G = "ff15::4242"          # transient, site-local scope
 G2 = "ff15::4343"         # nobody joins it: unregistered
@@ -133,7 +133,8 @@ def test_joined_hosts_receive_group_traffic_others_see_none(six, mld, group):
     st = sw.status()
     assert members6(st, group) == {"h1", "h2"}, group6(st, group)
     for name in ("h1", "h2"):
-        assert member6(st, group, name)["version"] == mld, member6(st, group, name)
+        e = member6(st, group, name)
+        assert e["version"] == mld and e["compatibility"] == mld, e
     assert not any(same6(g.get("group"), group) for g in st["groups"] if g.get("protocol") != "mld"), st["groups"]
     assert mld_counter(st, "received", "v2_report" if mld == 2 else "v1_report") >= 2, st.get("mld")
 
@@ -284,6 +285,41 @@ def test_any_source_join_in_the_ssm_range_is_ignored(six, ssm_range):
     assert rx_ssm.drain() == []
 
 
+def test_block_sends_a_group_and_source_specific_query_and_prunes_that_source(six):
+    """As querier: h1 joins (S1, G) and (S2, G) (INCLUDE {S1, S2}), then drops S2 (a BLOCK
+    {S2} record). The switch sends group-and-source-specific queries for (G, {S2}) (to G,
+    MLDv2, listing S2 only), and when h1 does not answer for S2, S2 leaves h1's sources within
+    about 3 s while S1 stays; then S1's datagrams still reach h1 and S2's no longer do."""
+    sw = six.start_switch("--querier", "--querier-address", QA, "--query-interval", "10",
+                          "--query-response-interval", "1")
+    h1, h3, h4 = _hosts(six, "h1", "h3", "h4")
+    for h in (h1, h3, h4):
+        ipv6_up(h)
+    s1, s2 = global_addr(h3), global_addr(h4)
+    rx = join6(h1, G, PORT, sources=[s1, s2])
+    cap = h1.capture()
+    rx.drop_source(s2)
+    sw.wait_status(lambda s: (e := member6(s, G, "h1")) is not None and addresses6(e.get("sources")) == {ip6(s1)},
+                   timeout=6, what="S2 pruned from h1's sources, S1 kept")
+    time.sleep(0.2)
+    gssq = mld_in(cap, lambda m: m.is_query and m.group == ip6(G) and m.query_version == 2 and m.query_sources)
+    assert gssq, f"no group-and-source-specific query for {G} reached h1 after its BLOCK"
+    for q in gssq:
+        _check_query_frame(q, 2, dst=G)
+        assert q.query_sources == [ip6(s2)], f"the query lists {q.query_sources}, expected S2 only"
+        assert q.ip.src == ip6(SW_LL), q
+    assert mld_counter(sw.status(), "sent", "group_source_query") >= 1, sw.status().get("mld")
+    cap.stop()
+    cap = h1.capture()
+    m1, m2 = random_marker("s1-after"), random_marker("s2-after")
+    sent1 = send_udp6(h3, G, PORT, count=20, marker=m1)
+    send_udp6(h4, G, PORT, count=20, marker=m2)
+    _got_all(rx, sent1, "h1 from S1 (still included)")
+    cap.stop(settle=0.2)
+    leaked = udp6_in(cap, G, src=s2)
+    assert leaked == [], f"h1 dropped S2 but {len(leaked)} frames from S2 still reached it"
+
+
 def test_exclude_mode_member_blocking_a_source_gets_the_other_source_only(six):
     """h1 joins ff15::4242 for any source, then blocks S2 (MCAST_BLOCK_SOURCE: EXCLUDE {S2});
     h2 joins for any source. S1 and S2 send: h1 gets S1's datagrams and its wire sees none of
@@ -425,6 +461,53 @@ def test_static_router_port_gets_reports_and_unregistered_ipv6_groups(six):
         assert leaked == [], f"host port {name} received h1's MLD reports: {leaked}"
 
 
+def test_router_ports_and_groups_are_per_protocol(six):
+    """An MLD query makes h4 an MLD router port, an IGMP query makes h3 an IGMP router port:
+    unregistered IPv6 data goes to h4 only, unregistered IPv4 data to h3 only. An IPv4 member
+    (h1, of 239.6.6.6) and an IPv6 member (h2, of ff15::4242) each get their own group only."""
+    sw = six.start_switch()
+    h1, h2, h3, h4 = _hosts(six, "h1", "h2", "h3", "h4")
+    for h in (h1, h2, h4):
+        ipv6_up(h)
+    send_mld_query(h4, max_resp_ms=500)
+    h3.send_frames([igmp_query(h3.mac, "192.0.2.100", version=3, max_resp=0.5)])
+    sw.wait_status(lambda s: set(router_ports6(s)) == {"h4"}
+                   and {r["port"] for r in s.get("router_ports", []) if r.get("protocol") == "igmp"} == {"h3"},
+                   timeout=3, what="h4 the MLD router port and h3 the IGMP one")
+    g4 = "239.6.6.6"
+    rx4 = h1.join(g4, PORT)
+    rx6 = join6(h2, G, PORT)
+    st = sw.status()
+    assert members(st, g4) == {"h1"} and members6(st, G) == {"h2"}, st["groups"]
+    caps = {h.name: h.capture() for h in (h1, h2, h3, h4)}
+    m4, m6, u4, u6 = (random_marker(t) for t in ("v4", "v6", "unreg-v4", "unreg-v6"))
+    sent4 = six["h4"].send_udp(g4, PORT, count=10, marker=m4)
+    sent6 = send_udp6(h1, G, PORT, count=10, marker=m6)
+    six["h2"].send_udp("239.6.6.7", PORT, count=10, marker=u4)
+    send_udp6(h1, G2, PORT, count=10, marker=u6)
+    _got_all(rx4, sent4, "IPv4 member h1")
+    _got_all(rx6, sent6, "IPv6 member h2")
+    caps["h4"].wait_for(lambda f: u6 in f.data, count=10, timeout=3, what="unregistered IPv6 data at MLD router port h4")
+    caps["h3"].wait_for(lambda f: u4 in f.data, count=10, timeout=3, what="unregistered IPv4 data at IGMP router port h3")
+    time.sleep(0.2)
+    for cap in caps.values():
+        cap.stop()
+    assert caps["h4"].with_marker(u4) == [], "the MLD router port h4 got unregistered IPv4 data"
+    assert caps["h3"].with_marker(u6) == [], "the IGMP router port h3 got unregistered IPv6 data"
+    assert caps["h2"].with_marker(m4) == [], "IPv6 member h2 got IPv4 group data"
+    assert caps["h1"].with_marker(m6) == [] and caps["h1"].with_marker(u4) == [], "h1 got data it did not join"
+    assert caps["h2"].with_marker(u6) == [], "h2 got unregistered IPv6 data"
+
+
+def test_report_from_unspecified_address_is_accepted(six):
+    """RFC 3590: a host without a usable link-local address yet reports from ::. An MLDv2
+    report from :: for ff0e::4242 makes h1 a member."""
+    sw = six.start_switch()
+    h1 = six["h1"]
+    h1.send_frames([mld_v2_report_frame(h1.mac, "::", [(IS_EX, G_GLOBAL, [])])])
+    sw.wait_status(lambda s: "h1" in members6(s, G_GLOBAL), timeout=2, what=f"h1 member of {G_GLOBAL} (report from ::)")
+
+
 def test_mdb_add_and_del_take_ipv6_groups(six):
     """`snoopswitch mdb add h3 ff15::4343` makes h3 a static MLD member: IPv6 data to the
     group reaches h3 and not h2; `mdb del` removes it and the data stops."""
@@ -518,6 +601,18 @@ def test_flood_solicited_node_floods_known_solicited_node_groups(six):
     g = ip6(solicited_node(global_addr(h2)))
     assert icmp6_in(cap3, lambda m: m.type == 135 and m.ip.dst == g), \
         f"with --flood-solicited-node h3 saw no neighbour solicitation to {g}"
+
+
+def test_tcp_over_ipv6_is_carried_intact(six):
+    """8 MiB over one TCP connection between 2001:db8:: addresses (TSO/GSO frames larger
+    than the MTU, partial checksums), with MLD snooping on: all of it arrives, intact."""
+    six.start_switch()
+    h1, h2 = six["h1"], six["h2"]
+    ipv6_up(h1)
+    ipv6_up(h2)
+    _ping_ok(h1, global_addr(h2), "before the transfer")
+    got, intact, err = tcp6_transfer(h2, h1)
+    assert err is None and got == 8 << 20 and intact, f"received {got} of {8 << 20} bytes, intact {intact}, error {err}"
 
 
 def test_all_nodes_is_flooded_and_never_snooped(six):
