@@ -152,7 +152,7 @@ def test_joined_hosts_receive_group_traffic_others_see_none(six, mld, group):
 def test_leave_prunes_after_specific_queries_while_the_other_member_keeps_the_group(six, mld):
     """As querier (last member query interval 1 s, count 2), when h2 leaves (MLDv1 Done, or
     MLDv2 TO_IN({})) the switch sends group-specific queries (to the group, max response =
-    1 s, MLDv1 format while the hosts speak MLDv1) and prunes h2's port when nobody answers
+    1 s) and prunes h2's port when nobody answers
     from it, within about 3 s; h1, still joined, keeps receiving; h2's wire sees no more data."""
     sw = six.start_switch("--querier", "--querier-address", QA, "--query-interval", "10",
                           "--query-response-interval", "1")
@@ -179,7 +179,9 @@ def test_leave_prunes_after_specific_queries_while_the_other_member_keeps_the_gr
     gsq = mld_in(cap2, lambda m: m.is_query and m.group == ip6(G))
     assert len(gsq) >= 2, f"expected 2 group-specific queries for {G} at h2 after its leave, saw {gsq}"
     for q in gsq:
-        _check_query_frame(q, mld, dst=G)
+        # MLDv2 hosts only: MLDv2 queries. Which format an MLDv1 host gets is
+        # test_mldv1_queries_with_an_mldv1_host_or_when_asked's question.
+        _check_query_frame(q, 2 if mld == 2 else q.query_version, dst=G)
         assert q.ip.src == ip6(SW_LL), f"group-specific query from {q.ip.src}, expected the switch's {SW_LL}"
         assert q.max_resp_ms == 1000, f"max response {q.max_resp_ms} ms, expected the last member query interval"
     st = sw.status()
@@ -835,10 +837,11 @@ def test_mld_querier_election_by_lowest_address(six, lower):
 
 @pytest.mark.parametrize("how", ["host", "flag", "vlan-flag"])
 def test_mldv1_queries_with_an_mldv1_host_or_when_asked(six, how):
-    """host: the switch queries with MLDv2 until an MLDv1 host (force_mld_version=1) reports;
-    its next general queries are MLDv1 (24 bytes, Maximum Response Delay 1000 ms).
-    flag / vlan-flag: with --mld-version 1 (or --vlan 1:mld-version=1) they are MLDv1 from
-    the start."""
+    """host: the switch queries with MLDv2 until an MLDv1 host (force_mld_version=1) reports
+    (issue 18: "MLDv1 queries when an MLDv1 querier or host is present"); its next general
+    queries are MLDv1 (24 bytes, Maximum Response Delay 1000 ms), and so are the
+    group-specific queries after that host's Done. flag / vlan-flag: with --mld-version 1
+    (or --vlan 1:mld-version=1) the general queries are MLDv1 from the start."""
     flags = {"host": [], "flag": ["--mld-version", "1"], "vlan-flag": ["--vlan", "1:mld-version=1"]}[how]
     h1, h2 = six["h1"], six["h2"]
     cap = h2.capture()
@@ -847,17 +850,22 @@ def test_mldv1_queries_with_an_mldv1_host_or_when_asked(six, how):
     first = wait_until(lambda: _general_queries(cap, SW_LL), timeout=3, what="a first MLD general query")[0]
     if how != "host":
         _check_query_frame(first, 1)
-    else:
-        _check_query_frame(first, 2)
-        ipv6_up(h1, mld_version=1)
-        join6(h1, G, PORT)
-        assert member6(sw.status(), G, "h1")["version"] == 1
-        t0 = time.monotonic()
-        v1 = wait_until(lambda: [q for q in _general_queries(cap, SW_LL) if q.frame.time > t0 and len(q.raw) == 24],
-                        timeout=5, what="an MLDv1 general query after the MLDv1 host's report")
-        first = v1[0]
-    _check_query_frame(first, 1)
-    assert first.max_resp_ms == 1000, f"Maximum Response Delay {first.max_resp_ms} ms"
+        assert first.max_resp_ms == 1000, f"Maximum Response Delay {first.max_resp_ms} ms"
+        return
+    _check_query_frame(first, 2)
+    ipv6_up(h1, mld_version=1)
+    cap1 = h1.capture()
+    rx = join6(h1, G, PORT)
+    assert member6(sw.status(), G, "h1")["version"] == 1
+    t0 = time.monotonic()
+    v1 = wait_until(lambda: [q for q in _general_queries(cap, SW_LL) if q.frame.time > t0], timeout=5,
+                    what="a general query after the MLDv1 host's report")
+    _check_query_frame(v1[0], 1)
+    assert v1[0].max_resp_ms == 1000, f"Maximum Response Delay {v1[0].max_resp_ms} ms"
+    rx.leave()
+    gsq = wait_until(lambda: mld_in(cap1, lambda m: m.is_query and m.group == ip6(G)), timeout=3,
+                     what="a group-specific query after the MLDv1 host's Done")
+    _check_query_frame(gsq[0], 1, dst=G)
 
 
 def test_switch_solicits_multicast_routers_at_start(six):
