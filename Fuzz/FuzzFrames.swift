@@ -15,6 +15,7 @@ nonisolated(unsafe) private var engine: SnoopingSwitch = {
         PortConfiguration(name: "router", pvid: VLANID(10)!, tagged: [VLANID(20)!], isStaticRouterPort: true),
     ])
     configuration.querier = QuerierConfiguration(enabled: true, address: IPv4Address(192, 0, 2, 254))
+    configuration.mldQuerier.enabled = true    // MLD's querier too: its queries after Done and BLOCK
     configuration.timers.queryInterval = .seconds(20)
     configuration.timers.queryResponseInterval = .seconds(2)
     configuration.membershipLimits.groupsPerPort = 512
@@ -59,7 +60,12 @@ public func fuzz(_ data: UnsafeRawPointer, _ size: Int) -> CInt {
     for generated in engine.takeOutbox() {
         precondition(generated.untagged.intersection(generated.tagged).isEmpty, "a port got a query both tagged and untagged")
         generated.bytes.withUnsafeBytes { bytes in
-            precondition((try? EthernetFrameView(checking: bytes)) != nil, "the switch built a broken frame")
+            guard let ethernet = try? EthernetFrameView(checking: bytes) else { preconditionFailure("the switch built a broken frame") }
+            if ethernet.etherType == EtherType.ipv6 {
+                // Its own MLD queries must pass its own checks, as a host's would.
+                guard let ip = try? IPv6HeaderView(checking: ethernet.payload),
+                      (try? MLDMessage.parse(datagram: ip)) != nil else { preconditionFailure("the switch built a broken MLD frame") }
+            }
         }
     }
     return 0

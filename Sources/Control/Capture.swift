@@ -42,11 +42,20 @@ public final class CaptureStream {
 
     public func wants(port index: Int) -> Bool { !closed && (port == nil || port == index) }
 
-    /// IGMP, PIM and MRD: what `--control-only` keeps.
+    /// IGMP, MLD, PIM and MRD (of IPv4 and IPv6): what `--control-only` keeps.
     public static func isControl(_ frame: UnsafeRawBufferPointer) -> Bool {
-        guard frame.count >= 14 + 20, frame.readUInt16(at: 12) == EtherType.ipv4 else { return false }
-        let proto = frame[14 + 9]
-        return proto == IPv4HeaderView.ProtocolNumber.igmp || proto == IPv4HeaderView.ProtocolNumber.pim
+        guard frame.count >= 14 else { return false }
+        let etherType = frame.readUInt16(at: 12)
+        if etherType == EtherType.ipv4, frame.count >= 14 + 20 {
+            let proto = frame[14 + 9]
+            return proto == IPv4HeaderView.ProtocolNumber.igmp || proto == IPv4HeaderView.ProtocolNumber.pim
+        }
+        guard etherType == EtherType.ipv6,
+              let ip = try? IPv6HeaderView(checking: UnsafeRawBufferPointer(rebasing: frame[14...])),
+              let upper = try? ip.upperLayer() else { return false }
+        if upper.protocol == IPv6HeaderView.NextHeader.pim { return true }
+        guard upper.protocol == IPv6HeaderView.NextHeader.icmpv6, let type = upper.payload.first else { return false }
+        return MLDMessage.MessageType.isListenerDiscovery(type)
     }
 
     /// Sends one frame (untagged bytes and the tag it has on this port's wire).

@@ -62,10 +62,10 @@ public enum ControlRequest: Equatable, Sendable {
     /// A membership made by hand: `port` gets `group` in `vlan` until it is deleted.
     public struct StaticMembership: Equatable, Sendable {
         public var port: String
-        public var group: IPv4Address
+        public var group: MulticastGroupAddress
         public var vlan: VLANID
 
-        public init(port: String, group: IPv4Address, vlan: VLANID) {
+        public init(port: String, group: MulticastGroupAddress, vlan: VLANID) {
             self.port = port
             self.group = group
             self.vlan = vlan
@@ -158,10 +158,10 @@ public enum ControlRequest: Equatable, Sendable {
         return id
     }
 
-    /// A group of an mdb request: multicast, outside the link-local block that is always flooded.
-    public static func group(_ text: String) throws(ControlError) -> IPv4Address {
-        guard let group = IPv4Address(text), group.isMulticast, !group.isLocalNetworkControl else {
-            throw ControlError("'\(text)' is not a multicast group outside 224.0.0.0/24")
+    /// A group of an mdb request: IPv4 or IPv6 multicast, outside what always floods.
+    public static func group(_ text: String) throws(ControlError) -> MulticastGroupAddress {
+        guard let group = MulticastGroupAddress(text) else {
+            throw ControlError("'\(text)' is not a multicast group outside 224.0.0.0/24, ff02::1 and ff00::/15")
         }
         return group
     }

@@ -30,16 +30,25 @@ extension StatusReport {
         family("port_link_changes_total", "counter", "Times the port's link went down or came up.", perPort(\.linkChanges))
         family("drops_total", "counter", "Frames dropped, by reason.",
                dropsByReason.sorted { $0.key < $1.key }.map { ([("reason", $0.key)], Double($0.value)) })
-        var groupsPerVLAN: [Int: Int] = [:]
-        for group in groups { groupsPerVLAN[group.vlan, default: 0] += 1 }
-        let vlans = Set(queriers.map(\.vlan)).union(groupsPerVLAN.keys).sorted()
-        family("groups", "gauge", "Groups with members, per VLAN.", vlans.map { ([("vlan", String($0))], Double(groupsPerVLAN[$0] ?? 0)) })
-        family("memberships", "gauge", "Group memberships of ports, per VLAN.",
-               vlans.map { vlan in ([("vlan", String(vlan))], Double(groups.filter { $0.vlan == vlan }.reduce(0) { $0 + $1.members.count })) })
-        family("router_ports", "gauge", "Router ports, per VLAN.",
-               vlans.map { vlan in ([("vlan", String(vlan))], Double(routerPorts.filter { $0.vlan == vlan }.count)) })
-        family("querier", "gauge", "The querier of each VLAN: 1 for the role it has (us, other, none).",
-               queriers.flatMap { q in ["us", "other", "none"].map { ([("vlan", String(q.vlan)), ("role", $0)], q.role == $0 ? 1 : 0) } })
+        // Per VLAN and protocol (igmp: IPv4 groups, routers and querier; mld: IPv6).
+        var vlansOf: [String: Set<Int>] = [:]
+        for q in queriers { vlansOf[q.protocol, default: []].insert(q.vlan) }
+        for g in groups { vlansOf[g.protocol, default: []].insert(g.vlan) }
+        let series = vlansOf.keys.sorted().flatMap { proto in vlansOf[proto]!.sorted().map { (proto, $0) } }
+        func labels(_ proto: String, _ vlan: Int) -> [(String, String)] { [("protocol", proto), ("vlan", String(vlan))] }
+        family("groups", "gauge", "Groups with members, per VLAN and protocol.", series.map { proto, vlan in
+            (labels(proto, vlan), Double(groups.filter { $0.vlan == vlan && $0.protocol == proto }.count))
+        })
+        family("memberships", "gauge", "Group memberships of ports, per VLAN and protocol.", series.map { proto, vlan in
+            (labels(proto, vlan), Double(groups.filter { $0.vlan == vlan && $0.protocol == proto }.reduce(0) { $0 + $1.members.count }))
+        })
+        family("router_ports", "gauge", "Router ports, per VLAN and protocol.", series.map { proto, vlan in
+            (labels(proto, vlan), Double(routerPorts.filter { $0.vlan == vlan && $0.protocol == proto }.count))
+        })
+        family("querier", "gauge", "The querier of each VLAN and protocol: 1 for the role it has (us, other, none).",
+               queriers.flatMap { q in
+                   ["us", "other", "none"].map { (labels(q.protocol, q.vlan) + [("role", $0)], q.role == $0 ? 1 : 0) }
+               })
         family("mac_entries", "gauge", "Entries in the MAC table.", [([], Double(macs.count))])
         family("kernel_flows", "gauge", "Unicast flows the kernel fast path forwards.", [([], Double(datapath.kernelFlows))])
         family("cloned_frames_total", "counter", "Frames the kernel cloned out of a port for the switch (egress replication).",
@@ -50,6 +59,12 @@ extension StatusReport {
                igmp.sent.sorted { $0.key < $1.key }.map { ([("type", $0.key)], Double($0.value)) })
         family("igmp_errors_total", "counter", "IGMP messages refused, by error.",
                igmp.errors.sorted { $0.key < $1.key }.map { ([("error", $0.key)], Double($0.value)) })
+        family("mld_received_total", "counter", "MLD, PIMv6 and IPv6 router discovery messages received, by type.",
+               mld.received.sorted { $0.key < $1.key }.map { ([("type", $0.key)], Double($0.value)) })
+        family("mld_sent_total", "counter", "MLD messages the switch sent, by type.",
+               mld.sent.sorted { $0.key < $1.key }.map { ([("type", $0.key)], Double($0.value)) })
+        family("mld_errors_total", "counter", "MLD messages refused, by error.",
+               mld.errors.sorted { $0.key < $1.key }.map { ([("error", $0.key)], Double($0.value)) })
         return out
     }
 

@@ -11,6 +11,11 @@ public struct RunSettings: Equatable, Sendable {
     public var querier = false
     public var querierAddress = "0.0.0.0"
     public var igmpVersion = 3
+    /// Nil: the link-local address of the switch's MAC.
+    public var mldQuerierAddress: String?
+    public var mldVersion = 2
+    public var mldSSMRange = "ff3x::/32"
+    public var floodSolicitedNode = false
     public var queryInterval = "125"
     public var queryResponseInterval = "10"
     public var lastMemberQueryInterval = "1"
@@ -88,6 +93,7 @@ extension RunSettings {
             throw SettingError("igmp-version", "--igmp-version must be 1, 2 or 3, not \(igmpVersion)")
         }
         config.querier = QuerierConfiguration(enabled: querier, address: address, version: version)
+        config.mldQuerier = try mldQuerier()
         guard (1...7).contains(robustness) else {
             throw SettingError("robustness", "--robustness must be from 1 to 7, not \(robustness)")
         }
@@ -130,6 +136,17 @@ extension RunSettings {
             throw SettingError("ssm-range", "--ssm-range '\(ssmRange)' is not a multicast prefix A.B.C.D/N")
         }
         config.ssmRange = range
+        if mldSSMRange != RunSettings.defaults.mldSSMRange {
+            guard let prefix = IPv6Prefix(mldSSMRange), prefix.address.isMulticast, prefix.length >= 8 else {
+                throw SettingError("mld-ssm-range", "--mld-ssm-range '\(mldSSMRange)' is not an IPv6 multicast prefix ffXX::/N (N at least 8)")
+            }
+            config.mldSSMRange = .prefix(prefix)
+        }
+        config.floodSolicitedNode = floodSolicitedNode
+        // RFC 2710 3: an MLDv1 query says its max response time in 16 bits of milliseconds.
+        if config.mldQuerier.version == .v1, config.timers.queryResponseInterval > .milliseconds(65_535) {
+            throw SettingError("query-response-interval", "an MLDv1 querier cannot send a query response interval above 65.535 s")
+        }
         for spec in vlans {
             func fail(_ message: String) -> SettingError { SettingError("vlan", value: spec, message) }
             let vlan: VLANID, settings: VLANSettings
@@ -139,9 +156,27 @@ extension RunSettings {
             if settings.igmpVersion == .v2, config.timers.queryResponseInterval > .milliseconds(25_500) {
                 throw fail("bad VLAN spec '\(spec)': an IGMPv2 querier cannot send a query response interval above 25.5 s")
             }
+            if settings.mldVersion == .v1, config.timers.queryResponseInterval > .milliseconds(65_535) {
+                throw fail("bad VLAN spec '\(spec)': an MLDv1 querier cannot send a query response interval above 65.535 s")
+            }
             config.vlans[vlan] = settings
         }
         return config
+    }
+
+    /// RFC 9777 5.1.14, RFC 2710 3: hosts take queries from link-local sources only.
+    private func mldQuerier() throws(SettingError) -> QuerierSettings<MLD> {
+        guard let version = MLDVersion(rawValue: mldVersion) else {
+            throw SettingError("mld-version", "--mld-version must be 1 or 2, not \(mldVersion)")
+        }
+        var settings = QuerierSettings<MLD>(enabled: querier, version: version)
+        if let text = mldQuerierAddress {
+            guard let address = IPv6Address(text), address.isLinkLocalUnicast else {
+                throw SettingError("mld-querier-address", "--mld-querier-address '\(text)' is not a link-local unicast IPv6 address (fe80::/10)")
+            }
+            settings.address = address
+        }
+        return settings
     }
 
     private func portConfigurations() throws(SettingError) -> [PortConfiguration] {

@@ -52,12 +52,16 @@ public struct StatusReport: Codable, Equatable, Sendable {
 
     public struct Group: Codable, Equatable, Sendable {
         public var vlan: Int
+        /// "igmp" (an IPv4 group) or "mld" (IPv6).
+        public var `protocol`: String
         public var group: String
         public var members: [Member]
     }
 
     public struct RouterPort: Codable, Equatable, Sendable {
         public var vlan: Int
+        /// Routers of IPv4 ("igmp") or IPv6 ("mld"): a static router port is both.
+        public var `protocol`: String
         public var port: String
         public var kind: String
         public var reason: String
@@ -66,9 +70,10 @@ public struct StatusReport: Codable, Equatable, Sendable {
 
     public struct Querier: Codable, Equatable, Sendable {
         public var vlan: Int
+        public var `protocol`: String
         public var role: String
         @NullWhenAbsent public var address: String?
-        /// The IGMP version our queries use (lowered while an older querier is present).
+        /// The version our queries use (lowered while an older querier is present).
         public var version: Int
         @NullWhenAbsent public var nextQueryIn: Double?
         @NullWhenAbsent public var otherQuerierExpiresIn: Double?
@@ -124,6 +129,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
     public var routerPorts: [RouterPort]
     public var queriers: [Querier]
     public var igmp: IGMPCounters
+    /// MLD's, PIMv6's and ICMPv6 router discovery's, with IGMP's names.
+    public var mld: IGMPCounters
     public var dropsByReason: [String: UInt64]
 }
 
@@ -179,8 +186,12 @@ public struct StatusSnapshot {
     public var macAging: Duration
     public var macs: [(vlan: VLANID, mac: MACAddress, entry: MacTable.Entry)]
     public var groups: MembershipTable<IPv4Address, IGMPVersion>.Snapshot
+    public var mldGroups: MembershipTable<IPv6Address, MLDVersion>.Snapshot
+    public var mldRefusals: Counts<MembershipLimit>
     public var learnedRouters: [(vlan: VLANID, port: PortID, learned: RouterPortTracker.Learned)]
-    public var queriers: [QuerierElection.VLANStatus]
+    public var mldLearnedRouters: [(vlan: VLANID, port: PortID, learned: RouterPortTracker.Learned)]
+    public var queriers: [QuerierElection<IGMP>.VLANStatus]
+    public var mldQueriers: [QuerierElection<MLD>.VLANStatus]
 
     /// Copies what the status shows; the large tables unsorted (sorting waits for the report).
     public init(engine: SnoopingSwitch, at now: Instant) {
@@ -192,8 +203,12 @@ public struct StatusSnapshot {
         macAging = engine.macAging
         macs = engine.macEntries()
         groups = engine.membershipSnapshot()
+        mldGroups = engine.mldMembershipSnapshot()
+        mldRefusals = engine.mldMembershipRefusals
         learnedRouters = engine.routers.learnedPorts()
+        mldLearnedRouters = engine.mldRouters.learnedPorts()
         queriers = engine.querier.status(at: now)
+        mldQueriers = engine.mldQuerier.status(at: now)
     }
 }
 
@@ -211,8 +226,7 @@ extension StatusReport {
         self.datapath = datapath
         func name(_ port: PortID) -> String { snapshot.ports[port.index]?.name ?? "port\(port.index)" }
         func seconds(until t: Instant) -> Double { max(0, (t - now).secondsValue) }
-        let learnedRouters = snapshot.learnedRouters
-        let learnedRouterPorts = Set(learnedRouters.map(\.port))
+        let learnedRouterPorts = Set(snapshot.learnedRouters.map(\.port) + snapshot.mldLearnedRouters.map(\.port))
 
         ports = snapshot.ports.enumerated().compactMap { index, port in
             guard let port else { return nil }
@@ -237,43 +251,61 @@ extension StatusReport {
             .sorted { ($0.vlan, $0.mac) < ($1.vlan, $1.mac) }
             .map { MacEntry(vlan: Int($0.vlan.rawValue), mac: $0.mac.description, port: name($0.entry.port),
                             ageSeconds: (now - $0.entry.lastSeen).secondsValue) }
-        groups = snapshot.groups.ordered().map { key, members in
-            Group(vlan: Int(key.vlan.rawValue), group: key.group.description,
-                  members: members.map { port, member in
-                      Member(port: name(port), expiresIn: seconds(until: member.expires), version: member.version.rawValue,
-                             compatibility: member.compatibilityMode(at: now).rawValue, mode: member.mode.rawValue,
-                             sources: member.sources.sorted { $0.key < $1.key }.map {
-                                 Source(address: $0.key.description, expiresIn: seconds(until: $0.value))
-                             },
-                             excluded: member.excluded.sorted().map(\.description), isStatic: member.isStatic)
-                  })
+        func groupRows<P: MembershipProtocol>(_ table: MembershipTable<P.Address, P.Version>.Snapshot,
+                                             _: P.Type) -> [Group] {
+            table.ordered().map { key, members in
+                Group(vlan: Int(key.vlan.rawValue), protocol: P.name, group: key.group.description,
+                      members: members.map { port, member in
+                          Member(port: name(port), expiresIn: seconds(until: member.expires), version: member.version.rawValue,
+                                 compatibility: member.compatibilityMode(at: now).rawValue, mode: member.mode.rawValue,
+                                 sources: member.sources.sorted { $0.key < $1.key }.map {
+                                     Source(address: $0.key.description, expiresIn: seconds(until: $0.value))
+                                 },
+                                 excluded: member.excluded.sorted().map(\.description), isStatic: member.isStatic)
+                      })
+            }
         }
+        groups = groupRows(snapshot.groups, IGMP.self) + groupRows(snapshot.mldGroups, MLD.self)
         var routerPorts: [RouterPort] = []
         for (index, port) in snapshot.ports.enumerated() where port?.isStaticRouterPort == true {
             guard let port else { continue }
             for vlan in port.vlans.sorted() {
-                routerPorts.append(RouterPort(vlan: Int(vlan.rawValue), port: name(PortID(index)),
-                                              kind: "static", reason: RouterPortReason.static.rawValue, expiresIn: nil))
+                for proto in [IGMP.name, MLD.name] {
+                    routerPorts.append(RouterPort(vlan: Int(vlan.rawValue), protocol: proto, port: name(PortID(index)),
+                                                  kind: "static", reason: RouterPortReason.static.rawValue, expiresIn: nil))
+                }
             }
         }
-        for learned in learnedRouters where snapshot.ports[learned.port.index]?.isStaticRouterPort == false {
-            routerPorts.append(RouterPort(vlan: Int(learned.vlan.rawValue), port: name(learned.port), kind: "learned",
-                                          reason: learned.learned.reason.rawValue,
-                                          expiresIn: learned.learned.expires == .distantFuture
-                                            ? nil : seconds(until: learned.learned.expires)))
+        for (proto, learnedRouters) in [(IGMP.name, snapshot.learnedRouters), (MLD.name, snapshot.mldLearnedRouters)] {
+            for learned in learnedRouters where snapshot.ports[learned.port.index]?.isStaticRouterPort == false {
+                routerPorts.append(RouterPort(vlan: Int(learned.vlan.rawValue), protocol: proto, port: name(learned.port),
+                                              kind: "learned", reason: learned.learned.reason.rawValue,
+                                              expiresIn: learned.learned.expires == .distantFuture
+                                                ? nil : seconds(until: learned.learned.expires)))
+            }
         }
-        self.routerPorts = routerPorts.sorted { ($0.vlan, $0.port) < ($1.vlan, $1.port) }
-        queriers = snapshot.queriers.map { status in
-            Querier(vlan: Int(status.vlan.rawValue), role: status.role.rawValue,
-                    address: status.address?.description, version: status.version.rawValue,
-                    nextQueryIn: status.nextQuery.map(seconds(until:)),
-                    otherQuerierExpiresIn: status.otherQuerierExpires.map(seconds(until:)))
+        self.routerPorts = routerPorts.sorted { ($0.vlan, $0.protocol, $0.port) < ($1.vlan, $1.protocol, $1.port) }
+        func querierRows<P: MembershipProtocol>(_ statuses: [QuerierElection<P>.VLANStatus]) -> [Querier] {
+            statuses.map { status in
+                Querier(vlan: Int(status.vlan.rawValue), protocol: P.name, role: status.role.rawValue,
+                        address: status.address?.description, version: status.version.rawValue,
+                        nextQueryIn: status.nextQuery.map(seconds(until:)),
+                        otherQuerierExpiresIn: status.otherQuerierExpires.map(seconds(until:)))
+            }
         }
-        var errors = snapshot.counters.errors.byName
-        for limit in MembershipLimit.allCases where snapshot.refusals[limit] > 0 {
-            errors["limit_" + limit.name] = snapshot.refusals[limit]
+        queriers = (querierRows(snapshot.queriers) + querierRows(snapshot.mldQueriers))
+            .sorted { ($0.vlan, $0.protocol) < ($1.vlan, $1.protocol) }
+        func errors(_ counts: Counts<MessageError>, _ refusals: Counts<MembershipLimit>) -> [String: UInt64] {
+            var errors = counts.byName
+            for limit in MembershipLimit.allCases where refusals[limit] > 0 {
+                errors["limit_" + limit.name] = refusals[limit]
+            }
+            return errors
         }
-        igmp = IGMPCounters(received: snapshot.counters.received.byName, sent: snapshot.counters.sent.byName, errors: errors)
+        igmp = IGMPCounters(received: snapshot.counters.received.byName, sent: snapshot.counters.sent.byName,
+                            errors: errors(snapshot.counters.errors, snapshot.refusals))
+        mld = IGMPCounters(received: snapshot.counters.mldReceived.byName, sent: snapshot.counters.mldSent.byName,
+                           errors: errors(snapshot.counters.mldErrors, snapshot.mldRefusals))
         dropsByReason = Dictionary(uniqueKeysWithValues: snapshot.counters.dropsByReason.map { ($0.key.rawValue, $0.value) })
         if snapshot.counters.macTableFull > 0 { dropsByReason["mac_table_full"] = snapshot.counters.macTableFull }
         let overruns = runtime.reduce(0) { $0 + $1.socketOverruns }

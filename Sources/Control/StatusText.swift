@@ -38,12 +38,15 @@ extension StatusReport {
             }
         }
         out += table(title: "Groups", ["VLAN", "GROUP", "PORT", "VERSION", "FILTER", "EXPIRES"], groupRows, empty: "no groups")
-        out += table(title: "Router ports", ["VLAN", "PORT", "KIND", "REASON", "EXPIRES"],
-                     routerPorts.map { [String($0.vlan), $0.port, $0.kind, $0.reason, $0.expiresIn.map(Self.seconds) ?? "never"] },
+        out += table(title: "Router ports", ["VLAN", "PROTO", "PORT", "KIND", "REASON", "EXPIRES"],
+                     routerPorts.map {
+                         [String($0.vlan), $0.protocol.uppercased(), $0.port, $0.kind, $0.reason,
+                          $0.expiresIn.map(Self.seconds) ?? "never"]
+                     },
                      empty: "no router ports")
-        out += table(title: "Queriers", ["VLAN", "QUERIER", "ADDRESS", "VERSION", "NEXT QUERY", "OTHER EXPIRES"],
+        out += table(title: "Queriers", ["VLAN", "PROTO", "QUERIER", "ADDRESS", "VERSION", "NEXT QUERY", "OTHER EXPIRES"],
                      queriers.map { q in
-                         [String(q.vlan), q.role == "us" ? "this switch" : q.role, q.address ?? "-", "v\(q.version)",
+                         [String(q.vlan), q.protocol.uppercased(), q.role == "us" ? "this switch" : q.role, q.address ?? "-", "v\(q.version)",
                           q.nextQueryIn.map(Self.seconds) ?? "-", q.otherQuerierExpiresIn.map(Self.seconds) ?? "-"]
                      })
         out += table(title: "MAC table", ["VLAN", "MAC", "PORT", "AGE"],
@@ -52,7 +55,12 @@ extension StatusReport {
         out += "  received: \(Self.counters(igmp.received))\n"
         out += "  sent:     \(Self.counters(igmp.sent))\n"
         out += "  errors:   \(Self.counters(igmp.errors))\n"
-        out += "  drops:    \(Self.counters(dropsByReason))\n"
+        out += "MLD\n"
+        out += "  received: \(Self.counters(mld.received))\n"
+        out += "  sent:     \(Self.counters(mld.sent))\n"
+        out += "  errors:   \(Self.counters(mld.errors))\n"
+        out += "Drops\n"
+        out += "  by reason: \(Self.counters(dropsByReason))\n"
         return out
     }
 

@@ -99,11 +99,47 @@ public enum SoftwareOffload {
         return offset + 2
     }
 
+    /// Where a frame's IPv6 header starts, after at most one 802.1Q tag, when UDP or TCP follows
+    /// it directly (no extension header); nil otherwise.
+    static func ipv6Offset(_ frame: UnsafeRawBufferPointer) -> Int? {
+        var offset = 12
+        guard frame.count >= 14 + 40 else { return nil }
+        if frame.readUInt16(at: offset) == EtherType.vlan { offset += 4 }
+        guard frame.count >= offset + 2 + 40, frame.readUInt16(at: offset) == EtherType.ipv6,
+              frame[offset + 2] >> 4 == 6 else { return nil }
+        let next = frame[offset + 2 + 6]
+        guard next == IPv6HeaderView.NextHeader.udp || next == IPv6HeaderView.NextHeader.tcp else { return nil }
+        return offset + 2
+    }
+
+    /// The UDP or TCP checksum of an IPv6 datagram (pseudo-header of RFC 8200 8.1), written
+    /// into its field; false when the datagram does not fit the frame.
+    @discardableResult
+    static func fillIPv6Checksum(_ frame: UnsafeMutableRawBufferPointer, ip: Int) -> Bool {
+        let next = frame[ip + 6]
+        let length = Int(frame.readUInt16(at: ip + 4))
+        let l4 = ip + 40
+        let field = next == IPv6HeaderView.NextHeader.tcp ? 16 : 6
+        guard l4 + length <= frame.count, field + 2 <= length else { return false }
+        frame.writeUInt16(0, at: l4 + field)
+        let bytes = UnsafeRawBufferPointer(frame)
+        let source = IPv6Address(bytes, at: ip + 8), destination = IPv6Address(bytes, at: ip + 24)
+        var result = InternetChecksum.compute(UnsafeRawBufferPointer(rebasing: bytes[l4..<(l4 + length)]),
+                                              source: source, destination: destination, nextHeader: next)
+        if result == 0 && next == IPv6HeaderView.NextHeader.udp { result = 0xffff }    // RFC 8200 8.1: never 0
+        frame.writeUInt16(result, at: l4 + field)
+        return true
+    }
+
     /// A received frame: TCP or UDP checksums are completed (a sender with checksum offload left
     /// them partial, and nothing here says which), and a frame larger than the MTU (a GSO frame,
-    /// so its checksum is partial) is described as TCP segmentation work.
+    /// so its checksum is partial) is described as TCP segmentation work (IPv4).
     static func prepareReceived(_ frame: UnsafeMutableRawBufferPointer, mtu: Int) -> VirtioNetHeader {
         var header = VirtioNetHeader()
+        if let ip = ipv6Offset(UnsafeRawBufferPointer(frame)) {
+            fillIPv6Checksum(frame, ip: ip)
+            return header
+        }
         guard let ip = ipv4Offset(UnsafeRawBufferPointer(frame)) else { return header }
         let ihl = Int(frame[ip] & 0x0f) * 4
         let total = Int(frame.readUInt16(at: ip + 2))
@@ -147,6 +183,10 @@ public enum SoftwareOffload {
         if header.gsoType == 0 && !header.checksumPending { return emit(frame) }
         var copy = [UInt8](frame)
         copy.withUnsafeMutableBytes { out in
+            if header.gsoType == 0, let ip = ipv6Offset(UnsafeRawBufferPointer(out)) {
+                fillIPv6Checksum(out, ip: ip)
+                return emit(UnsafeRawBufferPointer(out))
+            }
             guard let ip = ipv4Offset(UnsafeRawBufferPointer(out)) else { return emit(UnsafeRawBufferPointer(out)) }
             let ihl = Int(out[ip] & 0x0f) * 4
             let l4 = ip + ihl

@@ -70,32 +70,48 @@ public struct PortConfiguration: Equatable, Sendable {
     }
 }
 
-public struct QuerierConfiguration: Equatable, Sendable {
+/// A querier's settings in one protocol: whether it queries, its source address, its version.
+public struct QuerierSettings<P: MembershipProtocol>: Equatable, Sendable {
     public var enabled: Bool = false
-    /// The source of our queries; 0.0.0.0 by default, which loses every election (RFC 4541 2.1.1).
-    public var address: IPv4Address = .any
-    public var version: IGMPVersion = .v3
+    /// The source of our queries. IGMP: 0.0.0.0 by default, which loses every election (RFC 4541
+    /// 2.1.1). MLD: :: stands for the link-local address of the switch's MAC (`mldQuerier(in:)`).
+    public var address: P.Address
+    public var version: P.Version
 
-    public init(enabled: Bool = false, address: IPv4Address = .any, version: IGMPVersion = .v3) {
+    public init(enabled: Bool = false, address: P.Address = P.unspecified, version: P.Version = .sourceFiltering) {
         self.enabled = enabled
         self.address = address
         self.version = version
     }
 }
 
+public typealias QuerierConfiguration = QuerierSettings<IGMP>
+
 /// Settings of one VLAN that differ from the switch's defaults; nil keeps the default.
 public struct VLANSettings: Equatable, Sendable {
     public var querier: Bool?
     public var querierAddress: IPv4Address?
     public var igmpVersion: IGMPVersion?
-    /// Off: the VLAN floods multicast like a plain bridge and tracks no membership.
+    /// Off: the VLAN floods multicast like a plain bridge and tracks no membership (IGMP nor MLD).
     public var snooping: Bool?
+    /// The MLD querier and MLD snooping of the VLAN, apart from IGMP's.
+    public var mldQuerier: Bool?
+    public var mldQuerierAddress: IPv6Address?
+    public var mldVersion: MLDVersion?
+    /// Off: IPv6 multicast floods in the VLAN while IGMP snooping goes on.
+    public var mldSnooping: Bool?
 
-    public init(querier: Bool? = nil, querierAddress: IPv4Address? = nil, igmpVersion: IGMPVersion? = nil, snooping: Bool? = nil) {
+    public init(querier: Bool? = nil, querierAddress: IPv4Address? = nil, igmpVersion: IGMPVersion? = nil, snooping: Bool? = nil,
+                mldQuerier: Bool? = nil, mldQuerierAddress: IPv6Address? = nil, mldVersion: MLDVersion? = nil,
+                mldSnooping: Bool? = nil) {
         self.querier = querier
         self.querierAddress = querierAddress
         self.igmpVersion = igmpVersion
         self.snooping = snooping
+        self.mldQuerier = mldQuerier
+        self.mldQuerierAddress = mldQuerierAddress
+        self.mldVersion = mldVersion
+        self.mldSnooping = mldSnooping
     }
 }
 
@@ -105,8 +121,14 @@ public struct SwitchConfiguration: Equatable, Sendable {
     /// The querier of every VLAN, unless `vlans` says otherwise.
     public var querier = QuerierConfiguration()
     public var vlans: [VLANID: VLANSettings] = [:]
+    /// The MLD querier of every VLAN, unless `vlans` says otherwise; `--querier` turns on both.
+    public var mldQuerier = QuerierSettings<MLD>()
     /// Source-specific multicast groups: INCLUDE mode only (RFC 4604 section 2.2.1).
     public var ssmRange = IPv4Prefix.sourceSpecificMulticast
+    public var mldSSMRange = MLDSourceSpecificRange.standard
+    /// Solicited-node groups (ff02::1:ff00:0/104) always flood, even those with members known;
+    /// by default they flood only while none is known (README: "Neighbour discovery").
+    public var floodSolicitedNode = false
     /// RFC 4541 2.1.2 (3): unregistered groups go to router ports only unless this is set.
     public var floodUnregistered = false
     public var fdbAging: Duration = .seconds(300)
@@ -138,7 +160,20 @@ extension SwitchConfiguration {
                                     version: settings.igmpVersion ?? querier.version)
     }
 
+    /// The MLD querier settings in force in `vlan`; an address left at :: is the switch MAC's
+    /// link-local address (RFC 4291 appendix A), which is what a host of that MAC would have.
+    public func mldQuerier(in vlan: VLANID) -> QuerierSettings<MLD> {
+        let settings = vlans[vlan] ?? VLANSettings()
+        let address = settings.mldQuerierAddress ?? mldQuerier.address
+        return QuerierSettings(enabled: settings.mldQuerier ?? mldQuerier.enabled,
+                               address: address == .any ? IPv6Address.linkLocal(eui64From: switchMAC) : address,
+                               version: settings.mldVersion ?? mldQuerier.version)
+    }
+
     public func snoops(_ vlan: VLANID) -> Bool { vlans[vlan]?.snooping ?? true }
+
+    /// Whether MLD is snooped in `vlan`: not where snooping is off altogether.
+    public func snoopsMLD(_ vlan: VLANID) -> Bool { vlans[vlan]?.mldSnooping ?? snoops(vlan) }
 
     /// Every VLAN some port carries.
     public var allVLANs: Set<VLANID> { ports.reduce(into: []) { $0.formUnion($1.vlans) } }

@@ -6,6 +6,8 @@ public enum DropReason: String, CaseIterable, Sendable {
     case malformed
     /// An IGMP message that fails its checks (the error counters say which).
     case badIGMP = "bad_igmp"
+    /// An MLD message that fails its checks (the MLD error counters say which).
+    case badMLD = "bad_mld"
     /// A tagged frame whose VLAN the port does not carry.
     case vlanNotAllowed = "vlan_not_allowed"
     /// An untagged frame on a port without a pvid.
@@ -34,6 +36,10 @@ public struct SwitchCounters: Sendable {
     public var received = Counts<ReceivedMessage>()
     public var sent = Counts<SentMessage>()
     public var errors = Counts<MessageError>()
+    /// The same for MLD, PIMv6 and IPv6 multicast router discovery (`mld.*` in the status).
+    public var mldReceived = Counts<MLDReceivedMessage>()
+    public var mldSent = Counts<SentMessage>()
+    public var mldErrors = Counts<MessageError>()
     /// New stations the MAC table refused because it was full.
     public var macTableFull: UInt64 = 0
 
@@ -121,7 +127,31 @@ public enum ReceivedMessage: Int, CounterKey {
     }
 }
 
-/// Messages the switch originated, by kind (`igmp.sent`).
+/// MLD, PIMv6 and ICMPv6 multicast router discovery messages the engine heard (`mld.received`).
+public enum MLDReceivedMessage: Int, CounterKey {
+    case queryV1, queryV2, reportV1, reportV2, done
+    case mrdAdvertisement, mrdTermination, mrdSolicitation
+    case pimHello, pimOther
+
+    public static func query(_ version: MLDVersion) -> Self { version == .v1 ? .queryV1 : .queryV2 }
+
+    public var name: String {
+        switch self {
+        case .queryV1: "query_v1"
+        case .queryV2: "query_v2"
+        case .reportV1: "v1_report"
+        case .reportV2: "v2_report"
+        case .done: "done"
+        case .mrdAdvertisement: "mrd_advertisement"
+        case .mrdTermination: "mrd_termination"
+        case .mrdSolicitation: "mrd_solicitation"
+        case .pimHello: "pim_hello"
+        case .pimOther: "pim_other"
+        }
+    }
+}
+
+/// Messages the switch originated, by kind (`igmp.sent`, `mld.sent`).
 public enum SentMessage: Int, CounterKey {
     case generalQuery, groupQuery, groupAndSourceQuery, mrdSolicitation
 
@@ -151,6 +181,9 @@ public enum MessageError: Int, CounterKey {
     case ignoredInV1Mode, ignoredInV2Mode
     /// A PIM message that fails its checks.
     case badPIM
+    /// MLD's checks of the datagram (RFC 9777 5.1.14, 5.2.13; RFC 2710 3): a source that is
+    /// not link-local (nor :: for a report), a hop limit other than 1, no router alert.
+    case badSource, badHopLimit, noRouterAlert
 
     public init(_ error: WireError) {
         switch error {
@@ -179,6 +212,9 @@ public enum MessageError: Int, CounterKey {
         case .ignoredInV1Mode: "ignored_in_v1_mode"
         case .ignoredInV2Mode: "ignored_in_v2_mode"
         case .badPIM: "bad_pim"
+        case .badSource: "bad_source"
+        case .badHopLimit: "bad_hop_limit"
+        case .noRouterAlert: "no_router_alert"
         }
     }
 }

@@ -492,6 +492,13 @@ public final class MembershipTable<Address: GroupAddress, Version: MembershipVer
         return records[slot].members.contains { $0.member.mode == .exclude && $0.member.groupTimer > deadline }
     }
 
+    /// The oldest compatibility mode among the ports with `group` (RFC 3376 7.3.2, RFC 9777
+    /// 8.3.2): the version a query about the group must speak for every listener to hear it.
+    public func oldestCompatibilityMode(of group: Address, in vlan: VLANID, at now: Instant) -> Version? {
+        guard let slot = slot(of: Key(vlan: vlan, group: group)) else { return nil }
+        return records[slot].members.map { $0.member.compatibilityMode(at: now) }.min()
+    }
+
     /// Whether some port's timer for `source` runs past `deadline` (6.6.3.2).
     public func sourceTimerExceeds(_ deadline: Instant, source: Address, of group: Address, in vlan: VLANID) -> Bool {
         guard let slot = slot(of: Key(vlan: vlan, group: group)) else { return false }

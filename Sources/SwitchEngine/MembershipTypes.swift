@@ -5,6 +5,8 @@ public protocol GroupAddress: Hashable, Comparable, Sendable, BitwiseCopyable {
     /// The address and its VLAN under the table's seed (every bit of the address goes through
     /// the seed: a fold before it would collide for every seed).
     func hash(in vlan: VLANID, with seed: HashSeed) -> UInt64
+    /// A group address (a report's group must be one).
+    var isMulticast: Bool { get }
 }
 
 extension IPv4Address: GroupAddress {

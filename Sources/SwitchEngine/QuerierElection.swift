@@ -1,8 +1,9 @@
 import Wire
 
-/// The IGMP querier of each VLAN (RFC 3376 section 6.6, RFC 2236 section 3): who queries,
-/// when our next query is due, which version the LAN speaks, and the timer values in force.
-public struct QuerierElection {
+/// The querier of each VLAN in one protocol (IGMP: RFC 3376 section 6.6, RFC 2236 section 3;
+/// MLD: RFC 9777 section 7.6, RFC 2710 section 4): who queries, when our next query is due,
+/// which version the LAN speaks, and the timer values in force. The lowest address wins.
+public struct QuerierElection<P: MembershipProtocol> {
     public enum Role: String, Sendable {
         /// We send the queries.
         case us
@@ -13,22 +14,22 @@ public struct QuerierElection {
     }
 
     public enum DueQuery: Equatable, Sendable {
-        case general(VLANID, IGMPVersion)
-        case groupSpecific(VLANID, IGMPVersion, IPv4Address)
-        case groupAndSourceSpecific(VLANID, IPv4Address, [IPv4Address])
+        case general(VLANID, P.Version)
+        case groupSpecific(VLANID, P.Version, P.Address)
+        case groupAndSourceSpecific(VLANID, P.Address, [P.Address])
     }
 
     struct VLANState {
-        var configuration: QuerierConfiguration
-        var otherQuerier: (address: IPv4Address, until: Instant)?
+        var configuration: QuerierSettings<P>
+        var otherQuerier: (address: P.Address, until: Instant)?
         /// The values of the other querier's last query (RFC 3376 4.1.6, 4.1.7, 8.3).
         var adopted: SnoopingTimers?
         /// An older version querier was heard (RFC 3376 7.3.1): we query in its version.
-        var olderQuerier: (version: IGMPVersion, until: Instant)?
+        var olderQuerier: (version: P.Version, until: Instant)?
         var startupQueriesLeft: Int
         var nextGeneralQuery: Instant
-        var pendingGroupQueries: [IPv4Address: (remaining: Int, next: Instant)] = [:]
-        var pendingSourceQueries: [IPv4Address: (sources: [IPv4Address: Int], next: Instant)] = [:]
+        var pendingGroupQueries: [P.Address: (remaining: Int, next: Instant)] = [:]
+        var pendingSourceQueries: [P.Address: (sources: [P.Address: Int], next: Instant)] = [:]
     }
 
     public private(set) var timers: SnoopingTimers
@@ -37,16 +38,16 @@ public struct QuerierElection {
     public init(configuration: SwitchConfiguration, at now: Instant) {
         self.timers = configuration.timers
         for vlan in configuration.allVLANs {
-            vlans[vlan] = VLANState(configuration: configuration.querier(in: vlan),
+            vlans[vlan] = VLANState(configuration: P.querier(in: vlan, of: configuration),
                                     startupQueriesLeft: timers.startupQueryCount, nextGeneralQuery: now)
         }
     }
 
     /// An election compares addresses; ours at 0.0.0.0 compares above every real one, so a
     /// snooping switch without an address of its own defers to any router.
-    private func beats(_ address: IPv4Address, ours: IPv4Address) -> Bool {
-        guard address != .any else { return false }
-        return ours == .any || address < ours
+    private func beats(_ address: P.Address, ours: P.Address) -> Bool {
+        guard address != P.unspecified else { return false }
+        return ours == P.unspecified || address < ours
     }
 
     public func role(in vlan: VLANID, at now: Instant) -> Role {
@@ -56,14 +57,14 @@ public struct QuerierElection {
     }
 
     /// The other querier elected in `vlan`, while it is present.
-    public func elected(in vlan: VLANID, at now: Instant) -> IPv4Address? {
+    public func elected(in vlan: VLANID, at now: Instant) -> P.Address? {
         guard let other = vlans[vlan]?.otherQuerier, other.until > now else { return nil }
         return other.address
     }
 
     /// The version our queries use in `vlan`: ours, or an older querier's while one is present.
-    public func version(in vlan: VLANID, at now: Instant) -> IGMPVersion {
-        guard let state = vlans[vlan] else { return .v3 }
+    public func version(in vlan: VLANID, at now: Instant) -> P.Version {
+        guard let state = vlans[vlan] else { return .sourceFiltering }
         if let older = state.olderQuerier, older.until > now { return min(older.version, state.configuration.version) }
         return state.configuration.version
     }
@@ -75,12 +76,13 @@ public struct QuerierElection {
     }
 
     /// A query from `source` was heard in `vlan`.
-    public mutating func heard(_ query: IGMPQuery, from source: IPv4Address, in vlan: VLANID, at now: Instant) {
+    public mutating func heard(_ query: HeardQuery<P>, from source: P.Address, in vlan: VLANID, at now: Instant) {
         guard var state = vlans[vlan] else { return }
         defer { vlans[vlan] = state }
-        if query.version < .v3 {
-            // 7.3.1: the querier uses the lowest version present, for the older version querier interval.
-            let current = state.olderQuerier.flatMap { $0.until > now ? $0.version : nil } ?? .v3
+        if query.version < .sourceFiltering {
+            // RFC 3376 7.3.1, RFC 9777 8.3.1: the querier uses the lowest version present, for
+            // the older version querier interval.
+            let current = state.olderQuerier.flatMap { $0.until > now ? $0.version : nil } ?? .sourceFiltering
             state.olderQuerier = (min(current, query.version), now + timers.groupMembershipInterval)
         }
         guard beats(source, ours: state.configuration.address) else { return }
@@ -88,26 +90,27 @@ public struct QuerierElection {
         // 4.1.6, 4.1.7: QRV and QQIC from the querier's most recent query, of any kind; its max
         // response time is the query response interval in general queries only (8.3, 8.8).
         var adopted = state.adopted ?? timers
-        if query.version == .v3 {
+        if query.version == .sourceFiltering {
             if query.robustness > 0 { adopted.robustness = query.robustness }
             if query.queryIntervalSeconds > 0 { adopted.queryInterval = .seconds(query.queryIntervalSeconds) }
         }
-        if query.isGeneral, query.version != .v1, query.maxResponseDeciseconds > 0 {
-            adopted.queryResponseInterval = .deciseconds(query.maxResponseDeciseconds)
+        // IGMPv1 queries carry no max response time (RFC 2236 section 4).
+        if query.isGeneral, query.version.hasLeave, query.maxResponse > .zero {
+            adopted.queryResponseInterval = query.maxResponse
         }
         state.adopted = adopted
     }
 
     /// The "Send Q(G)" and "Send Q(G,A)" actions of a report, when we are the querier: the first
     /// query now, the rest last-member-query-interval apart (RFC 3376 6.6.3).
-    public mutating func schedule(_ owed: QueriesOwed<IPv4Address>, for group: IPv4Address, in vlan: VLANID, at now: Instant) {
+    public mutating func schedule(_ owed: QueriesOwed<P.Address>, for group: P.Address, in vlan: VLANID, at now: Instant) {
         guard !owed.isEmpty, role(in: vlan, at: now) == .us, var state = vlans[vlan] else { return }
         let version = version(in: vlan, at: now)
-        guard version != .v1 else { return }                        // IGMPv1 has no group queries
+        guard version.hasLeave else { return }                        // IGMPv1 has no group queries
         if owed.group, state.pendingGroupQueries[group] == nil {
             state.pendingGroupQueries[group] = (timers.lastMemberQueryCount, now)
         }
-        if version == .v3, !owed.sources.isEmpty {
+        if version == .sourceFiltering, !owed.sources.isEmpty {
             var pending = state.pendingSourceQueries[group] ?? ([:], now)
             for source in owed.sources { pending.sources[source] = timers.lastMemberQueryCount }
             pending.next = min(pending.next, now)
@@ -175,7 +178,7 @@ public struct QuerierElection {
         timers = configuration.timers
         for vlan in vlans.keys {
             let wasEnabled = vlans[vlan]!.configuration.enabled
-            vlans[vlan]!.configuration = configuration.querier(in: vlan)
+            vlans[vlan]!.configuration = P.querier(in: vlan, of: configuration)
             if !wasEnabled, vlans[vlan]!.configuration.enabled {
                 vlans[vlan]!.startupQueriesLeft = timers.startupQueryCount
                 vlans[vlan]!.nextGeneralQuery = now
@@ -184,7 +187,7 @@ public struct QuerierElection {
     }
 
     /// A VLAN some new port carries: it gets a querier state, starting as at switch start.
-    public mutating func addVLAN(_ vlan: VLANID, configuration: QuerierConfiguration, at now: Instant) {
+    public mutating func addVLAN(_ vlan: VLANID, configuration: QuerierSettings<P>, at now: Instant) {
         guard vlans[vlan] == nil else { return }
         vlans[vlan] = VLANState(configuration: configuration, startupQueriesLeft: timers.startupQueryCount, nextGeneralQuery: now)
     }
@@ -197,13 +200,13 @@ public struct QuerierElection {
         vlans[vlan] = state
     }
 
-    public func configuration(in vlan: VLANID) -> QuerierConfiguration? { vlans[vlan]?.configuration }
+    public func configuration(in vlan: VLANID) -> QuerierSettings<P>? { vlans[vlan]?.configuration }
 
     public struct VLANStatus: Sendable {
         public var vlan: VLANID
         public var role: Role
-        public var address: IPv4Address?
-        public var version: IGMPVersion
+        public var address: P.Address?
+        public var version: P.Version
         public var nextQuery: Instant?
         public var otherQuerierExpires: Instant?
     }

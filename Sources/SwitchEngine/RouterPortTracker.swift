@@ -4,12 +4,14 @@ import Wire
 public enum RouterPortReason: String, Sendable, Codable {
     case `static` = "static"
     case igmpQuery = "igmp-query"
+    case mldQuery = "mld-query"
     case pimHello = "pim-hello"
     case dvmrpProbe = "dvmrp-probe"
     case mrdAdvertisement = "mrd-advertisement"
 }
 
-/// The ports behind which multicast routers sit, per VLAN (RFC 4541 section 2.1.1):
+/// The ports behind which multicast routers sit, per VLAN, for one protocol (IPv4 or IPv6
+/// routers: the engine keeps one tracker each, as the Linux bridge does; RFC 4541 section 2.1.1):
 /// static ones from the configuration, learned ones from queries and PIM hellos, which expire.
 /// A learned port keeps what taught it by kind (query, PIM, DVMRP, MRD), so that a router that
 /// says goodbye in one protocol takes back only what that protocol taught.
@@ -24,6 +26,7 @@ public struct RouterPortTracker {
     /// Until when each kind of announcement keeps a port a router port; `.zero`: not heard.
     struct Announcements: Equatable {
         private var igmpQuery = Instant.zero
+        private var mldQuery = Instant.zero
         private var pimHello = Instant.zero
         private var dvmrpProbe = Instant.zero
         private var mrdAdvertisement = Instant.zero
@@ -32,6 +35,7 @@ public struct RouterPortTracker {
             get {
                 switch reason {
                 case .igmpQuery: igmpQuery
+                case .mldQuery: mldQuery
                 case .pimHello: pimHello
                 case .dvmrpProbe: dvmrpProbe
                 case .mrdAdvertisement: mrdAdvertisement
@@ -41,6 +45,7 @@ public struct RouterPortTracker {
             set {
                 switch reason {
                 case .igmpQuery: igmpQuery = newValue
+                case .mldQuery: mldQuery = newValue
                 case .pimHello: pimHello = newValue
                 case .dvmrpProbe: dvmrpProbe = newValue
                 case .mrdAdvertisement: mrdAdvertisement = newValue
@@ -49,7 +54,7 @@ public struct RouterPortTracker {
             }
         }
 
-        static let kinds: [RouterPortReason] = [.igmpQuery, .pimHello, .dvmrpProbe, .mrdAdvertisement]
+        static let kinds: [RouterPortReason] = [.igmpQuery, .mldQuery, .pimHello, .dvmrpProbe, .mrdAdvertisement]
 
         /// The kind that keeps the port longest; nil when none does.
         var longest: Learned? {

@@ -7,8 +7,10 @@ extension SnoopingSwitch {
 
     /// Runs every timer due by `now`: membership and router-port expiry, MAC aging, queries.
     public func advance(to now: Instant) {
-        _ = memberships.expire(at: now)
-        routers.expire(at: now)
+        _ = igmp.memberships.expire(at: now)
+        _ = mld.memberships.expire(at: now)
+        igmp.routers.expire(at: now)
+        mld.routers.expire(at: now)
         if now >= nextMacSweep {
             macs.expire(at: now)
             nextMacSweep = now + Self.macSweepPeriod(configuration.fdbAging)
@@ -19,67 +21,78 @@ extension SnoopingSwitch {
     /// When `advance` next has work to do.
     public func nextDeadline(at now: Instant) -> Instant {
         var next = nextMacSweep
-        if let t = memberships.nextDeadline { next = min(next, t) }
-        if let t = routers.nextDeadline { next = min(next, t) }
-        if let t = querier.nextDeadline(at: now) { next = min(next, t) }
+        for t in [igmp.memberships.nextDeadline, mld.memberships.nextDeadline, igmp.routers.nextDeadline,
+                  mld.routers.nextDeadline, igmp.querier.nextDeadline(at: now), mld.querier.nextDeadline(at: now)] {
+            if let t { next = min(next, t) }
+        }
         return next
     }
 
     func sendDueQueries(at now: Instant) {
-        for due in querier.takeDueQueries(at: now) {
+        sendDueQueries(at: now, igmp)
+        sendDueQueries(at: now, mld)
+    }
+
+    func sendDueQueries<P>(at now: Instant, _ state: SnoopedProtocol<P>) {
+        let timers = configuration.timers
+        for due in state.querier.takeDueQueries(at: now) {
             switch due {
             case .general(let vlan, let version):
-                send(IGMPQuery(version: version, maxResponseDeciseconds: deciseconds(configuration.timers.queryResponseInterval)),
-                     to: .allSystems, in: vlan)
-                counters.sent.add(.generalQuery)
-            case .groupSpecific(let vlan, let version, let group):
+                send(HeardQuery(version: version, group: nil, sources: [], maxResponse: timers.queryResponseInterval),
+                     in: vlan, state)
+                counters[keyPath: state.sent].add(.generalQuery)
+            case .groupSpecific(let vlan, let querierVersion, let group):
                 // 6.6.3.1: S set when some port's group timer still runs past the last member query time.
-                let suppress = memberships.groupTimerExceeds(now + configuration.timers.lastMemberQueryTime, of: group, in: vlan)
-                send(IGMPQuery(version: version, group: group, maxResponseDeciseconds: deciseconds(configuration.timers.lastMemberQueryInterval),
-                               suppressRouterProcessing: suppress), to: group, in: vlan)
-                counters.sent.add(.groupQuery)
+                let suppress = state.memberships.groupTimerExceeds(now + timers.lastMemberQueryTime, of: group, in: vlan)
+                // Asked in the version of the group's oldest listener (an MLDv1 host present:
+                // an MLDv1 query, RFC 9777 8.3.2), never newer than the querier's.
+                let oldest = state.memberships.oldestCompatibilityMode(of: group, in: vlan, at: now) ?? querierVersion
+                let version = oldest.hasLeave ? min(querierVersion, oldest) : querierVersion
+                send(HeardQuery(version: version, group: group, sources: [], maxResponse: timers.lastMemberQueryInterval,
+                                suppressRouterProcessing: suppress), in: vlan, state)
+                counters[keyPath: state.sent].add(.groupQuery)
             case .groupAndSourceSpecific(let vlan, let group, let sources):
                 // 6.6.3.2: one query for the sources whose timers run past LMQT (S set), one for the rest.
-                let deadline = now + configuration.timers.lastMemberQueryTime
-                let running = sources.filter { memberships.sourceTimerExceeds(deadline, source: $0, of: group, in: vlan) }
+                let deadline = now + timers.lastMemberQueryTime
+                let running = sources.filter { state.memberships.sourceTimerExceeds(deadline, source: $0, of: group, in: vlan) }
                 let lowered = sources.filter { !running.contains($0) }
                 for (list, suppress) in [(running, true), (lowered, false)] where !list.isEmpty {
-                    // At most 366 sources fit a 1500-byte frame.
-                    for start in stride(from: 0, to: list.count, by: 366) {
-                        send(IGMPQuery(version: .v3, group: group,
-                                       maxResponseDeciseconds: deciseconds(configuration.timers.lastMemberQueryInterval),
-                                       suppressRouterProcessing: suppress,
-                                       sources: Array(list[start..<min(start + 366, list.count)])), to: group, in: vlan)
-                        counters.sent.add(.groupAndSourceQuery)
+                    for start in stride(from: 0, to: list.count, by: P.sourcesPerQuery) {
+                        let part = Array(list[start..<min(start + P.sourcesPerQuery, list.count)])
+                        send(HeardQuery(version: .sourceFiltering, group: group, sources: part,
+                                        maxResponse: timers.lastMemberQueryInterval, suppressRouterProcessing: suppress),
+                             in: vlan, state)
+                        counters[keyPath: state.sent].add(.groupAndSourceQuery)
                     }
                 }
             }
         }
     }
 
-    func deciseconds(_ duration: Duration) -> Int { Int(duration.nanoseconds / 100_000_000) }
-
-    func send(_ query: IGMPQuery, to destination: IPv4Address, in vlan: VLANID) {
+    /// Sends one of our queries to every port of `vlan`, with our robustness and query interval.
+    func send<P>(_ query: HeardQuery<P>, in vlan: VLANID, _ state: SnoopedProtocol<P>) {
         var query = query
         query.robustness = configuration.timers.robustness
         query.queryIntervalSeconds = Int(configuration.timers.queryInterval.nanoseconds / 1_000_000_000)
-        let source = querier.configuration(in: vlan)?.address ?? configuration.querier.address
-        let bytes = IGMPFrameBuilder.frame(.query(query), from: configuration.switchMAC, source: source, destination: destination)
+        let source = state.querier.configuration(in: vlan)?.address ?? P.querier(in: vlan, of: configuration).address
         let ports = activePorts(in: vlan)
-        if !ports.isEmpty { originate(bytes, to: ports, in: vlan) }
+        if !ports.isEmpty { originate(P.queryFrame(query, from: configuration.switchMAC, source: source), to: ports, in: vlan) }
     }
 
     /// RFC 4286 section 5: a snooping switch solicits advertisements when it starts, so that it
-    /// learns the routers without waiting for their next one.
+    /// learns the routers without waiting for their next one (IPv4 and IPv6 routers both).
     func solicitRouters(in vlans: [VLANID]) {
         for vlan in vlans {
             let ports = activePorts(in: vlan)
             guard !ports.isEmpty else { continue }
-            let source = querier.configuration(in: vlan)?.address ?? configuration.querier.address
-            originate(IGMPFrameBuilder.frame(.mrdSolicitation, from: configuration.switchMAC, source: source,
-                                             destination: .allRouters),
-                      to: ports, in: vlan)
+            let source = igmp.querier.configuration(in: vlan)?.address ?? configuration.querier.address
+            originate(IGMP.routerSolicitation(from: configuration.switchMAC, source: source), to: ports, in: vlan)
             counters.sent.add(.mrdSolicitation)
+            if mld.snoops[Int(vlan.rawValue)] {
+                let source6 = mld.querier.configuration(in: vlan)?.address ?? configuration.mldQuerier(in: vlan).address
+                originate(MLD.routerSolicitation(from: configuration.switchMAC, source: source6), to: ports, in: vlan)
+                counters.mldSent.add(.mrdSolicitation)
+            }
         }
     }
 

@@ -3,7 +3,7 @@ import Wire
 /// The forwarding engine: frames and time in, decisions out. It owns no socket and reads no clock.
 ///
 /// Rules: IEEE 802.1Q learning and VLANs; RFC 4541 for snooping; RFC 2236 and RFC 3376 for
-/// membership timers and the querier.
+/// IGMP's membership timers and querier, RFC 2710 and RFC 9777 for MLD's.
 ///
 /// Not thread-safe: the datapath's forwarding threads call it one at a time, under the
 /// datapath's lock. Its state carries `@exclusivity(unchecked)`, which spares each frame the
@@ -14,11 +14,16 @@ public final class SnoopingSwitch {
     /// The tables are the engine's: the datapath and the control plane change them and read
     /// them through its methods (internal for the tests).
     let macs: MacTable
-    let memberships: MembershipTable<IPv4Address, IGMPVersion>
-    /// Each port's allowance of IGMP messages.
+    /// IGMP's and MLD's memberships, router ports and queriers.
+    let igmp: SnoopedProtocol<IGMP>
+    let mld: SnoopedProtocol<MLD>
+    var memberships: MembershipTable<IPv4Address, IGMPVersion> { igmp.memberships }
+    public var routers: RouterPortTracker { igmp.routers }
+    public var querier: QuerierElection<IGMP> { igmp.querier }
+    public var mldRouters: RouterPortTracker { mld.routers }
+    public var mldQuerier: QuerierElection<MLD> { mld.querier }
+    /// Each port's allowance of IGMP and MLD messages (one budget for both).
     @exclusivity(unchecked) var igmpBuckets: [TokenBucket]
-    @exclusivity(unchecked) public internal(set) var routers: RouterPortTracker
-    @exclusivity(unchecked) public internal(set) var querier: QuerierElection
     @exclusivity(unchecked) public internal(set) var counters: SwitchCounters
     /// Frames the switch originated since the caller last took them.
     @exclusivity(unchecked) var outbox: [GeneratedFrame] = []
@@ -36,8 +41,6 @@ public final class SnoopingSwitch {
     @exclusivity(unchecked) var pvids: [VLANID?]
     @exclusivity(unchecked) var fastLeavePorts = PortSet()
     @exclusivity(unchecked) var queryGuardPorts = PortSet()
-    /// Whether IGMP snooping runs in each VLAN, indexed by VLAN ID.
-    @exclusivity(unchecked) var snoops = [Bool](repeating: true, count: 4096)
     @exclusivity(unchecked) var nextMacSweep: Instant
     /// The reserved addresses relayed (bit n: 01:80:C2:00:00:0n), the configuration's in force.
     @exclusivity(unchecked) var relayedReserved: UInt16
@@ -49,14 +52,13 @@ public final class SnoopingSwitch {
         macs = MacTable(limit: configuration.macTableLimit, perPortLimit: configuration.macsPerPortLimit,
                         portCount: capacity, aging: configuration.fdbAging)
         macsAge = configuration.fdbAging > .zero
-        memberships = MembershipTable(limits: configuration.membershipLimits)
+        igmp = SnoopedProtocol(configuration: configuration, at: now, errors: \.errors, sent: \.sent)
+        mld = SnoopedProtocol(configuration: configuration, at: now, errors: \.mldErrors, sent: \.mldSent)
         igmpBuckets = Array(repeating: TokenBucket(rate: configuration.igmpRatePerPort, at: now), count: capacity)
         counters = SwitchCounters(portCount: capacity)
         pvids = Array(repeating: nil, count: capacity)
         ports = []
         linkUp = PortSet()
-        routers = RouterPortTracker(staticPorts: PortSet())
-        querier = QuerierElection(configuration: configuration, at: now)
         nextMacSweep = now + Self.macSweepPeriod(configuration.fdbAging)
         relayedReserved = configuration.relayedReservedAddresses.inForce.bits
         for port in configuration.ports { _ = try? addPort(port, at: now, linkUp: true) }
@@ -87,9 +89,10 @@ public final class SnoopingSwitch {
         let rateChanged = applied.igmpRatePerPort != configuration.igmpRatePerPort
         configuration = applied
         relayedReserved = applied.relayedReservedAddresses.inForce.bits
-        querier.reconfigure(applied, at: now)
+        igmp.querier.reconfigure(applied, at: now)
+        mld.querier.reconfigure(applied, at: now)
         for port in ports.compactMap({ $0 }) {
-            for vlan in port.vlans { snoops[Int(vlan.rawValue)] = applied.snoops(vlan) }
+            for vlan in port.vlans { setSnooping(in: vlan) }
         }
         if rateChanged {
             for i in igmpBuckets.indices { igmpBuckets[i] = TokenBucket(rate: applied.igmpRatePerPort, at: now) }
@@ -136,12 +139,16 @@ public final class SnoopingSwitch {
         igmpBuckets[index] = TokenBucket(rate: configuration.igmpRatePerPort, at: now)
         for vlan in port.vlans {
             vlanPorts[Int(vlan.rawValue)].insert(id)
-            snoops[Int(vlan.rawValue)] = configuration.snoops(vlan)
-            querier.addVLAN(vlan, configuration: configuration.querier(in: vlan), at: now)
+            setSnooping(in: vlan)
+            igmp.querier.addVLAN(vlan, configuration: configuration.querier(in: vlan), at: now)
+            mld.querier.addVLAN(vlan, configuration: configuration.mldQuerier(in: vlan), at: now)
         }
         if port.fastLeave { fastLeavePorts.insert(id) }
         if port.queryGuard { queryGuardPorts.insert(id) }
-        if port.isStaticRouterPort { routers.setStatic(id, true) }
+        if port.isStaticRouterPort {
+            igmp.routers.setStatic(id, true)
+            mld.routers.setStatic(id, true)
+        }
         if up { linkUp.insert(id) }
         return id
     }
@@ -150,18 +157,25 @@ public final class SnoopingSwitch {
     public func removePort(_ id: PortID, at now: Instant) {
         guard id.index < ports.count, let port = ports[id.index] else { return }
         setLink(id, up: false, at: now)
-        memberships.removeStatic(on: id)
+        igmp.memberships.removeStatic(on: id)
+        mld.memberships.removeStatic(on: id)
         for vlan in port.vlans { vlanPorts[Int(vlan.rawValue)].remove(id) }
         if let pvid = port.pvid { untaggedPorts[Int(pvid.rawValue)].remove(id) }
         portsRemoved &+= 1
         fastLeavePorts.remove(id)
         queryGuardPorts.remove(id)
-        routers.setStatic(id, false)
+        igmp.routers.setStatic(id, false)
+        mld.routers.setStatic(id, false)
         pvids[id.index] = nil
         ports[id.index] = nil
     }
 
     static func macSweepPeriod(_ aging: Duration) -> Duration { max(.seconds(1), aging / 4) }
+
+    func setSnooping(in vlan: VLANID) {
+        igmp.snoops[Int(vlan.rawValue)] = configuration.snoops(vlan)
+        mld.snoops[Int(vlan.rawValue)] = configuration.snoopsMLD(vlan)
+    }
 
 
     /// Whether frames in `vlan` leave `port` with a tag: all but the port's pvid.
@@ -235,15 +249,21 @@ public final class SnoopingSwitch {
             }
             return decision
         }
-        // IPv4 multicast MAC (01:00:5e, RFC 1112 6.4) carrying IPv4: snooped. Other multicast floods.
-        guard !destination.isBroadcast, destination.rawValue >> 23 == 0x0100_5e00_0000 >> 23,
+        // IPv4 multicast MAC (01:00:5e, RFC 1112 6.4) carrying IPv4, IPv6 multicast MAC (33:33,
+        // RFC 2464 7) carrying IPv6: snooped. Other multicast floods.
+        guard !destination.isBroadcast else { return decision }
+        if destination.rawValue >> 32 == 0x3333 {
+            guard ethernet.etherType == EtherType.ipv6 else { return decision }
+            return decideIPv6(ethernet.payload, frame: frame, decision: decision, on: port, flood: flood, at: now)
+        }
+        guard destination.rawValue >> 23 == 0x0100_5e00_0000 >> 23,
               ethernet.etherType == EtherType.ipv4 else { return decision }
         guard let ip = try? IPv4HeaderView(checking: ethernet.payload) else { return drop(.malformed, on: port) }
         let group = ip.destination
         guard group.isMulticast else { return decision }
 
         switch ip.protocol {
-        case IPv4HeaderView.ProtocolNumber.igmp where !ip.isFragment && snoops[Int(vlan.rawValue)]:
+        case IPv4HeaderView.ProtocolNumber.igmp where !ip.isFragment && igmp.snoops[Int(vlan.rawValue)]:
             decision = receiveIGMP(ip, frame: frame, decision: decision, on: port, at: now)
             decision.isControl = true
         case IPv4HeaderView.ProtocolNumber.igmp where !ip.isFragment:
@@ -263,12 +283,9 @@ public final class SnoopingSwitch {
     @inline(__always)
     func dataPorts(to group: IPv4Address, from source: IPv4Address, in vlan: VLANID, flood: PortSet,
                            at now: Instant) -> PortSet {
-        if group.isLocalNetworkControl || !snoops[Int(vlan.rawValue)] { return flood }
-        let routerPorts = routers.ports(in: vlan)
-        if let members = memberships.ports(of: group, in: vlan, from: source, at: now) {
-            return flood.intersection(members.union(routerPorts))
-        }
-        return configuration.floodUnregistered ? flood : flood.intersection(routerPorts)
+        if group.isLocalNetworkControl || !igmp.snoops[Int(vlan.rawValue)] { return flood }
+        return dataPorts(to: group, from: source, in: vlan, flood: flood, at: now, igmp,
+                         floodUnregistered: configuration.floodUnregistered)
     }
 
     func drop(_ reason: DropReason, on port: PortID) -> ForwardingDecision {
@@ -336,16 +353,19 @@ public final class SnoopingSwitch {
             guard !linkUp.contains(port), port.index < ports.count, ports[port.index] != nil else { return }
             linkUp.insert(port)
             let vlans = ports[port.index]?.vlans.sorted() ?? []
-            for vlan in vlans where querier.role(in: vlan, at: now) == .us {
-                querier.queryNow(in: vlan, at: now)
+            for vlan in vlans {
+                if igmp.querier.role(in: vlan, at: now) == .us { igmp.querier.queryNow(in: vlan, at: now) }
+                if mld.querier.role(in: vlan, at: now) == .us { mld.querier.queryNow(in: vlan, at: now) }
             }
             solicitRouters(in: vlans)
             sendDueQueries(at: now)
         } else {
             linkUp.remove(port)
             macs.removeAll(on: port)
-            memberships.removeAll(on: port)
-            routers.removeAll(on: port)
+            igmp.memberships.removeAll(on: port)
+            igmp.routers.removeAll(on: port)
+            mld.memberships.removeAll(on: port)
+            mld.routers.removeAll(on: port)
         }
     }
 }

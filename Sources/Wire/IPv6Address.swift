@@ -185,3 +185,44 @@ public struct IPv6MulticastScope: RawRepresentable, Hashable, Comparable, Sendab
 
     public static func < (a: IPv6MulticastScope, b: IPv6MulticastScope) -> Bool { a.rawValue < b.rawValue }
 }
+
+/// An IPv6 prefix, "ADDRESS/N" (RFC 4291 section 2.3).
+public struct IPv6Prefix: Hashable, Sendable, CustomStringConvertible {
+    public let address: IPv6Address
+    public let length: Int
+
+    public init?(address: IPv6Address, length: Int) {
+        guard (0...128).contains(length) else { return nil }
+        self.length = length
+        let (highMask, lowMask) = Self.masks(length)
+        self.address = IPv6Address(high: address.high & highMask, low: address.low & lowMask)
+    }
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let address = IPv6Address(String(parts[0])), let length = Int(parts[1]) else { return nil }
+        self.init(address: address, length: length)
+    }
+
+    private static func masks(_ length: Int) -> (UInt64, UInt64) {
+        let high: UInt64 = length == 0 ? 0 : length >= 64 ? ~0 : ~UInt64(0) << UInt64(64 - length)
+        let low: UInt64 = length <= 64 ? 0 : length == 128 ? ~0 : ~UInt64(0) << UInt64(128 - length)
+        return (high, low)
+    }
+
+    public func contains(_ other: IPv6Address) -> Bool {
+        let (highMask, lowMask) = Self.masks(length)
+        return other.high & highMask == address.high && other.low & lowMask == address.low
+    }
+
+    public var description: String { "\(address)/\(length)" }
+}
+
+extension IPv6Address {
+    /// ff3x::/32 (RFC 4607 section 1, RFC 3306): the source-specific groups of every scope x.
+    public var isSourceSpecific: Bool { high >> 32 & 0xfff0_ffff == 0xff30_0000 }
+
+    /// ff00::/15: the reserved and interface-local scopes, never seen on a link as a group of
+    /// its own (RFC 4291 2.7): flooded, not snooped.
+    public var isBelowLinkScope: Bool { high >> 49 == 0xff00 >> 1 }
+}

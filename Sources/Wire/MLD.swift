@@ -181,6 +181,13 @@ public enum MLDMessage: Equatable, Sendable {
         public static let mrdAdvertisement: UInt8 = 151
         public static let mrdSolicitation: UInt8 = 152
         public static let mrdTermination: UInt8 = 153
+
+        /// MLD (130 to 132, 143) and multicast router discovery (151 to 153): the ICMPv6 types
+        /// a snooping switch hears rather than forwards as data.
+        @inline(__always)
+        public static func isListenerDiscovery(_ type: UInt8) -> Bool {
+            (query...v1Done).contains(type) || type == v2Report || (mrdAdvertisement...mrdTermination).contains(type)
+        }
     }
 
     /// Queries and router announcements: what says "a router (or querier) is behind this port".

@@ -20,6 +20,20 @@ public enum PIMMessage: Equatable, Sendable {
         guard bytes.count >= Field.options else { throw .truncated }
         guard bytes[Field.versionAndType] >> 4 == 2 else { throw .badVersion }
         guard InternetChecksum.verify(bytes) else { throw .badChecksum }
+        return try parseChecked(bytes)
+    }
+
+    /// A PIM message of IPv6, whose checksum covers the IPv6 pseudo-header (RFC 7761 4.9).
+    public static func parse(_ bytes: UnsafeRawBufferPointer, source: IPv6Address,
+                             destination: IPv6Address) throws(WireError) -> PIMMessage {
+        guard bytes.count >= Field.options else { throw .truncated }
+        guard bytes[Field.versionAndType] >> 4 == 2 else { throw .badVersion }
+        guard InternetChecksum.verify(bytes, source: source, destination: destination,
+                                      nextHeader: IPv6HeaderView.NextHeader.pim) else { throw .badChecksum }
+        return try parseChecked(bytes)
+    }
+
+    private static func parseChecked(_ bytes: UnsafeRawBufferPointer) throws(WireError) -> PIMMessage {
         let type = bytes[Field.versionAndType] & 0x0f
         guard type == 0 else { return .other(type: type) }
         var offset = Field.options

@@ -47,8 +47,8 @@ struct Run: ParsableCommand {
         abstract: "Run the switch on the given ports.",
         discussion: """
             SPEC = IFNAME[:pvid=N][:tagged=N,N,...][:router][:fast-leave][:query-guard]   (no pvid and no tagged: pvid=1)
-            VLAN = ID[:querier|:no-querier][:querier-address=A.B.C.D][:igmp-version=1|2|3][:no-snooping]
-            Durations are seconds, fractions allowed (0.2). Defaults are RFC 3376's.
+            VLAN = ID[:querier|:no-querier][:querier-address=A.B.C.D][:igmp-version=1|2|3][:mld-querier|:no-mld-querier][:mld-querier-address=[fe80::N]][:mld-version=1|2][:no-snooping|:no-mld-snooping]
+            Durations are seconds, fractions allowed (0.2). Defaults are RFC 3376's (and RFC 9777's, the same).
             """)
 
     @Option(help: "A configuration file: the flags below, one a line, without their dashes. Flags given here override it; SIGHUP re-reads it.")
@@ -57,14 +57,20 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("port"), help: "A switch port (repeat for each port).")
     var ports: [String] = []
 
-    @Flag(help: "Act as the IGMP querier of every VLAN (with election).")
+    @Flag(help: "Act as the IGMP and MLD querier of every VLAN (with election).")
     var querier = false
 
-    @Option(help: "Source address of our queries.")
+    @Option(help: "Source address of our IGMP queries.")
     var querierAddress: String = RunSettings.defaults.querierAddress
 
     @Option(help: "IGMP version of our queries: 1, 2 or 3.")
     var igmpVersion: Int = RunSettings.defaults.igmpVersion
+
+    @Option(help: ArgumentHelp("Link-local source address of our MLD queries (default: the link-local address of the switch's MAC, fe80::53:4eff:fe4f:4f50).", valueName: "fe80::N"))
+    var mldQuerierAddress: String?
+
+    @Option(help: "MLD version of our queries: 1 or 2.")
+    var mldVersion: Int = RunSettings.defaults.mldVersion
 
     @Option(help: "Query interval, seconds.")
     var queryInterval: String = RunSettings.defaults.queryInterval
@@ -83,14 +89,20 @@ struct Run: ParsableCommand {
 
     @Option(name: .customLong("vlan"), help: ArgumentHelp(
         "Settings of one VLAN, beside the defaults above (repeat for each VLAN).",
-        discussion: "ID[:querier|:no-querier][:querier-address=A.B.C.D][:igmp-version=1|2|3][:no-snooping]"))
+        discussion: "ID[:querier|:no-querier][:querier-address=A.B.C.D][:igmp-version=1|2|3][:mld-querier|:no-mld-querier][:mld-querier-address=[fe80::N]][:mld-version=1|2][:no-snooping|:no-mld-snooping]"))
     var vlanSpecs: [String] = []
 
     @Option(help: "The source-specific multicast range: INCLUDE-mode membership only (RFC 4604).")
     var ssmRange: String = RunSettings.defaults.ssmRange
 
+    @Option(help: "The IPv6 source-specific multicast range: INCLUDE-mode membership only (RFC 4604; default ff3x::/32 of every scope).")
+    var mldSsmRange: String = RunSettings.defaults.mldSSMRange
+
     @Flag(help: "Flood traffic of unregistered groups in its VLAN instead of sending it to router ports only.")
     var floodUnregistered = false
+
+    @Flag(help: "Flood neighbour solicitations (ff02::1:ff00:0/104) always, not only while a solicited-node group has no listener known.")
+    var floodSolicitedNode = false
 
     @Option(help: ArgumentHelp("Relay these IEEE 802.1Q reserved addresses (01:80:C2:00:00:01 to 0F stay on their link otherwise; 00, spanning tree, is always relayed): names (lldp, eapol, ...), 0 to 15 or 0x0 to 0xf, comma-separated. PAUSE (1) and LACP (2) are refused.",
                                valueName: "LIST"))
@@ -176,6 +188,10 @@ struct Run: ParsableCommand {
         settings.querier = querier
         settings.querierAddress = querierAddress
         settings.igmpVersion = igmpVersion
+        settings.mldQuerierAddress = mldQuerierAddress
+        settings.mldVersion = mldVersion
+        settings.mldSSMRange = mldSsmRange
+        settings.floodSolicitedNode = floodSolicitedNode
         settings.queryInterval = queryInterval
         settings.queryResponseInterval = queryResponseInterval
         settings.lastMemberQueryInterval = lastMemberQueryInterval

@@ -8,7 +8,7 @@ import XCTest
 final class ControlProtocolTests: XCTestCase {
     private let h3 = PortConfiguration(name: "h3", pvid: VLANID(10), tagged: [VLANID(30)!, VLANID(20)!], isStaticRouterPort: true,
                                        fastLeave: true)
-    private let entry = ControlRequest.StaticMembership(port: "h3", group: IPv4Address("239.1.2.3")!, vlan: VLANID(7)!)
+    private let entry = ControlRequest.StaticMembership(port: "h3", group: .ipv4(IPv4Address("239.1.2.3")!), vlan: VLANID(7)!)
 
     /// Every request, its line, and the line read back.
     func testEveryRequestRoundTripsThroughItsLine() throws {
@@ -67,8 +67,8 @@ final class ControlProtocolTests: XCTestCase {
             "mdb flush abc": "bad VLAN 'abc'",
             "mdb flush 4095": "bad VLAN '4095'",
             "mdb add h1 239.1.1.1 0": "bad VLAN '0'",
-            "mdb add h1 10.0.0.1 1": "'10.0.0.1' is not a multicast group outside 224.0.0.0/24",
-            "mdb del h1 224.0.0.5 1": "'224.0.0.5' is not a multicast group outside 224.0.0.0/24",
+            "mdb add h1 10.0.0.1 1": "'10.0.0.1' is not a multicast group outside 224.0.0.0/24, ff02::1 and ff00::/15",
+            "mdb del h1 224.0.0.5 1": "'224.0.0.5' is not a multicast group outside 224.0.0.0/24, ff02::1 and ff00::/15",
         ]
         for (line, message) in bad {
             XCTAssertThrowsError(try ControlRequest(parsing: line), line) { XCTAssertEqual("\($0)", message, line) }

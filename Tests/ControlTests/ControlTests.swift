@@ -40,6 +40,7 @@ final class StatusReportTests: XCTestCase {
                                                  PortConfiguration(name: "up", pvid: nil, tagged: [VLANID(1)!, VLANID(20)!],
                                                                    isStaticRouterPort: true)])
         config.querier = QuerierConfiguration(enabled: true, address: IPv4Address(192, 0, 2, 254), version: .v3)
+        config.mldQuerier.enabled = true
         let engine = SnoopingSwitch(configuration: config, at: .zero)
         engine.advance(to: .zero)
         let report = IGMPFrameBuilder.frame(.report(group: IPv4Address(239, 1, 1, 1), version: .v2),
@@ -57,7 +58,8 @@ final class StatusReportTests: XCTestCase {
                                   at: Instant(nanoseconds: 1_000_000_000))
         let data = try ControlProtocol.encoder().encode(report)
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
-        XCTAssertEqual(Set(json.keys), ["datapath", "ports", "macs", "groups", "router_ports", "queriers", "igmp", "drops_by_reason"])
+        XCTAssertEqual(Set(json.keys), ["datapath", "ports", "macs", "groups", "router_ports", "queriers", "igmp", "mld",
+                                         "drops_by_reason"])
         let datapath = try XCTUnwrap(json["datapath"] as? [String: Any])
         XCTAssertEqual(datapath["threads"] as? Int, 2)
         XCTAssertEqual(datapath["ring_bytes"] as? Int, 1 << 20)
@@ -71,16 +73,25 @@ final class StatusReportTests: XCTestCase {
         XCTAssertTrue(port["router"] is NSNull, "absent values are null, not missing")
         let group = try XCTUnwrap((json["groups"] as? [[String: Any]])?.first)
         XCTAssertEqual(group["group"] as? String, "239.1.1.1")
+        XCTAssertEqual(group["protocol"] as? String, "igmp")
         let member = try XCTUnwrap((group["members"] as? [[String: Any]])?.first)
         XCTAssertEqual(member["port"] as? String, "h1")
         XCTAssertEqual(member["version"] as? Int, 2)
         XCTAssertEqual(member["expires_in"] as? Double, 259)
         let routers = try XCTUnwrap(json["router_ports"] as? [[String: Any]])
-        XCTAssertEqual(routers.map { $0["vlan"] as? Int }, [1, 20])
+        // A static router port is one for IPv4 and IPv6 routers both.
+        XCTAssertEqual(routers.map { $0["vlan"] as? Int }, [1, 1, 20, 20])
+        XCTAssertEqual(routers.map { $0["protocol"] as? String }, ["igmp", "mld", "igmp", "mld"])
         XCTAssertEqual(routers.first?["kind"] as? String, "static")
-        let querier = try XCTUnwrap((json["queriers"] as? [[String: Any]])?.first)
+        let queriers = try XCTUnwrap(json["queriers"] as? [[String: Any]])
+        let querier = try XCTUnwrap(queriers.first)
+        XCTAssertEqual(querier["protocol"] as? String, "igmp")
         XCTAssertEqual(querier["role"] as? String, "us")
         XCTAssertEqual(querier["address"] as? String, "192.0.2.254")
+        // The MLD querier's default source: the switch MAC's link-local address (RFC 4291 A).
+        let mldQuerier = try XCTUnwrap(queriers.first { $0["protocol"] as? String == "mld" })
+        XCTAssertEqual(mldQuerier["address"] as? String, "fe80::53:4eff:fe4f:4f50")
+        XCTAssertNotNil(json["mld"] as? [String: Any])
         // And it reads back.
         XCTAssertEqual(try ControlProtocol.decoder().decode(StatusReport.self, from: data), report)
     }

@@ -170,8 +170,8 @@ def test_metrics_endpoint_serves_prometheus_text_matching_the_status(four):
         assert sample(m, "snoopswitch_port_up", port=p) == 1
     assert sample(m, "snoopswitch_port_receive_frames_total", port="h4") >= 20
     assert sample(m, "snoopswitch_port_transmit_frames_total", port="h1") >= 20
-    assert sample(m, "snoopswitch_groups", vlan="1") == 2
-    assert sample(m, "snoopswitch_memberships", vlan="1") == 2
+    assert sample(m, "snoopswitch_groups", protocol="igmp", vlan="1") == 2
+    assert sample(m, "snoopswitch_memberships", protocol="igmp", vlan="1") == 2
     assert sample(m, "snoopswitch_mac_entries") in (len(before["macs"]), len(after["macs"])), \
         f"mac_entries {sample(m, 'snoopswitch_mac_entries')}, status: {len(before['macs'])} / {len(after['macs'])}"
     # h1 pinged h2 with 1,200-byte pings: that flow and its way back are the kernel's (the
@@ -180,15 +180,15 @@ def test_metrics_endpoint_serves_prometheus_text_matching_the_status(four):
     fast_path = kernel_features.has("tcx")  # the kernel fast path needs TCX
     if fast_path:
         assert sample(m, "snoopswitch_kernel_flows") >= 2
-    assert sample(m, "snoopswitch_querier", role="us", vlan="1") == 1
-    assert sample(m, "snoopswitch_querier", role="other", vlan="1") == 0
+    assert sample(m, "snoopswitch_querier", protocol="igmp", role="us", vlan="1") == 1
+    assert sample(m, "snoopswitch_querier", protocol="igmp", role="other", vlan="1") == 0
     assert sample(m, "snoopswitch_igmp_sent_total", type="general_query") >= 1
 
     h3.join(G3, PORT)
     assert members(sw.status(), G3) == {"h3"}
     m = scrape(four)
-    assert sample(m, "snoopswitch_groups", vlan="1") == 3, "groups gauge did not follow a third join"
-    assert sample(m, "snoopswitch_memberships", vlan="1") == 3
+    assert sample(m, "snoopswitch_groups", protocol="igmp", vlan="1") == 3, "groups gauge did not follow a third join"
+    assert sample(m, "snoopswitch_memberships", protocol="igmp", vlan="1") == 3
 
     code, _headers, body = http_get(four.sw_ns, f"http://{METRICS}/other")
     assert code == 404, f"GET /other answered {code}: {body[:200]!r}"
