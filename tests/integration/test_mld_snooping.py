@@ -835,37 +835,59 @@ def test_mld_querier_election_by_lowest_address(six, lower):
         assert q.get("role") == "us" and same6(q.get("address"), SW_LL), q
 
 
-@pytest.mark.parametrize("how", ["host", "flag", "vlan-flag"])
-def test_mldv1_queries_with_an_mldv1_host_or_when_asked(six, how):
-    """host: the switch queries with MLDv2 until an MLDv1 host (force_mld_version=1) reports
-    (issue 18: "MLDv1 queries when an MLDv1 querier or host is present"); its next general
-    queries are MLDv1 (24 bytes, Maximum Response Delay 1000 ms), and so are the
-    group-specific queries after that host's Done. flag / vlan-flag: with --mld-version 1
-    (or --vlan 1:mld-version=1) the general queries are MLDv1 from the start."""
-    flags = {"host": [], "flag": ["--mld-version", "1"], "vlan-flag": ["--vlan", "1:mld-version=1"]}[how]
-    h1, h2 = six["h1"], six["h2"]
+@pytest.mark.parametrize("how", ["host-general", "host-group-specific", "querier", "flag", "vlan-flag"])
+def test_mldv1_queries_with_an_mldv1_host_or_querier_or_when_asked(six, how):
+    """The switch queries with MLDv2 (28 bytes) until:
+    host-general: an MLDv1 host (force_mld_version=1) reports; its next general queries are
+    MLDv1 (24 bytes, Maximum Response Delay 1000 ms): issue 18, "MLDv1 queries when an MLDv1
+    querier or host is present";
+    host-group-specific: the group-specific queries after that host's Done are MLDv1 (RFC
+    9777 8.3.2: the group is in MLDv1 compatibility mode);
+    querier: an MLDv1 querier with a higher address than the switch's (which stays querier)
+    is heard: its next general queries are MLDv1 (RFC 9777 8.3.1), the status says version 1;
+    flag / vlan-flag: --mld-version 1 (or --vlan 1:mld-version=1): MLDv1 from the start."""
+    flags = {"flag": ["--mld-version", "1"], "vlan-flag": ["--vlan", "1:mld-version=1"]}.get(how, [])
+    h1, h2, h4 = six["h1"], six["h2"], six["h4"]
     cap = h2.capture()
     sw = six.start_switch("--querier", "--querier-address", QA, "--query-interval", "2",
                           "--query-response-interval", "1", *flags)
     first = wait_until(lambda: _general_queries(cap, SW_LL), timeout=3, what="a first MLD general query")[0]
-    if how != "host":
+    if how in ("flag", "vlan-flag"):
         _check_query_frame(first, 1)
         assert first.max_resp_ms == 1000, f"Maximum Response Delay {first.max_resp_ms} ms"
+        assert querier6(sw.status(), 1).get("version") == 1, sw.status().get("queriers")
         return
     _check_query_frame(first, 2)
+    if how == "querier":
+        ipv6_up(h4, with_global=False)
+        higher = "fe80::ff00:0:0:4"
+        sh("ip", "-n", h4.ns, "-6", "addr", "add", f"{higher}/64", "dev", "eth0", "nodad")
+        send_mld_query(h4, src=higher, version=1, max_resp_ms=1000)
+        sw.wait_status(lambda s: querier6(s, 1).get("version") == 1, timeout=2,
+                       what="the switch's MLD querier at version 1 after an MLDv1 query")
+        q = querier6(sw.status(), 1)
+        assert q.get("role") == "us" and same6(q.get("address"), SW_LL), q
+        t0 = time.monotonic()
+        later = wait_until(lambda: [q for q in _general_queries(cap, SW_LL) if q.frame.time > t0], timeout=4,
+                           what="a general query of the switch after the MLDv1 querier's")
+        _check_query_frame(later[0], 1)
+        return
     ipv6_up(h1, mld_version=1)
     cap1 = h1.capture()
     rx = join6(h1, G, PORT)
     assert member6(sw.status(), G, "h1")["version"] == 1
-    t0 = time.monotonic()
-    v1 = wait_until(lambda: [q for q in _general_queries(cap, SW_LL) if q.frame.time > t0], timeout=5,
-                    what="a general query after the MLDv1 host's report")
-    _check_query_frame(v1[0], 1)
-    assert v1[0].max_resp_ms == 1000, f"Maximum Response Delay {v1[0].max_resp_ms} ms"
+    if how == "host-general":
+        t0 = time.monotonic()
+        later = wait_until(lambda: [q for q in _general_queries(cap, SW_LL) if q.frame.time > t0], timeout=4,
+                           what="a general query after the MLDv1 host's report")
+        _check_query_frame(later[0], 1)
+        assert later[0].max_resp_ms == 1000, f"Maximum Response Delay {later[0].max_resp_ms} ms"
+        return
     rx.leave()
     gsq = wait_until(lambda: mld_in(cap1, lambda m: m.is_query and m.group == ip6(G)), timeout=3,
                      what="a group-specific query after the MLDv1 host's Done")
     _check_query_frame(gsq[0], 1, dst=G)
+    assert gsq[0].max_resp_ms == 1000, f"Maximum Response Delay {gsq[0].max_resp_ms} ms"
 
 
 def test_switch_solicits_multicast_routers_at_start(six):
