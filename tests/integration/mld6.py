@@ -388,8 +388,9 @@ def ipv6_frame(src_mac: str, src: str, dst: str, nh: int, upper: bytes, vlan: Op
 
 
 def mld_v2_report_frame(src_mac: str, src: str, records: Iterable[tuple[int, str, Iterable[str]]],
-                        vlan: Optional[int] = None) -> bytes:
-    """An MLDv2 report (to ff02::16, hop limit 1, Router Alert) with records (type, group, sources)."""
+                        vlan: Optional[int] = None, hop_limit: int = 1, router_alert: bool = True) -> bytes:
+    """An MLDv2 report (to ff02::16, hop limit 1, Router Alert: unless told otherwise) with
+    records (type, group, sources)."""
     recs = b""
     n = 0
     for rtype, group, sources in records:
@@ -397,7 +398,8 @@ def mld_v2_report_frame(src_mac: str, src: str, records: Iterable[tuple[int, str
         recs += struct.pack("!BBH", rtype, 0, len(srcs)) + ip6(group).packed + b"".join(srcs)
         n += 1
     body = struct.pack("!BBHHH", MLD_V2_REPORT, 0, 0, 0, n) + recs
-    return ipv6_frame(src_mac, src, ALL_MLDV2_ROUTERS, NH_ICMPV6, body, vlan=vlan, router_alert=True)
+    return ipv6_frame(src_mac, src, ALL_MLDV2_ROUTERS, NH_ICMPV6, body, vlan=vlan, hop_limit=hop_limit,
+                      router_alert=router_alert)
 
 
 def mld_query_frame(src_mac: str, src: str, version: int = 2, group: str = "::", vlan: Optional[int] = None,
@@ -655,6 +657,11 @@ def querier6(status: dict, vlan: int = 1, protocol: str = "mld") -> dict:
 
 def mld_counter(status: dict, section: str, name: str) -> int:
     return int(((status.get("mld") or {}).get(section) or {}).get(name, 0) or 0)
+
+
+def mld_errors(status: dict) -> int:
+    """The sum of the `mld.errors` counters."""
+    return sum(int(v or 0) for v in ((status.get("mld") or {}).get("errors") or {}).values())
 
 
 # ---- TCP over IPv6 ---------------------------------------------------------------------

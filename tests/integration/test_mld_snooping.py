@@ -29,8 +29,8 @@ import pytest
 
 from lab import igmp_of, igmp_query, members, random_marker, sh, wait_until
 from mld6 import (ALL_NODES, IS_EX, MRD_SOLICITATION, TO_EX, TO_IN, addresses6, eui64_link_local,
-                  global_addr, group6, icmp6_in, ip6, ipv6_up, member6, members6,
-                  mld_counter, mld_in, mld_query_frame, mld_v2_report_frame, mrd_advertisement_frame, ping6,
+                  global_addr, group6, groups6, icmp6_in, ip6, ipv6_up, member6, members6,
+                  mld_counter, mld_errors, mld_in, mld_query_frame, mld_v2_report_frame, mrd_advertisement_frame, ping6,
                   pim6_hello_frame, querier6, receiver6, router_ports6, same6, send_mld_query, send_udp6,
                   solicited_node, tcp6_transfer, udp6_frame, udp6_in)
 
@@ -404,7 +404,7 @@ def test_query_from_unspecified_address_makes_no_router_port(six):
     h3, h4 = six["h3"], six["h4"]
     h4.send_frames([mld_query_frame(h4.mac, "::", max_resp_ms=1000)])
     sw.wait_status(lambda s: mld_counter(s, "received", "query_v2") >= 1
-                   or sum(int(v or 0) for v in ((s.get("mld") or {}).get("errors") or {}).values()) >= 1,
+                   or mld_errors(s) >= 1,
                    timeout=2, what="the query from :: counted (as a query, or as an error)")
     h3.send_frames([pim6_hello_frame(h3.mac, eui64_link_local(h3.mac))])
     sw.wait_status(lambda s: "h3" in router_ports6(s), timeout=2, what="h3 an MLD router port (PIMv6 hello)")
@@ -443,7 +443,8 @@ def test_static_router_port_gets_reports_and_unregistered_ipv6_groups(six):
     h1, h2, h3, h4 = _hosts(six, "h1", "h2", "h3", "h4")
     lls = {h.name: ipv6_up(h) for h in (h1, h2, h3, h4)}
     st = sw.status()
-    assert [r for r in st.get("router_ports", []) if r["port"] == "h4" and r["kind"] == "static"], st.get("router_ports")
+    rp = router_ports6(st).get("h4")
+    assert rp and rp["kind"] == "static" and rp.get("expires_in") is None, st.get("router_ports")
     caps = {h.name: h.capture() for h in (h2, h3, h4)}
     rx = join6(h1, G, PORT)
     wait_until(lambda: _reports_from_others(caps["h4"], lambda m: m.ip.src == ip6(lls["h1"]) and m.mentions(G)),
@@ -508,6 +509,93 @@ def test_report_from_unspecified_address_is_accepted(six):
     h1 = six["h1"]
     h1.send_frames([mld_v2_report_frame(h1.mac, "::", [(IS_EX, G_GLOBAL, [])])])
     sw.wait_status(lambda s: "h1" in members6(s, G_GLOBAL), timeout=2, what=f"h1 member of {G_GLOBAL} (report from ::)")
+
+
+def test_reports_failing_rfc_9777_checks_are_discarded(six):
+    """RFC 9777 5.2.13: a report whose source is neither link-local nor ::, or whose hop limit
+    is not 1, or that lacks the Router Alert option, is discarded (counted as an MLD error,
+    no membership); the same report done right makes h1 a member."""
+    sw = six.start_switch()
+    h1 = six["h1"]
+    ll1 = eui64_link_local(h1.mac)
+    before = mld_errors(sw.status())
+    h1.send_frames([
+        mld_v2_report_frame(h1.mac, "2001:db8::10:1", [(IS_EX, G_GLOBAL, [])]),
+        mld_v2_report_frame(h1.mac, ll1, [(IS_EX, G_GLOBAL, [])], hop_limit=2),
+        mld_v2_report_frame(h1.mac, ll1, [(IS_EX, G_GLOBAL, [])], router_alert=False),
+    ])
+    sw.wait_status(lambda s: mld_errors(s) >= before + 3, timeout=2, what="three MLD errors counted")
+    assert "h1" not in members6(sw.status(), G_GLOBAL), group6(sw.status(), G_GLOBAL)
+    h1.send_frames([mld_v2_report_frame(h1.mac, ll1, [(IS_EX, G_GLOBAL, [])])])
+    sw.wait_status(lambda s: "h1" in members6(s, G_GLOBAL), timeout=2, what="h1 a member after a valid report")
+
+
+def test_groups_per_port_limit_holds_for_mld(six):
+    """--max-groups-per-port 2: of four groups in one MLDv2 report, the port holds two; the
+    refusals are counted (mld.errors limit_groups_per_port)."""
+    sw = six.start_switch("--max-groups-per-port", "2")
+    h1 = six["h1"]
+    groups = [f"ff0e::77:{i}" for i in range(1, 5)]
+    h1.send_frames([mld_v2_report_frame(h1.mac, eui64_link_local(h1.mac), [(IS_EX, g, []) for g in groups])])
+    st = sw.wait_status(lambda s: mld_counter(s, "errors", "limit_groups_per_port") >= 2 and s, timeout=2,
+                        what="two refusals counted as limit_groups_per_port")
+    held = [g for g in groups if "h1" in members6(st, g)]
+    assert len(held) == 2, f"h1 holds {held} (limit 2): {groups6(st)}"
+
+
+def test_flood_unregistered_floods_unregistered_ipv6_groups(six):
+    """With --flood-unregistered, data to an IPv6 group nobody joined reaches every other port;
+    a group h1 joined still goes to h1 only."""
+    sw = six.start_switch("--flood-unregistered")
+    h1, h2, h3, h4 = _hosts(six, "h1", "h2", "h3", "h4")
+    for h in (h1, h4):
+        ipv6_up(h)
+    rx = join6(h1, G, PORT)
+    caps = {h.name: h.capture() for h in (h1, h2, h3)}
+    m_unreg, m_reg = random_marker("unreg6"), random_marker("reg6")
+    send_udp6(h4, G2, PORT, count=10, marker=m_unreg)
+    sent = send_udp6(h4, G, PORT, count=10, marker=m_reg)
+    _got_all(rx, sent, "member h1")
+    for name, cap in caps.items():
+        cap.wait_for(lambda f: m_unreg in f.data, count=10, timeout=3, what=f"flooded {G2} at {name}")
+    time.sleep(0.2)
+    for name in ("h2", "h3"):
+        caps[name].stop()
+        assert caps[name].with_marker(m_reg) == [], f"non-member {name} got registered group {G}"
+
+
+def test_silent_member_expires_after_the_listener_interval_answering_member_stays(six):
+    """As querier (query interval 2 s, response interval 1 s, robustness 2: multicast address
+    listening interval 2*2+1 = 5 s): h3's port, from one crafted report and then silence, is
+    pruned after about 5 s; h1, a real host that answers the queries, stays a member."""
+    sw = six.start_switch("--querier", "--querier-address", QA, "--query-interval", "2",
+                          "--query-response-interval", "1")
+    h1, h3 = six["h1"], six["h3"]
+    ipv6_up(h1)
+    join6(h1, G, PORT)
+    h3.send_frames([mld_v2_report_frame(h3.mac, eui64_link_local(h3.mac), [(IS_EX, G, [])])])
+    e = sw.wait_status(lambda s: member6(s, G, "h3"), timeout=2, what="h3 a member after its report")
+    t0 = time.monotonic()
+    assert 3.5 <= e["expires_in"] <= 5.2, f"h3 expires in {e['expires_in']}, expected about 5 s"
+    sw.wait_status(lambda s: member6(s, G, "h3") is None, timeout=7, what="h3 pruned after the listening interval")
+    gone = time.monotonic() - t0
+    assert 3.0 <= gone <= 6.0, f"h3 pruned after {gone:.1f}s, expected about 5 s"
+    assert "h1" in members6(sw.status(), G), "h1 answers the queries but was pruned"
+
+
+def test_querier_learns_the_groups_of_hosts_that_came_up_before_it(six):
+    """Hosts configure IPv6 before the switch starts; the switch, as querier, queries at start
+    and learns their solicited-node groups from the answers (what README says closes the gap
+    of a host whose report was lost)."""
+    h1, h2 = six["h1"], six["h2"]
+    lls = {h.name: ipv6_up(h, unsolicited_ms=50) for h in (h1, h2)}
+    time.sleep(0.5)
+    sw = six.start_switch("--querier", "--querier-address", QA, "--query-interval", "4",
+                          "--query-response-interval", "1")
+    for h in (h1, h2):
+        for g in (solicited_node(global_addr(h)), solicited_node(lls[h.name])):
+            sw.wait_status(lambda s: members6(s, g) == {h.name}, timeout=3,
+                           what=f"{h.name} listed in its solicited-node group {g} after the startup query")
 
 
 def test_mdb_add_and_del_take_ipv6_groups(six):
@@ -711,6 +799,43 @@ def test_mld_membership_is_per_vlan_and_trunks_keep_tags(vlans6):
         assert caps[name].with_marker(m20b) == [], f"{name} got VLAN 20 data"
     for name in ("v20a", "trunk"):
         assert caps[name].with_marker(m10t) == [], f"{name} got VLAN 10 data"
+
+
+def test_tagged_mld_query_makes_a_router_port_in_its_vlan_only(vlans6):
+    """An MLD query tagged VLAN 20 from the trunk host reaches the VLAN 20 access hosts (not
+    VLAN 10's) and makes trunk an MLD router port of VLAN 20 only; v20a's report when it joins
+    then leaves trunk tagged 20, while v10a's (VLAN 10 has no router port) reaches no port."""
+    lab = vlans6
+    sw = lab.start_switch()
+    v10a, v10b, v20a, v20b, trunk, trunk2 = _hosts(lab, "v10a", "v10b", "v20a", "v20b", "trunk", "trunk2")
+    lls = {h.name: ipv6_up(h) for h in (v10a, v10b, v20a, v20b)}
+    caps = {h.name: h.capture() for h in (v10a, v10b, v20a, v20b, trunk, trunk2)}
+    ll_trunk = eui64_link_local(trunk.mac)
+    trunk.send_frames([mld_query_frame(trunk.mac, ll_trunk, vlan=20, max_resp_ms=500)])
+    rp = sw.wait_status(lambda s: router_ports6(s, 20).get("trunk"), timeout=2, what="trunk an MLD router port of VLAN 20")
+    assert rp["reason"] == "mld-query", rp
+    assert "trunk" not in router_ports6(sw.status(), 10), router_ports6(sw.status())
+    wait_until(lambda: mld_in(caps["v20a"], lambda m: m.is_query and m.ip.src == ip6(ll_trunk)), timeout=2,
+               what="the VLAN 20 query at v20a")
+    at_t2 = wait_until(lambda: mld_in(caps["trunk2"], lambda m: m.is_query and m.ip.src == ip6(ll_trunk)), timeout=2,
+                       what="the VLAN 20 query at trunk2")
+    assert all(m.frame.vlan == 20 for m in at_t2), at_t2
+    join6(v20a, G, PORT, vlan=20)
+    join6(v10a, G, PORT, vlan=10)
+    reports = wait_until(lambda: _reports_from_others(caps["trunk"], lambda m: m.ip.src == ip6(lls["v20a"]) and m.mentions(G)),
+                         timeout=3, what="v20a's report at trunk")
+    assert all(m.frame.vlan == 20 for m in reports), f"v20a's reports left trunk as {reports}"
+    time.sleep(0.7)
+    for cap in caps.values():
+        cap.stop()
+    for name in ("v10a", "v10b"):
+        q = mld_in(caps[name], lambda m: m.is_query and m.ip.src == ip6(ll_trunk))
+        assert q == [], f"the VLAN 20 query reached {name}"
+    leaked = _reports_from_others(caps["trunk"], lambda m: m.ip.src == ip6(lls["v10a"]))
+    assert leaked == [], f"v10a's reports reached trunk (no router port in VLAN 10): {leaked}"
+    for name in ("v10b", "v20b", "trunk2"):
+        leaked = _reports_from_others(caps[name])
+        assert leaked == [], f"{name} received MLD reports of other hosts: {leaked[:3]}"
 
 
 def test_no_mld_snooping_vlan_floods_ipv6_multicast(vlans6):
