@@ -1,10 +1,11 @@
 #!/usr/bin/python3
-"""Helpers for scripts/bench.sh: real socket joins, join/leave latency from one capture,
-IGMP report floods, CPU time, status parsing and the result table.
+"""Helpers for scripts/bench.sh: real socket joins (IPv4 and IPv6), join/leave latency from
+one capture, IGMP report floods, CPU time, status parsing and the result table.
 
 Runs with Debian's /usr/bin/python3 and its standard library only.
 """
 import argparse
+import ipaddress
 import json
 import os
 import signal
@@ -32,10 +33,18 @@ def mreqn(group, iface):
 # ---------------------------------------------------------------- joins
 
 def cmd_hold_join(args):
-    """Join GROUP on IFACE with a real socket and hold it until SIGTERM."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.IPPROTO_IP, IP_ADD_MEMBERSHIP, mreqn(args.group, args.iface))
+    """Join GROUP on IFACE with a real socket and hold it until SIGTERM: an IPv4 group with
+    IP_ADD_MEMBERSHIP (an IGMP report), an IPv6 one with IPV6_JOIN_GROUP (an MLD report)."""
+    if ":" in args.group:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        mreq = socket.inet_pton(socket.AF_INET6, args.group) + struct.pack("@I", ifindex(args.iface))
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+    else:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.IPPROTO_IP, IP_ADD_MEMBERSHIP, mreqn(args.group, args.iface))
     print("joined", args.group, flush=True)
+    # bench.sh stops it with SIGINT first, which a background job of a script starts ignoring.
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:
         time.sleep(3600)
@@ -242,19 +251,36 @@ def cmd_reports(args):
     print(send_raw(args.iface, frames, burst=args.burst, pause=args.pause))
 
 
+def cmd_ipv6_bytes(args):
+    """An IPv6 address as trafgen's comma-separated bytes."""
+    print(", ".join(f"0x{b:02x}" for b in ipaddress.IPv6Address(args.address).packed))
+
+
 # ---------------------------------------------------------------- status parsing
+
+def same_address(text, group):
+    """Whether TEXT names the address GROUP (IPv6 has several spellings of one address)."""
+    try:
+        return ipaddress.ip_address(str(text).split("%")[0]) == group
+    except ValueError:
+        return False
+
 
 def cmd_members(args):
     """Members of GROUP from a switch's own view, read on stdin."""
     text = sys.stdin.read()
+    group = ipaddress.ip_address(args.group)
     if args.kind == "snoopswitch":
         doc = json.loads(text)
-        n = sum(len(g["members"]) for g in doc.get("groups") or [] if g["group"] == args.group)
+        # Groups of either family: every top-level list of group objects ("groups", and any
+        # list an IPv6 table is kept in apart).
+        n = sum(len(g.get("members") or []) for key, rows in doc.items() if isinstance(rows, list)
+                for g in rows if isinstance(g, dict) and same_address(g.get("group"), group))
     elif args.kind == "bridge":
         doc = json.loads(text or "[]")
-        n = sum(1 for block in doc for e in block.get("mdb", []) if e.get("grp") == args.group)
+        n = sum(1 for block in doc for e in block.get("mdb", []) if same_address(e.get("grp"), group))
     else:  # ovs-appctl mdb/show: " port  VLAN  GROUP  Age"
-        n = sum(1 for line in text.splitlines() if args.group in line.split())
+        n = sum(1 for line in text.splitlines() if any(same_address(w, group) for w in line.split()))
     print(n)
 
 
@@ -293,6 +319,7 @@ FIGURES = [
     # key, label, unit, better, target text, target check (ratio vs bridge or absolute)
     ("uc_rate", "64-byte unicast, frames/s delivered (generator on one core)", "rate", "higher", "1.5x bridge"),
     ("mc_rate", "64-byte multicast to 3 members, frames/s delivered (sum)", "rate", "higher", "1.5x bridge"),
+    ("mc6_rate", "64-byte IPv6 multicast to 3 members, frames/s delivered (sum)", "rate", "higher", "1.5x bridge"),
     ("tcp", "TCP between two hosts, default offloads (iperf3), Gbit/s", "gbit", "higher", "0.8x bridge"),
     ("join_ms", "report -> first forwarded frame, median ms", "ms", "lower", "< 1 ms"),
     ("leave_ms", "leave on a fast-leave port -> last forwarded frame, median ms", "ms", "lower", "< 5 ms"),
@@ -301,7 +328,13 @@ FIGURES = [
     ("hash_flood", "64-byte unicast with 8,192 colliding source MACs learned from another host, % of the rate without", "pct", "higher", "> 90 %"),
     ("uc_gen", "  generator sent during the unicast run, frames/s", "rate", "info", ""),
     ("mc_gen", "  generator sent during the multicast run, frames/s", "rate", "info", ""),
+    ("mc6_gen", "  generator sent during the IPv6 multicast run, frames/s", "rate", "info", ""),
+    ("mc_stray", "  frames at the 2 hosts that joined nothing during the multicast run, frames/s (pruned: about 0)", "rate", "info", ""),
+    ("mc6_stray", "  frames at the 2 hosts that joined nothing during the IPv6 multicast run, frames/s (pruned: about 0)", "rate", "info", ""),
 ]
+# A multicast figure whose frames also reached the hosts that joined nothing at this fraction of
+# the members' rate or more was flooded, not snooped: its verdict says so whatever its rate.
+FLOODED = 0.01
 COLUMNS = [("snoopswitch", "snoopswitch"), ("bridge", "kernel bridge"), ("ovs", "OVS userspace")]
 
 
@@ -321,12 +354,17 @@ def fmt(value, unit):
     return str(value)
 
 
-def verdict(key, ours, bridge):
-    if key.endswith("_gen"):
+def verdict(key, values):
+    ours, bridge = values.get(("snoopswitch", key)), values.get(("bridge", key))
+    if key.endswith("_gen") or key.endswith("_stray"):
         return None
     if ours is None:
         return "not measured"
-    if key in ("uc_rate", "mc_rate"):
+    if key in ("mc_rate", "mc6_rate"):
+        stray = values.get(("snoopswitch", key[:-len("_rate")] + "_stray"))
+        if stray is not None and stray >= FLOODED * max(ours / 3, 1):
+            return "MISSED: flooded to the hosts that joined nothing"
+    if key in ("uc_rate", "mc_rate", "mc6_rate"):
         return None if bridge in (None, 0) else ("met" if ours / bridge >= 1.5 else "MISSED")
     if key == "tcp":
         return None if bridge in (None, 0) else ("met" if ours / bridge >= 0.8 else "MISSED")
@@ -347,8 +385,8 @@ def round_notes(rounds):
     """One line per frame-rate figure measured in more than one round: each round's figures and
     snoopswitch's ratio to the bridge in that round."""
     lines = []
-    for key, label, unit, _better, _target in FIGURES:
-        if unit != "rate" or key.endswith("_gen"):
+    for key, label, unit, better, _target in FIGURES:
+        if unit != "rate" or better == "info":
             continue
         ours, bridge = rounds.get(("snoopswitch", key), []), rounds.get(("bridge", key), [])
         if max(len(ours), len(bridge)) < 2:
@@ -395,9 +433,11 @@ def cmd_table(args):
     header = ["figure"] + [name for _c, name in COLUMNS] + ["snoopswitch / bridge", "snoopswitch / OVS", "target", "verdict"]
     rows = []
     for key, label, unit, better, target in FIGURES:
+        if not any((c, key) in rounds for c, _n in COLUMNS):
+            continue            # a figure this run did not set out to measure (--figures, --only)
         row = [label] + [fmt(values.get((c, key)), unit) for c, _n in COLUMNS]
         row += ["", "", target] if better == "info" else [ratio(key, "bridge"), ratio(key, "ovs"), target]
-        row.append(verdict(key, values.get(("snoopswitch", key)), values.get(("bridge", key))) or "")
+        row.append(verdict(key, values) or "")
         rows.append(row)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -424,6 +464,7 @@ def main():
     p = sub.add_parser("source-macs"); p.add_argument("iface"); p.add_argument("file"); p.set_defaults(fn=cmd_source_macs)
     p = sub.add_parser("members"); p.add_argument("kind"); p.add_argument("group"); p.set_defaults(fn=cmd_members)
     p = sub.add_parser("groups"); p.set_defaults(fn=cmd_groups)
+    p = sub.add_parser("ipv6-bytes"); p.add_argument("address"); p.set_defaults(fn=cmd_ipv6_bytes)
     p = sub.add_parser("cpu"); p.add_argument("pid", type=int); p.add_argument("seconds", type=float); p.set_defaults(fn=cmd_cpu)
     p = sub.add_parser("table"); p.add_argument("results"); p.add_argument("--out"); p.add_argument("--title", default="")
     p.set_defaults(fn=cmd_table)

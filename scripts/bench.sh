@@ -1,32 +1,44 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: snoopswitch, the kernel bridge (IGMP snooping on) and Open vSwitch's
-# userspace datapath, one topology, the same generator, one table.
+# Side-by-side benchmark: snoopswitch, the kernel bridge (IGMP and MLD snooping on) and Open
+# vSwitch's userspace datapath, one topology, the same generator, one table.
 #
-#   scripts/bench.sh [--duration S] [--only snoopswitch|bridge|ovs] [--out FILE] [--skip-build]
-#                    [--trials N] [--rounds N]
+#   scripts/bench.sh [--duration S] [--only SWITCHES] [--figures FIGURES] [--out FILE]
+#                    [--skip-build] [--trials N] [--rounds N]
+#   --only SWITCHES     snoopswitch, bridge, ovs or a comma list of them (default: all three)
+#   --figures FIGURES   a comma list of the figures to measure (default: all): unicast,
+#                       multicast, multicast6, tcp, hash-flood, latency, memory, cpu, lock.
+#                       E.g. the IPv6 multicast figure alone, snoopswitch and the bridge only:
+#                       scripts/bench.sh --figures multicast6 --only snoopswitch,bridge
 #   env SNOOPSWITCH=/path/to/snoopswitch   use this binary (no build)
 #   env SNOOPSWITCH_FLAGS="--nice 0"         add these flags to `snoopswitch run` (a variant)
 #
-# Last, a ping through snoopswitch while the kernel fast path holds 16,384 flows
+# Last (figure lock), a ping through snoopswitch while the kernel fast path holds 16,384 flows
 # (scripts/bench-lock.sh), as a note below the table.
 #
-# The frame rates are measured in ROUNDS rounds (default 3), each switch in turn in every round,
-# and the median round is the figure: one quiet or busy minute of a shared machine then falls on
-# one round of each switch, not on one switch's only figure.
+# The frame rates (unicast, multicast, multicast6) are measured in ROUNDS rounds (default 3),
+# each switch in turn in every round, and the median round is the figure: one quiet or busy
+# minute of a shared machine then falls on one round of each switch, not on one switch's only
+# figure.
 #
 # Topology, built anew for each switch: namespaces gen (generator, 192.0.2.1), r1, r2, r3
-# (receivers and members, 192.0.2.11-13), each joined by a veth pair to a switch namespace
-# whose ends are named after the hosts (gen, r1, r2, r3). r1's port is a fast-leave port.
+# (receivers and members, 192.0.2.11-13) and n1, n2 (hosts that join no group, 192.0.2.21-22),
+# each joined by a veth pair to a switch namespace whose ends are named after the hosts (gen,
+# r1, ...). r1's port is a fast-leave port. The multicast figures count the frames at every
+# receiver: the members' are the figure, the non-members' show whether the switch pruned.
+# IPv6 (multicast6) is enabled on the hosts' eth0 for that figure only (2001:db8::/64 and
+# fe80:: addresses, group ff15::4242); the kernel bridge has a link-local address of its own
+# for its MLD querier (MLDv2) from the start.
 # Root only. Everything created is removed on exit, also on failure or ^C.
 set -euo pipefail
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
     exit "${1:-0}"
 }
 
 DURATION=5
 ONLY=all
+FIGURES=all
 OUT=""
 SKIP_BUILD=0
 TRIALS=5
@@ -35,7 +47,8 @@ ARGS_TEXT="$0 $*"
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --duration) DURATION="${2:?--duration needs seconds}"; shift 2 ;;
-        --only) ONLY="${2:?--only needs snoopswitch, bridge or ovs}"; shift 2 ;;
+        --only) ONLY="${2:?--only needs snoopswitch, bridge, ovs or a comma list of them}"; shift 2 ;;
+        --figures) FIGURES="${2:?--figures needs a comma list of figures}"; shift 2 ;;
         --out) OUT="${2:?--out needs a file}"; shift 2 ;;
         --skip-build) SKIP_BUILD=1; shift ;;
         --trials) TRIALS="${2:?--trials needs a count}"; shift 2 ;;
@@ -44,7 +57,14 @@ while [[ $# -gt 0 ]]; do
         *) echo "bench.sh: unknown argument '$1'" >&2; usage 2 ;;
     esac
 done
-case "$ONLY" in all|snoopswitch|bridge|ovs) ;; *) echo "bench.sh: --only takes snoopswitch, bridge or ovs" >&2; exit 2 ;; esac
+ALL_FIGURES="unicast multicast multicast6 tcp hash-flood latency memory cpu lock"
+for item in ${ONLY//,/ }; do
+    case "$item" in all|snoopswitch|bridge|ovs) ;; *) echo "bench.sh: --only takes snoopswitch, bridge, ovs or a comma list of them" >&2; exit 2 ;; esac
+done
+for item in ${FIGURES//,/ }; do
+    [[ "$item" == all || " $ALL_FIGURES " == *" $item "* ]] \
+        || { echo "bench.sh: --figures takes a comma list of: $ALL_FIGURES (or all)" >&2; exit 2; }
+done
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 ]] || { echo "bench.sh: --duration takes whole seconds (>= 1)" >&2; exit 2; }
 [[ "$TRIALS" =~ ^[0-9]+$ && "$TRIALS" -ge 1 ]] || { echo "bench.sh: --trials takes a count (>= 1)" >&2; exit 2; }
 [[ "$ROUNDS" =~ ^[0-9]+$ && "$ROUNDS" -ge 1 ]] || { echo "bench.sh: --rounds takes a count (>= 1)" >&2; exit 2; }
@@ -56,7 +76,9 @@ HELPER="$REPO/scripts/bench-helper.py"
 PY=/usr/bin/python3                     # Debian's, not a pyenv shim
 export PATH="/opt/swift/usr/bin:$PATH:/usr/sbin:/sbin"
 
-wants() { [[ "$ONLY" == all || "$ONLY" == "$1" ]]; }
+wants() { [[ ",$ONLY," == *,all,* || ",$ONLY," == *",$1,"* ]]; }            # wants SWITCH
+figure() { [[ ",$FIGURES," == *,all,* || ",$FIGURES," == *",$1,"* ]]; }      # figure NAME
+any_figure() { local f; for f in "$@"; do figure "$f" && return 0; done; return 1; }
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 
 # ------------------------------------------------------------------ state and cleanup
@@ -215,9 +237,16 @@ build_snoopswitch() {
 
 # ------------------------------------------------------------------ topology
 
-HOSTS=(gen r1 r2 r3)
-declare -A IP=([gen]=192.0.2.1 [r1]=192.0.2.11 [r2]=192.0.2.12 [r3]=192.0.2.13)
-declare -A MAC=([gen]=02:00:00:00:00:01 [r1]=02:00:00:00:00:11 [r2]=02:00:00:00:00:12 [r3]=02:00:00:00:00:13)
+HOSTS=(gen r1 r2 r3 n1 n2)
+RECEIVERS=(r1 r2 r3 n1 n2)      # every host but the generator: members r1-r3, non-members n1, n2
+declare -A IP=([gen]=192.0.2.1 [r1]=192.0.2.11 [r2]=192.0.2.12 [r3]=192.0.2.13 [n1]=192.0.2.21 [n2]=192.0.2.22)
+declare -A MAC=([gen]=02:00:00:00:00:01 [r1]=02:00:00:00:00:11 [r2]=02:00:00:00:00:12 [r3]=02:00:00:00:00:13
+                [n1]=02:00:00:00:00:21 [n2]=02:00:00:00:00:22)
+# IPv6, for the multicast6 figure only: a global and a link-local address for each host (no
+# duplicate address detection: usable at once), given when the figure starts.
+declare -A IP6=([gen]=2001:db8::1 [r1]=2001:db8::11 [r2]=2001:db8::12 [r3]=2001:db8::13 [n1]=2001:db8::21 [n2]=2001:db8::22)
+declare -A LL6=([gen]=fe80::1 [r1]=fe80::11 [r2]=fe80::12 [r3]=fe80::13 [n1]=fe80::21 [n2]=fe80::22)
+BRIDGE_LL6=fe80::fe             # the kernel bridge's own address, the source of its MLD queries
 SW="$ID-sw"
 ns() { echo "$ID-$1"; }
 
@@ -239,6 +268,20 @@ setup_topology() {
 }
 
 teardown_topology() { delete_namespaces; }
+
+# IPv6 on the hosts' eth0 (the namespaces were made with IPv6 off, so that the IPv4 figures see
+# no neighbour discovery or MLD): fixed addresses without DAD, so that the first MLD report
+# already leaves from the link-local address (a report from :: is one the bridge ignores).
+enable_ipv6_hosts() {
+    local h n
+    for h in "${HOSTS[@]}"; do
+        n="$(ns "$h")"
+        ip -n "$n" link set eth0 addrgenmode none || return 1
+        ip netns exec "$n" sysctl -qw net.ipv6.conf.eth0.disable_ipv6=0 || return 1
+        ip -n "$n" -6 addr add "${LL6[$h]}/64" dev eth0 nodad || return 1
+        ip -n "$n" -6 addr add "${IP6[$h]}/64" dev eth0 nodad || return 1
+    done
+}
 
 counter() {             # counter HOST rx|tx: packets on the host's eth0
     ip netns exec "$(ns "$1")" cat "/sys/class/net/eth0/statistics/${2}_packets"
@@ -263,6 +306,25 @@ $prefix {
 EOF
 }
 
+# trafgen config: the same 64-byte frame over IPv6 (14 + 40 + 8 + 2 bytes), from 2001:db8::1,
+# hop limit 16 as the IPv4 frame's TTL, UDP checksum filled in (IPv6 requires one).
+trafgen_config6() {     # trafgen_config6 DSTMAC DSTIP6 [PREFIX]
+    local mac dst src prefix="${3-cpu(1):}"
+    mac="$(echo "$1" | sed 's/\([0-9a-f][0-9a-f]\)/0x\1/g; s/:/, /g')"
+    dst="$("$PY" "$HELPER" ipv6-bytes "$2")"
+    src="$("$PY" "$HELPER" ipv6-bytes "${IP6[gen]}")"
+    cat <<EOF
+$prefix {
+  $mac,  0x02, 0x00, 0x00, 0x00, 0x00, 0x01,  c16(0x86dd),
+  0x60, 0x00, 0x00, 0x00, c16(10), 17, 16,
+  $src,
+  $dst,
+  c16(4000), c16(9), c16(10), csumudp6(14, 54),
+  fill(0x00, 2)
+}
+EOF
+}
+
 # Starts trafgen in the generator namespace: one worker, pinned to CPU 1 by trafgen itself.
 # trafgen pins worker i to CPU i whatever taskset says (`taskset -c 1 trafgen --cpus 1` runs
 # on CPU 0), so it starts two workers and the config gives the frame to the CPU 1 one only;
@@ -283,7 +345,7 @@ start_snoopswitch() {
     # In its own session, as a service manager starts it (ovs-vswitchd --detach, trafgen and
     # iperf3 here have theirs too): where the kernel groups tasks by session, it then ranks
     # its own group by its nice value instead of sharing the bench script's.
-    setsid ip netns exec "$SW" "$BIN" run --port gen --port r1:fast-leave --port r2 --port r3 \
+    setsid ip netns exec "$SW" "$BIN" run --port gen --port r1:fast-leave --port r2 --port r3 --port n1 --port n2 \
         --querier --querier-address 192.0.2.254 --control "$SOCK" --log-level warning \
         --max-groups-per-port 131072 --max-groups-per-vlan 131072 --max-macs-per-port 16384 --igmp-rate 1000000 ${SNOOPSWITCH_FLAGS:-} \
         > "$TMP/snoopswitch.log" 2>&1 < /dev/null &
@@ -306,10 +368,16 @@ start_snoopswitch() {
 start_bridge() {
     # Timers first, querier in a second command (TOOLING.md). Unregistered groups go to router
     # ports only (mcast_flood off), as snoopswitch does by default; r1 is a fast-leave port.
+    # MLD snooping: MLDv2 queries (it sends MLDv1 ones otherwise), and IPv6 on br0 itself, a
+    # link-local address without DAD before br0 comes up: the bridge's MLD querier sends from it,
+    # and without one it has no IPv6 querier (LINUX-DATAPATH.md).
     # (Called from an `if`, where set -e does not act: every step checks its own status.)
-    ip -n "$SW" link add br0 type bridge mcast_snooping 1 mcast_query_response_interval 100 \
+    ip -n "$SW" link add br0 type bridge mcast_snooping 1 mcast_mld_version 2 mcast_query_response_interval 100 \
         mcast_startup_query_interval 100 mcast_last_member_interval 100 || return 1
     ip -n "$SW" link set br0 type bridge mcast_querier 1 || return 1
+    ip -n "$SW" link set br0 addrgenmode none || return 1
+    ip netns exec "$SW" sysctl -qw net.ipv6.conf.br0.disable_ipv6=0 || return 1
+    ip -n "$SW" -6 addr add "$BRIDGE_LL6/64" dev br0 nodad || return 1
     local h
     for h in "${HOSTS[@]}"; do
         ip -n "$SW" link set "$h" master br0 || return 1
@@ -366,45 +434,67 @@ members() {             # members KIND GROUP: members the switch itself shows fo
 
 warm_up() {             # every receiver talks to the generator: MAC tables learn, ARP resolves
     local h ok=1
-    for h in r1 r2 r3; do
+    for h in "${RECEIVERS[@]}"; do
         ip netns exec "$(ns "$h")" ping -q -c 2 -i 0.2 -W 2 "${IP[gen]}" >/dev/null 2>&1 || ok=0
     done
     [[ $ok == 1 ]] || note "$1: a warm-up ping from a receiver to the generator failed"
     sleep 0.5
 }
 
+thousands() { echo "$1" | rev | sed 's/\([0-9]\{3\}\)/\1,/g; s/,$//' | rev; }
+
 # Rate of a trafgen run: frames delivered at the receivers and sent by the generator, over
-# DURATION seconds of steady sending (the first second is not counted).
+# DURATION seconds of steady sending (the first second is not counted). An IPv6 DSTIP sends
+# the IPv6 frame. Every receiver's count (rx_packets on its eth0: the generator's frames and
+# the few control frames of the run) is left in COUNTS_TEXT, the addressed ones first, and
+# COUNTS_PROBLEM says when a non-addressed receiver got frames (more than 100) or an addressed
+# one got none (fewer than 100); the frames of the non-addressed ones are recorded as KEY's
+# _stray figure (frames/s).
+COUNTS_TEXT=""
+COUNTS_PROBLEM=""
 measure_rate() {        # measure_rate KIND KEY DSTMAC DSTIP RECEIVERS...
     local kind="$1" key="$2" cfg="$TMP/$2.cfg" receivers=("${@:5}") h pg
-    trafgen_config "$3" "$4" > "$cfg"
+    if [[ "$4" == *:* ]]; then trafgen_config6 "$3" "$4" > "$cfg"; else trafgen_config "$3" "$4" > "$cfg"; fi
     start_trafgen "$cfg" "$TMP/$kind-$key-trafgen.log"
     pg=$SPAWNED
     sleep 1
-    local t0 g0 t1 g1 delivered=0 stray=0
+    local t0 g0 t1 g1 delivered=0 stray=0 d addressed="" others="" missing="" flooded=""
     declare -A r0=() r1c=()
-    for h in r1 r2 r3; do r0[$h]=$(counter "$h" rx); done
+    for h in "${RECEIVERS[@]}"; do r0[$h]=$(counter "$h" rx); done
     g0=$(counter gen tx); t0=$(now_ns)
     sleep "$DURATION"
     g1=$(counter gen tx); t1=$(now_ns)
-    for h in r1 r2 r3; do r1c[$h]=$(counter "$h" rx); done
+    for h in "${RECEIVERS[@]}"; do r1c[$h]=$(counter "$h" rx); done
     unspawn "$pg"
+    COUNTS_TEXT=""
+    COUNTS_PROBLEM=""
     if [[ $((g1 - g0)) -eq 0 ]]; then
         note "$kind: trafgen sent nothing ($(tail -2 "$TMP/$kind-$key-trafgen.log" | tr '\n' ' '))"
         record "$kind" "$key" n/a
+        COUNTS_TEXT="trafgen sent nothing"
+        COUNTS_PROBLEM="no frames sent"
         return
     fi
-    for h in r1 r2 r3; do
+    for h in "${RECEIVERS[@]}"; do
+        d=$((r1c[$h] - r0[$h]))
         if [[ " ${receivers[*]} " == *" $h "* ]]; then
-            delivered=$((delivered + r1c[$h] - r0[$h]))
+            delivered=$((delivered + d))
+            addressed+="${addressed:+, }$h $(thousands "$d")"
+            [[ $d -ge 100 ]] || missing+="${missing:+, }$h"
         else
-            stray=$((stray + r1c[$h] - r0[$h]))
+            stray=$((stray + d))
+            others+="${others:+, }$h $(thousands "$d")"
+            [[ $d -le 100 ]] || flooded+="${flooded:+, }$h"
         fi
     done
+    COUNTS_TEXT="addressed: $addressed; others: $others"
+    [[ -z "$flooded" ]] || COUNTS_PROBLEM="FLOODED: $flooded got the frames too"
+    [[ -z "$missing" ]] || COUNTS_PROBLEM+="${COUNTS_PROBLEM:+; }NOTHING ARRIVED at $missing"
     local seconds
     seconds=$("$PY" -c "print(($t1 - $t0) / 1e9)")
     record "$kind" "$key" "$("$PY" -c "print($delivered / $seconds)")"
     record "$kind" "${key%_rate}_gen" "$("$PY" -c "print(($g1 - $g0) / $seconds)")"
+    record "$kind" "${key%_rate}_stray" "$("$PY" -c "print($stray / $seconds)")"
     if [[ $stray -gt 100 ]]; then
         note "$kind: $key: $stray frames also reached receivers that were not addressed (flooded), not counted"
     fi
@@ -412,28 +502,78 @@ measure_rate() {        # measure_rate KIND KEY DSTMAC DSTIP RECEIVERS...
 
 measure_unicast() { measure_rate "$1" uc_rate "${MAC[r1]}" "${IP[r1]}" r1; }
 
-measure_multicast() {
-    local kind="$1" group=239.1.1.1 h joiners=() n=0 i
+# Members join GROUP by socket (IP_ADD_MEMBERSHIP or IPV6_JOIN_GROUP) and hold it; the rate is
+# measured once the switch shows the 3 members, or after WAIT seconds in any case. JOINERS
+# holds their process groups.
+JOINERS=()
+join_members() {        # join_members KIND GROUP WAIT
+    local kind="$1" group="$2" h n=0 i
+    JOINERS=()
     for h in r1 r2 r3; do
         spawn "$TMP/$kind-join-$h.log" ip netns exec "$(ns "$h")" "$PY" "$HELPER" hold-join eth0 "$group"
-        joiners+=("$SPAWNED")
+        JOINERS+=("$SPAWNED")
     done
-    for i in $(seq 1 100); do
+    for i in $(seq 1 $(( $3 * 5 ))); do
         n=$(members "$kind" "$group" 2>/dev/null || true)
         [[ "$n" =~ ^[0-9]+$ ]] || n=0
         [[ "$n" -ge 3 ]] && break
         sleep 0.2
     done
     if [[ "$n" -lt 3 ]]; then
-        note "$kind: only $n of 3 members of $group shown by the switch after 20 s; multicast rate measured anyway"
+        note "$kind: only $n of 3 members of $group shown by the switch after $3 s; multicast rate measured anyway"
     fi
+}
+
+# Per switch and figure, one line of every round's counts at the receivers, noted after the
+# rounds: COUNT_NOTES[KIND|FIGURE].
+declare -A COUNT_NOTES=()
+keep_counts() {         # keep_counts KIND FIGURE ROUND
+    COUNT_NOTES["$1|$2"]+="${COUNT_NOTES["$1|$2"]:+; }round $3: ${COUNTS_TEXT}${COUNTS_PROBLEM:+ (${COUNTS_PROBLEM})}"
+    [[ -z "$COUNTS_PROBLEM" ]] || log "$1: $2, round $3: $COUNTS_PROBLEM ($COUNTS_TEXT)"
+}
+
+measure_multicast() {   # measure_multicast KIND ROUND
+    local kind="$1" group=239.1.1.1 i
+    join_members "$kind" "$group" 20
     measure_rate "$kind" mc_rate 01:00:5e:01:01:01 "$group" r1 r2 r3
+    keep_counts "$kind" multicast "$2"
     if [[ "$kind" == snoopswitch && -z "${CLONES_NOTED:-}" ]]; then
         CLONES_NOTED=1
         note "snoopswitch: after the first multicast run: $(ip netns exec "$SW" "$BIN" status --control "$SOCK" --json 2>/dev/null \
             | "$PY" -c 'import json,sys; d=json.load(sys.stdin)["datapath"]; print("egress replication on %d ports, %d frames cloned by the kernel" % (d["replicating_ports"], d["cloned_frames"]))' 2>/dev/null || echo "no status")"
     fi
-    for i in "${joiners[@]}"; do unspawn "$i"; done
+    for i in "${JOINERS[@]}"; do unspawn "$i"; done
+}
+
+cloned_frames() {       # snoopswitch's count of frames cloned by egress replication, or nothing
+    ip netns exec "$SW" "$BIN" status --control "$SOCK" --json 2>/dev/null \
+        | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["datapath"]["cloned_frames"])' 2>/dev/null || true
+}
+
+# The IPv4 figure over IPv6: the same generator, frame size and members, to ff15::4242
+# (33:33:00:00:42:42; any-source, outside the SSM range ff3x::/32), joined with MLDv2 reports
+# from the members' link-local addresses. The switches' reports are waited for 5 s at most: the
+# members send theirs at the join.
+MC6_GROUP=ff15::4242
+measure_multicast6() {  # measure_multicast6 KIND ROUND
+    local kind="$1" i
+    if ! enable_ipv6_hosts; then
+        note "$kind: IPv6 could not be enabled on the hosts; IPv6 multicast not measured"
+        record "$kind" mc6_rate n/a
+        return
+    fi
+    join_members "$kind" "$MC6_GROUP" 5
+    local clones0=""
+    [[ "$kind" != snoopswitch || -n "${CLONES6_NOTED:-}" ]] || clones0=$(cloned_frames)
+    measure_rate "$kind" mc6_rate 33:33:00:00:42:42 "$MC6_GROUP" r1 r2 r3
+    keep_counts "$kind" multicast6 "$2"
+    if [[ -n "$clones0" ]]; then
+        CLONES6_NOTED=1
+        local clones1
+        clones1=$(cloned_frames)
+        note "snoopswitch: during the first IPv6 multicast run: $([[ -n "$clones1" ]] && echo "$((clones1 - clones0)) frames cloned by the kernel (egress replication)" || echo "no status")"
+    fi
+    for i in "${JOINERS[@]}"; do unspawn "$i"; done
 }
 
 # One TCP figure is the median of TCP_RUNS iperf3 runs: a single run of the kernel bridge
@@ -594,26 +734,43 @@ bring_down() {
 run_rates() {           # run_rates KIND ROUND: one round of the frame-rate figures
     log "== $1: frame rates, round $2 of $ROUNDS"
     bring_up "$1" || return 0
-    log "$1: unicast rate"
-    measure_unicast "$1"
-    log "$1: multicast rate"
-    measure_multicast "$1"
+    if figure unicast; then
+        log "$1: unicast rate"
+        measure_unicast "$1"
+    fi
+    if figure multicast; then
+        log "$1: multicast rate"
+        measure_multicast "$1" "$2"
+    fi
+    if figure multicast6; then    # last: it turns IPv6 on in the hosts
+        log "$1: IPv6 multicast rate"
+        measure_multicast6 "$1" "$2"
+    fi
     bring_down "$1"
 }
 
 run_switch() {          # run_switch KIND: every other figure
     local kind="$1"
+    any_figure cpu tcp hash-flood latency || { [[ "$kind" == snoopswitch ]] && figure memory; } || return 0
     log "== $kind"
     bring_up "$kind" || return 0
-    log "$kind: CPU with no traffic ($DURATION s)"
-    measure_cpu "$kind"
-    log "$kind: TCP"
-    measure_tcp "$kind"
-    log "$kind: unicast with 8,192 colliding source MACs learned"
-    measure_hash_flood "$kind"
-    log "$kind: join and leave latency ($TRIALS trials)"
-    measure_latency "$kind"
-    if [[ "$kind" == snoopswitch ]]; then
+    if figure cpu; then
+        log "$kind: CPU with no traffic ($DURATION s)"
+        measure_cpu "$kind"
+    fi
+    if figure tcp; then
+        log "$kind: TCP"
+        measure_tcp "$kind"
+    fi
+    if figure hash-flood; then
+        log "$kind: unicast with 8,192 colliding source MACs learned"
+        measure_hash_flood "$kind"
+    fi
+    if figure latency; then
+        log "$kind: join and leave latency ($TRIALS trials)"
+        measure_latency "$kind"
+    fi
+    if [[ "$kind" == snoopswitch ]] && figure memory; then
         log "$kind: memory with 100,000 groups"
         measure_memory
     fi
@@ -641,23 +798,42 @@ measure_ceiling() {     # the generator alone into a veth whose other end nobody
 install_packages
 if wants snoopswitch; then build_snoopswitch; fi
 
+RATES=0
+if any_figure unicast multicast multicast6; then RATES=1; fi
 note "machine: $(nproc) cores, Linux $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); command: $ARGS_TEXT; $DURATION s per rate figure, $TRIALS latency trials; load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
-note "the generator (trafgen, 64-byte frames, one worker pinned to CPU 1) shares the machine's 2 cores with the switch under test, the receivers' kernels and, for the kernel bridge, the forwarding itself (softirq on the sending CPU): rates are comparable within this run, not absolute"
-note "rates count rx_packets at the receivers' eth0 over $DURATION s of steady sending; unicast counts the addressed receiver only, multicast sums the 3 members"
-note "latency: sender: trafgen --gap 100us (one frame every 100-150 us, so about 0.1 ms of resolution), kernel timestamps of the member's outgoing report/leave and incoming group frames on its own eth0; bridge: mcast_flood off on every port and fastleave on r1; OVS: mcast-snooping-disable-flood-unregistered, prunes on any leave (no fast-leave option); a leave figure of 0 means no group frame arrived after the leave left the member"
-note "memory and CPU are the switch process's (snoopswitch, ovs-vswitchd); the kernel bridge has no process: n/a"
-note "frame rates: the median of $ROUNDS rounds; each round brings up and measures every switch in turn (the rounds are listed below the table)"
-measure_ceiling
-for round in $(seq 1 "$ROUNDS"); do
-    for kind in snoopswitch bridge ovs; do
-        if wants "$kind"; then run_rates "$kind" "$round"; fi
+if [[ $RATES == 1 ]]; then
+    note "the generator (trafgen, 64-byte frames, one worker pinned to CPU 1) shares the machine's 2 cores with the switch under test, the receivers' kernels and, for the kernel bridge, the forwarding itself (softirq on the sending CPU): rates are comparable within this run, not absolute"
+    note "rates count rx_packets at the receivers' eth0 over $DURATION s of steady sending; unicast counts the addressed receiver only, multicast sums the 3 members (r1-r3); the 2 hosts that joined nothing (n1, n2) count what a switch did not prune (their rows: a few control frames when it pruned)"
+fi
+if figure multicast6; then
+    note "IPv6 multicast: the IPv4 multicast figure's frame size, generator, members and rounds; 64-byte IPv6/UDP frames from 2001:db8::1 to $MC6_GROUP, joined by socket (IPV6_JOIN_GROUP, MLDv2) on r1-r3 from their link-local addresses, n1 and n2 with IPv6 on and no join; bridge: mcast_snooping 1, mcast_mld_version 2, mcast_querier 1 with $BRIDGE_LL6 on br0, mcast_flood off on every port; snoopswitch: the same flags as for IPv4 (--querier: IGMP and, where the switch snoops MLD, MLD queries)"
+fi
+if figure latency; then
+    note "latency: sender: trafgen --gap 100us (one frame every 100-150 us, so about 0.1 ms of resolution), kernel timestamps of the member's outgoing report/leave and incoming group frames on its own eth0; bridge: mcast_flood off on every port and fastleave on r1; OVS: mcast-snooping-disable-flood-unregistered, prunes on any leave (no fast-leave option); a leave figure of 0 means no group frame arrived after the leave left the member"
+fi
+if any_figure memory cpu; then
+    note "memory and CPU are the switch process's (snoopswitch, ovs-vswitchd); the kernel bridge has no process: n/a"
+fi
+if [[ $RATES == 1 ]]; then
+    note "frame rates: the median of $ROUNDS rounds; each round brings up and measures every switch in turn (the rounds are listed below the table)"
+    measure_ceiling
+    for round in $(seq 1 "$ROUNDS"); do
+        for kind in snoopswitch bridge ovs; do
+            if wants "$kind"; then run_rates "$kind" "$round"; fi
+        done
     done
-done
+    for fig in multicast multicast6; do
+        for kind in snoopswitch bridge ovs; do
+            [[ -n "${COUNT_NOTES["$kind|$fig"]:-}" ]] || continue
+            note "$kind: $fig, frames at each receiver's eth0 over $DURATION s (addressed: the members; others: the hosts that joined nothing), by round: ${COUNT_NOTES["$kind|$fig"]}"
+        done
+    done
+fi
 for kind in snoopswitch bridge ovs; do
     if wants "$kind"; then run_switch "$kind"; fi
 done
 # What the main thread's work on a full kernel flow table costs the frames the threads carry.
-if wants snoopswitch; then
+if wants snoopswitch && figure lock; then
     if lock_line="$(SNOOPSWITCH="$BIN" bash "$REPO/scripts/bench-lock.sh" 2>"$TMP/bench-lock.log" | tail -1)" && [[ -n "$lock_line" ]]; then
         note "snoopswitch: $lock_line (scripts/bench-lock.sh)"
     else

@@ -2,7 +2,7 @@ import SwitchEngine
 import Wire
 
 /// Per-VLAN settings as written on the command line:
-/// `ID[:querier|:no-querier][:querier-address=A.B.C.D][:igmp-version=1|2|3][:mld-querier|:no-mld-querier]
+/// `ID[:querier|:no-querier][:igmp-querier|:no-igmp-querier][:querier-address=A.B.C.D][:igmp-version=1|2|3][:mld-querier|:no-mld-querier]
 /// [:mld-querier-address=[fe80::N]][:mld-version=1|2][:no-snooping|:no-mld-snooping]`. An IPv6
 /// address is written in brackets, or last, since its colons would split the spec.
 public enum VLANSpec {
@@ -24,6 +24,8 @@ public enum VLANSpec {
             case ("no-querier", 1): settings.querier = false
             case ("snooping", 1): settings.snooping = true
             case ("no-snooping", 1): settings.snooping = false
+            case ("igmp-querier", 1): settings.igmpQuerier = true
+            case ("no-igmp-querier", 1): settings.igmpQuerier = false
             case ("mld-querier", 1): settings.mldQuerier = true
             case ("no-mld-querier", 1): settings.mldQuerier = false
             case ("mld-snooping", 1): settings.mldSnooping = true
@@ -50,7 +52,7 @@ public enum VLANSpec {
                 }
                 settings.igmpVersion = version
             default:
-                throw fail("unknown option '\(option)' (expected querier, no-querier, querier-address=A, igmp-version=N, mld-querier, no-mld-querier, mld-querier-address=[A], mld-version=N, snooping, no-snooping, mld-snooping or no-mld-snooping)")
+                throw fail("unknown option '\(option)' (expected querier, no-querier, igmp-querier, no-igmp-querier, querier-address=A, igmp-version=N, mld-querier, no-mld-querier, mld-querier-address=[A], mld-version=N, snooping, no-snooping, mld-snooping or no-mld-snooping)")
             }
         }
         return (vlan, settings)

@@ -88,8 +88,10 @@ public struct QuerierSettings<P: MembershipProtocol>: Equatable, Sendable {
 public typealias QuerierConfiguration = QuerierSettings<IGMP>
 
 /// Settings of one VLAN that differ from the switch's defaults; nil keeps the default.
+/// `querier` and `snooping` speak for both protocols; the `igmp`/`mld` ones for one, over them.
 public struct VLANSettings: Equatable, Sendable {
     public var querier: Bool?
+    public var igmpQuerier: Bool?
     public var querierAddress: IPv4Address?
     public var igmpVersion: IGMPVersion?
     /// Off: the VLAN floods multicast like a plain bridge and tracks no membership (IGMP nor MLD).
@@ -103,8 +105,9 @@ public struct VLANSettings: Equatable, Sendable {
 
     public init(querier: Bool? = nil, querierAddress: IPv4Address? = nil, igmpVersion: IGMPVersion? = nil, snooping: Bool? = nil,
                 mldQuerier: Bool? = nil, mldQuerierAddress: IPv6Address? = nil, mldVersion: MLDVersion? = nil,
-                mldSnooping: Bool? = nil) {
+                mldSnooping: Bool? = nil, igmpQuerier: Bool? = nil) {
         self.querier = querier
+        self.igmpQuerier = igmpQuerier
         self.querierAddress = querierAddress
         self.igmpVersion = igmpVersion
         self.snooping = snooping
@@ -155,7 +158,7 @@ extension SwitchConfiguration {
     /// The querier settings in force in `vlan`.
     public func querier(in vlan: VLANID) -> QuerierConfiguration {
         let settings = vlans[vlan] ?? VLANSettings()
-        return QuerierConfiguration(enabled: settings.querier ?? querier.enabled,
+        return QuerierConfiguration(enabled: settings.igmpQuerier ?? settings.querier ?? querier.enabled,
                                     address: settings.querierAddress ?? querier.address,
                                     version: settings.igmpVersion ?? querier.version)
     }
@@ -165,7 +168,7 @@ extension SwitchConfiguration {
     public func mldQuerier(in vlan: VLANID) -> QuerierSettings<MLD> {
         let settings = vlans[vlan] ?? VLANSettings()
         let address = settings.mldQuerierAddress ?? mldQuerier.address
-        return QuerierSettings(enabled: settings.mldQuerier ?? mldQuerier.enabled,
+        return QuerierSettings(enabled: settings.mldQuerier ?? settings.querier ?? mldQuerier.enabled,
                                address: address == .any ? IPv6Address.linkLocal(eui64From: switchMAC) : address,
                                version: settings.mldVersion ?? mldQuerier.version)
     }

@@ -44,10 +44,11 @@ public struct QuerierElection<P: MembershipProtocol> {
     }
 
     /// An election compares addresses; ours at 0.0.0.0 compares above every real one, so a
-    /// snooping switch without an address of its own defers to any router.
-    private func beats(_ address: P.Address, ours: P.Address) -> Bool {
+    /// snooping switch without an address of its own defers to any router, as does one whose
+    /// querier is off (MLD's address is the switch's link-local one even then).
+    private static func beats(_ address: P.Address, _ ours: QuerierSettings<P>) -> Bool {
         guard address != P.unspecified else { return false }
-        return ours == P.unspecified || address < ours
+        return !ours.enabled || ours.address == P.unspecified || address < ours.address
     }
 
     public func role(in vlan: VLANID, at now: Instant) -> Role {
@@ -85,8 +86,9 @@ public struct QuerierElection<P: MembershipProtocol> {
             let current = state.olderQuerier.flatMap { $0.until > now ? $0.version : nil } ?? .sourceFiltering
             state.olderQuerier = (min(current, query.version), now + timers.groupMembershipInterval)
         }
-        guard beats(source, ours: state.configuration.address) else { return }
-        state.otherQuerier = (source, now + timers.otherQuerierPresentInterval)
+        guard Self.beats(source, state.configuration) else { return }
+        // The lowest address present is the querier: a higher one does not displace it.
+        if let other = state.otherQuerier, other.until > now, other.address < source { return }
         // 4.1.6, 4.1.7: QRV and QQIC from the querier's most recent query, of any kind; its max
         // response time is the query response interval in general queries only (8.3, 8.8).
         var adopted = state.adopted ?? timers
@@ -99,6 +101,8 @@ public struct QuerierElection<P: MembershipProtocol> {
             adopted.queryResponseInterval = query.maxResponse
         }
         state.adopted = adopted
+        // 8.5 (RFC 9777 9.5) with the querier's robustness and query interval.
+        state.otherQuerier = (source, now + adopted.otherQuerierPresentInterval)
     }
 
     /// The "Send Q(G)" and "Send Q(G,A)" actions of a report, when we are the querier: the first
@@ -182,6 +186,11 @@ public struct QuerierElection<P: MembershipProtocol> {
             if !wasEnabled, vlans[vlan]!.configuration.enabled {
                 vlans[vlan]!.startupQueriesLeft = timers.startupQueryCount
                 vlans[vlan]!.nextGeneralQuery = now
+                // A querier that won only because ours was off yields to us now.
+                if let other = vlans[vlan]!.otherQuerier, !Self.beats(other.address, vlans[vlan]!.configuration) {
+                    vlans[vlan]!.otherQuerier = nil
+                    vlans[vlan]!.adopted = nil
+                }
             }
         }
     }

@@ -9,11 +9,12 @@ extension SnoopingSwitch {
     /// group-specific queries lower our timers (`followGroupQuery`).
     func heardQuery<P>(_ query: HeardQuery<P>, from source: P.Address, in vlan: VLANID, on port: PortID,
                        at now: Instant, _ state: SnoopedProtocol<P>) {
+        // The election first: the querier's own timers (its QRV and QQIC) from its first query on.
+        state.querier.heard(query, from: source, in: vlan, at: now)
         if source != P.unspecified {
             let timers = state.querier.effectiveTimers(in: vlan, at: now)
             state.routers.heard(P.queryReason, on: port, in: vlan, until: now + timers.otherQuerierPresentInterval)
         }
-        state.querier.heard(query, from: source, in: vlan, at: now)
         if !query.isGeneral, state.querier.elected(in: vlan, at: now) == source {
             followGroupQuery(query, in: vlan, at: now, state)
         }

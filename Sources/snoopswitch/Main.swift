@@ -47,7 +47,7 @@ struct Run: ParsableCommand {
         abstract: "Run the switch on the given ports.",
         discussion: """
             SPEC = IFNAME[:pvid=N][:tagged=N,N,...][:router][:fast-leave][:query-guard]   (no pvid and no tagged: pvid=1)
-            VLAN = ID[:querier|:no-querier][:querier-address=A.B.C.D][:igmp-version=1|2|3][:mld-querier|:no-mld-querier][:mld-querier-address=[fe80::N]][:mld-version=1|2][:no-snooping|:no-mld-snooping]
+            VLAN = ID[:querier|:no-querier][:igmp-querier|:no-igmp-querier][:querier-address=A.B.C.D][:igmp-version=1|2|3][:mld-querier|:no-mld-querier][:mld-querier-address=[fe80::N]][:mld-version=1|2][:no-snooping|:no-mld-snooping]
             Durations are seconds, fractions allowed (0.2). Defaults are RFC 3376's (and RFC 9777's, the same).
             """)
 
@@ -89,7 +89,7 @@ struct Run: ParsableCommand {
 
     @Option(name: .customLong("vlan"), help: ArgumentHelp(
         "Settings of one VLAN, beside the defaults above (repeat for each VLAN).",
-        discussion: "ID[:querier|:no-querier][:querier-address=A.B.C.D][:igmp-version=1|2|3][:mld-querier|:no-mld-querier][:mld-querier-address=[fe80::N]][:mld-version=1|2][:no-snooping|:no-mld-snooping]"))
+        discussion: "ID[:querier|:no-querier][:igmp-querier|:no-igmp-querier][:querier-address=A.B.C.D][:igmp-version=1|2|3][:mld-querier|:no-mld-querier][:mld-querier-address=[fe80::N]][:mld-version=1|2][:no-snooping|:no-mld-snooping]"))
     var vlanSpecs: [String] = []
 
     @Option(help: "The source-specific multicast range: INCLUDE-mode membership only (RFC 4604).")

@@ -1458,8 +1458,10 @@ def group_vlans(status: dict, group: str) -> set[int]:
     return {g["vlan"] for g in status.get("groups", []) if g.get("group") == group and g.get("members")}
 
 
-def router_ports(status: dict, vlan: Optional[int] = None) -> dict[str, dict]:
-    return {r["port"]: r for r in status.get("router_ports", []) if vlan is None or r.get("vlan") == vlan}
+def router_ports(status: dict, vlan: Optional[int] = None, protocol: str = "igmp") -> dict[str, dict]:
+    """IPv4 ("igmp") or IPv6 ("mld") router ports, by port."""
+    return {r["port"]: r for r in status.get("router_ports", [])
+            if (vlan is None or r.get("vlan") == vlan) and r.get("protocol", "igmp") == protocol}
 
 
 def macs(status: dict) -> dict[tuple[int, str], str]:
@@ -1467,9 +1469,9 @@ def macs(status: dict) -> dict[tuple[int, str], str]:
     return {(m["vlan"], m["mac"].lower()): m["port"] for m in status.get("macs", [])}
 
 
-def querier(status: dict, vlan: int = 1) -> dict:
+def querier(status: dict, vlan: int = 1, protocol: str = "igmp") -> dict:
     for q in status.get("queriers", []):
-        if q.get("vlan") == vlan:
+        if q.get("vlan") == vlan and q.get("protocol", "igmp") == protocol:
             return q
     return {}
 

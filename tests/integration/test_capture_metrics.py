@@ -21,7 +21,7 @@ METRICS = "127.0.0.1:9419"
 
 
 # ---- capture ----------------------------------------------------------------------------
-FIELDS = ("frame.number", "ip.src", "ip.dst", "igmp.type", "udp.dstport", "icmp.type", "pim.type")
+FIELDS = ("frame.number", "ip.src", "ip.dst", "igmp.type", "udp.dstport", "icmp.type", "pim.type", "icmpv6.type")
 
 
 def tshark_frames(path) -> list[dict[str, str]]:
@@ -107,8 +107,11 @@ def test_capture_files_open_in_tshark_with_igmp_decoded(four):
     assert len(udp_to_group("all")) >= 20, f"the full capture has {len(udp_to_group('all'))} frames of the 20 datagrams"
     assert len(udp_to_group("h1")) >= 20, f"h1's capture has {len(udp_to_group('h1'))} frames of the 20 datagrams"
     assert udp_to_group("control") == [], f"the --control-only capture has UDP data: {udp_to_group('control')[:3]}"
-    other = [f for f in frames["control"] if not f.get("igmp.type") and not f.get("pim.type")]
-    assert other == [], f"the --control-only capture has frames that are not IGMP/PIM: {other[:3]}"
+    # MLD (the switch queries IPv6 too: ICMPv6 130-132, 143, MRD 151-153) is control as well.
+    mld = {"130", "131", "132", "143", "151", "152", "153"}
+    other = [f for f in frames["control"]
+             if not f.get("igmp.type") and not f.get("pim.type") and f.get("icmpv6.type", "").split(",")[0] not in mld]
+    assert other == [], f"the --control-only capture has frames that are not IGMP/MLD/PIM: {other[:3]}"
     assert pings("all"), "the full capture lacks h2's pings to h3"
     assert pings("h1") == [], f"the --port h1 capture has h2 -> h3 pings: {pings('h1')[:3]}"
     assert sw.alive()

@@ -58,7 +58,7 @@ def port_view(status: dict) -> list[tuple]:
 
 
 def querier_view(status: dict) -> list[tuple]:
-    return sorted((q["vlan"], q["role"], q["address"], q["version"]) for q in status["queriers"])
+    return sorted((q["vlan"], q["role"], q["address"], q["version"]) for q in status["queriers"] if q["protocol"] == "igmp")
 
 
 def next_query_samples(sw, seconds: float) -> list[float]:

@@ -116,4 +116,4 @@ def test_pim_goodbye_keeps_a_port_a_query_taught(four):
     rp = sw.wait_status(lambda s: router_ports(s).get("h3"), timeout=3, what="h3 a router port")
     assert rp["reason"] == "pim-hello" and rp["expires_in"] is None, rp
     rows = [line.split() for line in sw.status_text().splitlines()]
-    assert ["1", "h3", "learned", "pim-hello", "never"] in rows, sw.status_text()
+    assert ["1", "IGMP", "h3", "learned", "pim-hello", "never"] in rows, sw.status_text()
