@@ -137,6 +137,19 @@ public enum SoftwareOffload {
     static func prepareReceived(_ frame: UnsafeMutableRawBufferPointer, mtu: Int) -> VirtioNetHeader {
         var header = VirtioNetHeader()
         if let ip = ipv6Offset(UnsafeRawBufferPointer(frame)) {
+            let l4 = ip + 40
+            let length = Int(frame.readUInt16(at: ip + 4))
+            if 40 + length > mtu, frame[ip + 6] == IPv6HeaderView.NextHeader.tcp, l4 + 20 <= frame.count,
+               l4 + length <= frame.count {
+                let tcpHeader = Int(frame[l4 + 12] >> 4) * 4
+                header.flags = VirtioNetHeader.needsChecksum
+                header.checksumStart = UInt16(l4)
+                header.checksumOffset = 16
+                header.gsoType = 4                                  // VIRTIO_NET_HDR_GSO_TCPV6
+                header.gsoSize = UInt16(mtu - 40 - tcpHeader)
+                header.headerLength = UInt16(l4 + tcpHeader)
+                return header
+            }
             fillIPv6Checksum(frame, ip: ip)
             return header
         }
@@ -183,9 +196,12 @@ public enum SoftwareOffload {
         if header.gsoType == 0 && !header.checksumPending { return emit(frame) }
         var copy = [UInt8](frame)
         copy.withUnsafeMutableBytes { out in
-            if header.gsoType == 0, let ip = ipv6Offset(UnsafeRawBufferPointer(out)) {
-                fillIPv6Checksum(out, ip: ip)
-                return emit(UnsafeRawBufferPointer(out))
+            if let ip = ipv6Offset(UnsafeRawBufferPointer(out)) {
+                guard header.gsoType != 0, out[ip + 6] == IPv6HeaderView.NextHeader.tcp, ip + 40 + 20 <= out.count else {
+                    fillIPv6Checksum(out, ip: ip)
+                    return emit(UnsafeRawBufferPointer(out))
+                }
+                return segment(out, ip: ip, l4: ip + 40, mss: Int(header.gsoSize), ipv6: true, emit)
             }
             guard let ip = ipv4Offset(UnsafeRawBufferPointer(out)) else { return emit(UnsafeRawBufferPointer(out)) }
             let ihl = Int(out[ip] & 0x0f) * 4
@@ -205,15 +221,15 @@ public enum SoftwareOffload {
 
     /// TCP segmentation (what TSO does): the headers repeated, the payload cut in `mss` pieces,
     /// sequence numbers, IP ids, lengths, flags and checksums set for each.
-    static func segment(_ frame: UnsafeMutableRawBufferPointer, ip: Int, l4: Int, mss: Int,
+    static func segment(_ frame: UnsafeMutableRawBufferPointer, ip: Int, l4: Int, mss: Int, ipv6: Bool = false,
                         _ emit: (UnsafeRawBufferPointer) -> Void) {
         let tcpHeader = Int(frame[l4 + 12] >> 4) * 4
         let payloadStart = l4 + tcpHeader
-        let total = Int(frame.readUInt16(at: ip + 2))
+        let total = ipv6 ? 40 + Int(frame.readUInt16(at: ip + 4)) : Int(frame.readUInt16(at: ip + 2))
         let end = min(frame.count, ip + total)
         guard mss > 0, payloadStart <= end else { return }
         let sequence = frame.readUInt32(at: l4 + 4)
-        let ipID = frame.readUInt16(at: ip + 4)
+        let ipID = ipv6 ? 0 : frame.readUInt16(at: ip + 4)
         let flags = frame[l4 + 13]
         var piece = [UInt8](repeating: 0, count: payloadStart + mss)
         var offset = payloadStart
@@ -225,17 +241,26 @@ public enum SoftwareOffload {
             piece.append(contentsOf: UnsafeRawBufferPointer(rebasing: frame[0..<payloadStart]))
             piece.append(contentsOf: UnsafeRawBufferPointer(rebasing: frame[offset..<offset + length]))
             piece.withUnsafeMutableBytes { out in
-                out.writeUInt16(UInt16(ihlTotal(ip: ip, l4: l4, tcpHeader: tcpHeader, payload: length)), at: ip + 2)
-                out.writeUInt16(ipID &+ index, at: ip + 4)
-                out.writeUInt16(0, at: ip + 10)
-                out.writeUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(rebasing: out[ip..<l4])), at: ip + 10)
+                if ipv6 {
+                    // IPv6 has no header checksum nor identification: only the payload length.
+                    out.writeUInt16(UInt16(tcpHeader + length), at: ip + 4)
+                } else {
+                    out.writeUInt16(UInt16(ihlTotal(ip: ip, l4: l4, tcpHeader: tcpHeader, payload: length)), at: ip + 2)
+                    out.writeUInt16(ipID &+ index, at: ip + 4)
+                    out.writeUInt16(0, at: ip + 10)
+                    out.writeUInt16(InternetChecksum.compute(UnsafeRawBufferPointer(rebasing: out[ip..<l4])), at: ip + 10)
+                }
                 out.writeUInt32(sequence &+ UInt32(offset - payloadStart), at: l4 + 4)
                 // FIN and PSH only on the last segment, CWR only on the first.
                 var segmentFlags = flags
                 if !last { segmentFlags &= ~0x09 }
                 if index > 0 { segmentFlags &= ~0x80 }
                 out[l4 + 13] = segmentFlags
-                fillChecksum(out, ip: ip, l4: l4, length: tcpHeader + length, field: 16)
+                if ipv6 {
+                    fillIPv6Checksum(out, ip: ip)
+                } else {
+                    fillChecksum(out, ip: ip, l4: l4, length: tcpHeader + length, field: 16)
+                }
                 emit(UnsafeRawBufferPointer(out))
             }
             offset += length
