@@ -13,6 +13,8 @@ public struct StatusReport: Codable, Equatable, Sendable {
         @NullWhenAbsent public var router: String?
         public var fastLeave: Bool
         public var queryGuard: Bool
+        /// How frames reach the port: "packet" (AF_PACKET), "tap" or "pcap".
+        public var attachment: String
         public var rxFrames: UInt64
         public var txFrames: UInt64
         public var rxBytes: UInt64
@@ -122,7 +124,76 @@ public struct StatusReport: Codable, Equatable, Sendable {
         }
     }
 
+    /// The settings in force (after SIGHUP, the file's), as `ip -d link` shows a bridge's.
+    public struct Configuration: Codable, Equatable, Sendable {
+        /// RFC 3376 section 8 and RFC 9777 section 9, in seconds; the last two derived.
+        public struct Timers: Codable, Equatable, Sendable {
+            public var robustness: Int
+            public var queryInterval: Double
+            public var queryResponseInterval: Double
+            public var lastMemberQueryInterval: Double
+            public var lastMemberQueryCount: Int
+            public var groupMembershipInterval: Double
+            public var otherQuerierPresentInterval: Double
+        }
+
+        /// A querier's settings in one protocol.
+        public struct Querier: Codable, Equatable, Sendable {
+            public var enabled: Bool
+            public var address: String
+            public var version: Int
+        }
+
+        public struct Limits: Codable, Equatable, Sendable {
+            public var macs: Int
+            public var macsPerPort: Int
+            public var groupsPerVlan: Int
+            public var groupsPerPort: Int
+            public var sourcesPerGroup: Int
+            /// IGMP and MLD messages a port may send per second.
+            public var messagesPerSecondPerPort: Int
+        }
+
+        /// What a VLAN's own settings say (`--vlan`); null where the switch's default holds.
+        public struct Overrides: Codable, Equatable, Sendable {
+            @NullWhenAbsent public var querier: Bool?
+            @NullWhenAbsent public var igmpQuerier: Bool?
+            @NullWhenAbsent public var querierAddress: String?
+            @NullWhenAbsent public var igmpVersion: Int?
+            @NullWhenAbsent public var snooping: Bool?
+            @NullWhenAbsent public var mldQuerier: Bool?
+            @NullWhenAbsent public var mldQuerierAddress: String?
+            @NullWhenAbsent public var mldVersion: Int?
+            @NullWhenAbsent public var mldSnooping: Bool?
+        }
+
+        /// The settings in force in one VLAN some port carries.
+        public struct VLAN: Codable, Equatable, Sendable {
+            public var vlan: Int
+            public var igmpSnooping: Bool
+            public var mldSnooping: Bool
+            public var igmpQuerier: Querier
+            public var mldQuerier: Querier
+            public var overrides: Overrides
+        }
+
+        public var timers: Timers
+        public var igmpQuerier: Querier
+        public var mldQuerier: Querier
+        public var floodUnregistered: Bool
+        public var floodSolicitedNode: Bool
+        public var ssmRange: String
+        public var mldSsmRange: String
+        public var limits: Limits
+        /// MAC table aging, seconds.
+        public var fdbAging: Double
+        /// The IEEE 802.1Q reserved addresses relayed (spanning tree's always).
+        public var relayedReservedAddresses: [String]
+        public var vlans: [VLAN]
+    }
+
     public var datapath: Datapath
+    public var configuration: Configuration
     public var ports: [Port]
     public var macs: [MacEntry]
     public var groups: [Group]
@@ -132,6 +203,53 @@ public struct StatusReport: Codable, Equatable, Sendable {
     /// MLD's, PIMv6's and ICMPv6 router discovery's, with IGMP's names.
     public var mld: IGMPCounters
     public var dropsByReason: [String: UInt64]
+}
+
+extension StatusReport.Configuration {
+    /// The settings of `configuration`, with those of `vlans` (the VLANs the ports carry).
+    public init(_ configuration: SwitchConfiguration, vlans: Set<VLANID>) {
+        let timers = configuration.timers
+        self.timers = Timers(robustness: timers.robustness, queryInterval: timers.queryInterval.secondsValue,
+                             queryResponseInterval: timers.queryResponseInterval.secondsValue,
+                             lastMemberQueryInterval: timers.lastMemberQueryInterval.secondsValue,
+                             lastMemberQueryCount: timers.lastMemberQueryCount,
+                             groupMembershipInterval: timers.groupMembershipInterval.secondsValue,
+                             otherQuerierPresentInterval: timers.otherQuerierPresentInterval.secondsValue)
+        func querier<P: MembershipProtocol>(_ settings: QuerierSettings<P>) -> Querier {
+            Querier(enabled: settings.enabled, address: settings.address.description, version: settings.version.rawValue)
+        }
+        igmpQuerier = querier(configuration.querier)
+        // MLD's :: stands for the switch MAC's link-local address, as in each VLAN.
+        var mld = configuration.mldQuerier
+        if mld.address == .any { mld.address = .linkLocal(eui64From: configuration.switchMAC) }
+        mldQuerier = querier(mld)
+        floodUnregistered = configuration.floodUnregistered
+        floodSolicitedNode = configuration.floodSolicitedNode
+        ssmRange = configuration.ssmRange.description
+        mldSsmRange = configuration.mldSSMRange.description
+        let membership = configuration.membershipLimits
+        limits = Limits(macs: configuration.macTableLimit, macsPerPort: configuration.macsPerPortLimit,
+                        groupsPerVlan: membership.groupsPerVLAN, groupsPerPort: membership.groupsPerPort,
+                        sourcesPerGroup: membership.sourcesPerGroup, messagesPerSecondPerPort: configuration.igmpRatePerPort)
+        fdbAging = configuration.fdbAging.secondsValue
+        let relayed = configuration.relayedReservedAddresses.inForce
+        relayedReservedAddresses = (0..<16).filter(relayed.contains).map {
+            MACAddress(rawValue: MACAddress.bridgeReservedBlock.rawValue | UInt64($0)).description
+        }
+        self.vlans = vlans.sorted().map { vlan in
+            let own = configuration.vlans[vlan] ?? VLANSettings()
+            return VLAN(vlan: Int(vlan.rawValue), igmpSnooping: configuration.snoops(vlan),
+                        mldSnooping: configuration.snoopsMLD(vlan),
+                        igmpQuerier: querier(configuration.querier(in: vlan)),
+                        mldQuerier: querier(configuration.mldQuerier(in: vlan)),
+                        overrides: Overrides(querier: own.querier, igmpQuerier: own.igmpQuerier,
+                                             querierAddress: own.querierAddress?.description,
+                                             igmpVersion: own.igmpVersion?.rawValue, snooping: own.snooping,
+                                             mldQuerier: own.mldQuerier,
+                                             mldQuerierAddress: own.mldQuerierAddress?.description,
+                                             mldVersion: own.mldVersion?.rawValue, mldSnooping: own.mldSnooping))
+        }
+    }
 }
 
 /// An optional field written as `null` when absent rather than left out, so that a reader of the
@@ -192,6 +310,8 @@ public struct StatusSnapshot {
     public var mldLearnedRouters: [(vlan: VLANID, port: PortID, learned: RouterPortTracker.Learned)]
     public var queriers: [QuerierElection<IGMP>.VLANStatus]
     public var mldQueriers: [QuerierElection<MLD>.VLANStatus]
+    /// The settings in force.
+    public var configuration: SwitchConfiguration
 
     /// Copies what the status shows; the large tables unsorted (sorting waits for the report).
     public init(engine: SnoopingSwitch, at now: Instant) {
@@ -209,6 +329,7 @@ public struct StatusSnapshot {
         mldLearnedRouters = engine.mldRouters.learnedPorts()
         queriers = engine.querier.status(at: now)
         mldQueriers = engine.mldQuerier.status(at: now)
+        configuration = engine.configuration
     }
 }
 
@@ -224,6 +345,8 @@ extension StatusReport {
                 datapath: Datapath = Datapath(threads: 1, ringBytes: 0)) {
         let now = snapshot.at
         self.datapath = datapath
+        configuration = Configuration(snapshot.configuration,
+                                      vlans: snapshot.ports.reduce(into: Set<VLANID>()) { $0.formUnion($1?.vlans ?? []) })
         func name(_ port: PortID) -> String { snapshot.ports[port.index]?.name ?? "port\(port.index)" }
         func seconds(until t: Instant) -> Double { max(0, (t - now).secondsValue) }
         let learnedRouterPorts = Set(snapshot.learnedRouters.map(\.port) + snapshot.mldLearnedRouters.map(\.port))
@@ -240,6 +363,7 @@ extension StatusReport {
                 router: port.isStaticRouterPort ? "static" : (learnedRouterPorts.contains(id) ? "learned" : nil),
                 fastLeave: port.fastLeave,
                 queryGuard: port.queryGuard,
+                attachment: port.attachment.rawValue,
                 rxFrames: snapshot.counters.rxFrames[index],
                 txFrames: run.txFrames,
                 rxBytes: snapshot.counters.rxBytes[index],

@@ -8,11 +8,20 @@ extension SwitchDaemon {
     public func apply(_ new: SwitchConfiguration) -> String {
         let current = engine.ports.compactMap { $0 }
         var changes: [String] = []
+        // A port whose flags alone changed (router, fast-leave, query-guard) keeps its device,
+        // counters, MAC entries and memberships; one whose VLANs or attachment changed is made anew.
+        var changedInPlace: Set<String> = []
         for port in current where !new.ports.contains(port) {
+            if let changed = new.ports.first(where: { $0.name == port.name }), port.isSamePort(flagsAside: changed),
+               let id = engine.port(named: port.name), engine.updatePort(id, with: changed) {
+                changedInPlace.insert(port.name)
+                changes.append("~\(port.name)(\(Self.flagChanges(from: port, to: changed)))")
+                continue
+            }
             try? removePort(named: port.name)
             changes.append("-\(port.name)")
         }
-        for port in new.ports where !current.contains(port) {
+        for port in new.ports where !current.contains(port) && !changedInPlace.contains(port.name) {
             do {
                 try addPort(port)
                 changes.append("+\(port.name)")
@@ -25,6 +34,15 @@ extension SwitchDaemon {
         var line = "configuration re-read; ports: \(changes.isEmpty ? "unchanged" : changes.joined(separator: " "))"
         if !kept.isEmpty { line += "; needs a restart to change: \(kept.joined(separator: ", "))" }
         return line
+    }
+
+    /// The flags that changed, as the port SPEC names them: `+fast-leave,-router`.
+    static func flagChanges(from old: PortConfiguration, to new: PortConfiguration) -> String {
+        [("router", old.isStaticRouterPort, new.isStaticRouterPort), ("fast-leave", old.fastLeave, new.fastLeave),
+         ("query-guard", old.queryGuard, new.queryGuard)]
+            .filter { $0.1 != $0.2 }
+            .map { ($0.2 ? "+" : "-") + $0.0 }
+            .joined(separator: ",")
     }
 
     /// SIGHUP: the configuration read again (without `lock`) and applied, or why not, logged.

@@ -68,7 +68,9 @@ extension SwitchDaemon {
             device = .tap(try TapDevice(name: port.name))
             try? InterfaceState.bringUp(port.name)
         }
-        port.interfaceIndex = port.attachment == .tap ? nil : InterfaceState.read(port.name)?.index
+        // A TAP's too, read now while its interface is in this namespace: moved into another
+        // one, it is out of our sight (refreshLinks leaves it alone) and the status keeps this.
+        port.interfaceIndex = InterfaceState.read(port.name)?.index
         try poller.add(device.descriptor, token: UInt64(index))
         for (i, socket) in others.enumerated() {
             try threads[i + 1].poller!.add(socket.descriptor, token: UInt64(index))

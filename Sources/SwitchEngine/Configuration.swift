@@ -68,6 +68,12 @@ public struct PortConfiguration: Equatable, Sendable {
         if let pvid { all.insert(pvid) }
         return all
     }
+
+    /// Whether `other` is this port, its flags (router, fast-leave, query-guard) aside: the same
+    /// name, VLANs and attachment, so that a change from one to the other can be made in place.
+    public func isSamePort(flagsAside other: PortConfiguration) -> Bool {
+        name == other.name && pvid == other.pvid && tagged == other.tagged && attachment == other.attachment
+    }
 }
 
 /// A querier's settings in one protocol: whether it queries, its source address, its version.

@@ -170,6 +170,29 @@ public final class SnoopingSwitch {
         ports[id.index] = nil
     }
 
+    /// Changes a port's flags in place (static router port, fast-leave, query-guard): its
+    /// counters, MAC entries, memberships and link stay. Returns false, changing nothing, when
+    /// `new` differs in more than these (name, VLANs, attachment: the caller re-creates the port).
+    @discardableResult
+    public func updatePort(_ id: PortID, with new: PortConfiguration) -> Bool {
+        guard id.index < ports.count, let old = ports[id.index], old.isSamePort(flagsAside: new) else { return false }
+        ports[id.index] = new
+        if new.fastLeave { fastLeavePorts.insert(id) } else { fastLeavePorts.remove(id) }
+        if new.queryGuard {
+            queryGuardPorts.insert(id)
+            // What a router behind it taught goes: a guarded port cannot be a learned router port.
+            if !old.queryGuard {
+                igmp.routers.removeAll(on: id)
+                mld.routers.removeAll(on: id)
+            }
+        } else {
+            queryGuardPorts.remove(id)
+        }
+        igmp.routers.setStatic(id, new.isStaticRouterPort)
+        mld.routers.setStatic(id, new.isStaticRouterPort)
+        return true
+    }
+
     static func macSweepPeriod(_ aging: Duration) -> Duration { max(.seconds(1), aging / 4) }
 
     func setSnooping(in vlan: VLANID) {

@@ -78,7 +78,7 @@ def test_the_switch_makes_the_status_tables_itself(four):
     four["h1"].join("239.7.7.9", 5062)
     control = sw.control
     text = control_request(control, b"status text\n")[0].decode()
-    assert text.startswith("Datapath: ") and "239.7.7.9" in text and "Groups\n" in text, text
+    assert text.startswith("Datapath\n  threads:") and "239.7.7.9" in text and "Groups\n" in text, text
     printed = sw.status_text()
     strip_ages = lambda t: re.sub(r"\d+\.\ds", "", t)   # ages and timers move between the two asks
     assert strip_ages(printed.strip()) == strip_ages(text.strip()), f"printed:\n{printed}\nanswered:\n{text}"
@@ -108,7 +108,7 @@ def test_the_switch_makes_the_status_tables_itself(four):
         server.close()
         os.unlink(old)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("Datapath: ") and "239.7.7.9" in r.stdout, r.stdout
+    assert r.stdout.startswith("Datapath\n  threads:") and "239.7.7.9" in r.stdout, r.stdout
 
 
 def test_status_json_has_the_documented_shape(four):
