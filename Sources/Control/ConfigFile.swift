@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 import SwitchEngine
 
@@ -21,27 +24,54 @@ public enum ConfigFile {
     /// What is wrong with a configuration file, and where: `FILE:LINE: message`, or
     /// `FILE: message` where no one line is at fault.
     public struct Error: Swift.Error, CustomStringConvertible, Equatable {
+        /// What the file is: unreadable (missing, not permitted, a directory), or read and wrong.
+        public enum Kind: Equatable, Sendable {
+            case unreadable
+            case content
+        }
+
         public var path: String
         public var line: Int?
         public var message: String
+        public var kind: Kind
 
-        public init(path: String, line: Int? = nil, _ message: String) {
+        public init(path: String, line: Int? = nil, _ message: String, kind: Kind = .content) {
             self.path = path
             self.line = line
             self.message = message
+            self.kind = kind
         }
 
         public var description: String { "\(path):" + (line.map { "\($0):" } ?? "") + " \(message)" }
     }
 
     public static func read(_ path: String) throws(ConfigFile.Error) -> [Line] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw Error(path: path, "cannot read the configuration file")
-        }
-        guard let text = String(data: data, encoding: .utf8) else {
+        guard let text = String(validating: try contents(of: path), as: UTF8.self) else {
             throw Error(path: path, "not UTF-8 text")
         }
         return try parse(text, path: path)
+    }
+
+    /// The file's bytes, or why they cannot be read (the system's words: No such file or
+    /// directory, Permission denied, Is a directory).
+    static func contents(of path: String) throws(ConfigFile.Error) -> [UInt8] {
+        func unreadable(_ code: Int32) -> ConfigFile.Error {
+            Error(path: path, "cannot read the configuration file: \(String(cString: strerror(code)))", kind: .unreadable)
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw unreadable(errno) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count == 0 { return bytes }
+            guard count > 0 else {
+                if errno == EINTR { continue }
+                throw unreadable(errno)
+            }
+            bytes += chunk[..<count]
+        }
     }
 
     public static func parse(_ text: String, path: String) throws(ConfigFile.Error) -> [Line] {
@@ -146,8 +176,8 @@ extension ConfigFile {
             Error(path: path, line: line(of: error), error.message)
         }
 
-        public func switchConfiguration() throws(ConfigFile.Error) -> SwitchConfiguration {
-            do { return try settings.switchConfiguration() } catch { throw located(error) }
+        public func switchConfiguration(isLoopback: (String) -> Bool = { _ in false }) throws(ConfigFile.Error) -> SwitchConfiguration {
+            do { return try settings.switchConfiguration(isLoopback: isLoopback) } catch { throw located(error) }
         }
 
         public func datapath(cpuAllowed: (Int) -> Bool) throws(ConfigFile.Error) -> DatapathSettings {

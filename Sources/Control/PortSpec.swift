@@ -6,7 +6,8 @@ import Wire
 /// With `:tap` the switch creates a TAP device of that name instead of opening an existing
 /// interface; with `:pcap` it opens the interface through libpcap instead of a packet socket.
 /// No pvid and no tagged VLANs means pvid 1 (an access port of the default VLAN); tagged
-/// VLANs only make a trunk; both make a hybrid port.
+/// VLANs only make a trunk; both make a hybrid port. Each option is given at most once; the
+/// loopback interface, `lo`, is no port (`RunSettings` refuses a renamed one too).
 public enum PortSpec {
     public struct Error: Swift.Error, CustomStringConvertible, Equatable {
         public let description: String
@@ -20,16 +21,20 @@ public enum PortSpec {
         guard name.utf8.count <= 15, !name.contains("/"), !name.contains(where: \.isWhitespace) else {
             throw fail("'\(name)' is not a valid interface name")
         }
+        guard name != loopback else { throw fail(loopbackReason(name)) }
         var pvid: VLANID?
         var tagged: Set<VLANID> = []
         var sawTagged = false
         var router = false, fastLeave = false, queryGuard = false
         var attachment = PortConfiguration.Attachment.packetSocket
+        var given: Set<String> = []
         for option in parts.dropFirst() {
             let pair = option.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            if pair.count <= 2, known.contains(pair[0]) {
+                guard given.insert(pair[0]).inserted else { throw fail("\(pair[0]) given twice") }
+            }
             switch (pair.first ?? "", pair.count) {
             case ("pvid", 2):
-                guard pvid == nil else { throw fail("pvid given twice") }
                 pvid = try vlan(pair[1], fail)
             case ("tagged", 2):
                 sawTagged = true
@@ -52,6 +57,17 @@ public enum PortSpec {
         if pvid == nil && !sawTagged { pvid = .default }
         return PortConfiguration(name: name, pvid: pvid, tagged: tagged, isStaticRouterPort: router, fastLeave: fastLeave,
                                  queryGuard: queryGuard, attachment: attachment)
+    }
+
+    /// The options a spec may give, each once.
+    private static let known: Set<String> = ["pvid", "tagged", "router", "fast-leave", "query-guard", "tap", "pcap"]
+
+    /// The loopback interface's name in every network namespace (unless renamed).
+    public static let loopback = "lo"
+
+    /// Why the loopback interface `name` cannot be a port, for the one line that refuses it.
+    public static func loopbackReason(_ name: String) -> String {
+        "\(name) is the loopback interface: loopback cannot be a switch port (what is sent on it comes back to this host only)"
     }
 
     /// The spec of `port`, which `parse` reads back as `port` (VLANs in order, options in the

@@ -42,6 +42,8 @@ public struct RunSettings: Equatable, Sendable {
     /// The command line's default is the daemon's (`SwitchDaemon.defaultKernelFastPathFrameBytes`).
     public var kernelFastPathFrame = 1024
     public var logLevel = "info"
+    /// `A.B.C.D:PORT` to serve Prometheus metrics on; nil: none.
+    public var metrics: String?
 
     public init() {}
 
@@ -83,9 +85,10 @@ public struct DatapathSettings: Equatable, Sendable {
 }
 
 extension RunSettings {
-    /// The switch these settings describe, or the first thing wrong with them.
-    public func switchConfiguration() throws(SettingError) -> SwitchConfiguration {
-        var config = SwitchConfiguration(ports: try portConfigurations())
+    /// The switch these settings describe, or the first thing wrong with them. `isLoopback`
+    /// says whether an interface of this namespace is a loopback one (renamed or not).
+    public func switchConfiguration(isLoopback: (String) -> Bool = { _ in false }) throws(SettingError) -> SwitchConfiguration {
+        var config = SwitchConfiguration(ports: try portConfigurations(isLoopback: isLoopback))
         guard let address = IPv4Address(querierAddress), !address.isMulticast else {
             throw SettingError("querier-address", "--querier-address '\(querierAddress)' is not a unicast IPv4 address")
         }
@@ -179,7 +182,7 @@ extension RunSettings {
         return settings
     }
 
-    private func portConfigurations() throws(SettingError) -> [PortConfiguration] {
+    private func portConfigurations(isLoopback: (String) -> Bool) throws(SettingError) -> [PortConfiguration] {
         guard !ports.isEmpty else { throw SettingError("port", "at least one --port is needed") }
         var configurations: [PortConfiguration] = []
         for spec in ports {
@@ -187,6 +190,9 @@ extension RunSettings {
             do { port = try PortSpec.parse(spec) } catch { throw SettingError("port", value: spec, error.description) }
             guard !configurations.contains(where: { $0.name == port.name }) else {
                 throw SettingError("port", value: spec, "port \(port.name) given twice")
+            }
+            if port.attachment != .tap, isLoopback(port.name) {
+                throw SettingError("port", value: spec, "bad port spec '\(spec)': \(PortSpec.loopbackReason(port.name))")
             }
             configurations.append(port)
         }
@@ -218,8 +224,20 @@ extension RunSettings {
             throw SettingError("ring-size", "--ring-size takes 0 to 262144 KiB, not \(ringSize)")
         }
         if let nice, !(-20...19).contains(nice) { throw SettingError("nice", "--nice takes -20 to 19, not \(nice)") }
+        if let metrics { try Self.checkMetricsAddress(metrics) }
         return DatapathSettings(threads: threads, cpus: cpuList, ringBytes: ringSize * 1024, nice: nice,
                                 kernelFastPathFrameBytes: kernelFastPathFrame, logLevel: logLevel)
+    }
+
+    /// `A.B.C.D:PORT`, as the metrics listener takes it.
+    static func checkMetricsAddress(_ text: String) throws(SettingError) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let port = UInt16(parts[1]), port > 0 else {
+            throw SettingError("metrics", "--metrics '\(text)' is not ADDRESS:PORT (an IPv4 address and a TCP port, such as 127.0.0.1:9100)")
+        }
+        guard IPv4Address(String(parts[0])) != nil else {
+            throw SettingError("metrics", "--metrics '\(text)': '\(parts[0])' is not an IPv4 address")
+        }
     }
 
     /// `0,1`, `2-3`, `0,2-3`: CPUs this process may run on, in order, each once.

@@ -17,8 +17,17 @@ public enum VLANSpec {
             throw fail("'\(parts[0])' is not a VLAN from 1 to 4094")
         }
         var settings = VLANSettings()
+        /// Each setting once: `querier` and `no-querier` are one setting.
+        var given: [String: String] = [:]
         for option in parts.dropFirst() {
             let pair = option.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            let setting = pair[0].hasPrefix("no-") ? String(pair[0].dropFirst(3)) : pair[0]
+            if pair.count == 1 ? switches.contains(setting) : values.contains(pair[0]) {
+                if let earlier = given[setting] {
+                    throw fail(earlier == pair[0] ? "\(pair[0]) given twice" : "\(earlier) and \(pair[0]) both given")
+                }
+                given[setting] = pair[0]
+            }
             switch (pair[0], pair.count) {
             case ("querier", 1): settings.querier = true
             case ("no-querier", 1): settings.querier = false
@@ -57,6 +66,11 @@ public enum VLANSpec {
         }
         return (vlan, settings)
     }
+
+    /// The settings a spec may give, each once: switches (as themselves or their `no-` form)
+    /// and settings with a value.
+    private static let switches: Set<String> = ["querier", "snooping", "igmp-querier", "mld-querier", "mld-snooping"]
+    private static let values: Set<String> = ["querier-address", "igmp-version", "mld-querier-address", "mld-version"]
 
     /// The spec's parts between colons; an IPv6 address in brackets, or one that runs to the
     /// end after `mld-querier-address=`, stays whole.

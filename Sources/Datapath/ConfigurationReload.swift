@@ -53,7 +53,7 @@ extension SwitchDaemon {
         }
         switch withoutLock({ Result { try readConfiguration() } }) {
         case .success(let configuration): logger.notice("SIGHUP: \(apply(configuration))")
-        case .failure(let error): logger.notice("SIGHUP: \(error); the running configuration is unchanged")
+        case .failure(let error): logger.error("SIGHUP: \(error); the switch keeps running with its previous settings")
         }
     }
 }

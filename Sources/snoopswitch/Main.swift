@@ -7,26 +7,48 @@ import Ports
 import SwitchEngine
 import Wire
 
-/// Entry point. Errors on the command line are one line on stderr and a non-zero exit; help
-/// is printed in full.
+/// Entry point. Errors on the command line are one line on stderr and a non-zero exit
+/// (`ExitStatus`); help is printed in full.
 @main
 enum Main {
     static func main() {
         do {
             var command = try SnoopSwitch.parseAsRoot()
             try command.run()
+        } catch let failure as Failure {
+            say(failure.description)
+            exit(failure.status)
+        } catch let code as ExitCode {
+            exit(code.rawValue)       // the switch's own, after its log said why
         } catch {
             let code = SnoopSwitch.exitCode(for: error)
             if code == .success {
                 print(SnoopSwitch.fullMessage(for: error))
                 exit(0)
             }
-            let message = SnoopSwitch.message(for: error)
-                .split(separator: "\n").first.map(String.init) ?? "\(error)"
-            FileHandle.standardError.write(Data("snoopswitch: \(message)\n".utf8))
-            exit(code.rawValue == 0 ? 1 : code.rawValue)
+            say(SnoopSwitch.message(for: error))
+            exit(code.rawValue == 0 ? ExitStatus.failure : code.rawValue)
         }
     }
+
+    /// The first line of `message` on stderr.
+    private static func say(_ message: String) {
+        let line = message.split(separator: "\n").first.map(String.init) ?? message
+        FileHandle.standardError.write(Data("snoopswitch: \(line)\n".utf8))
+    }
+}
+
+/// How every command exits when it fails (sysexits.h's codes where one fits); 0 when it did
+/// what was asked (the switch: stopped by SIGTERM or SIGINT).
+enum ExitStatus {
+    /// A runtime failure: an interface missing, a socket that cannot be opened, the switch
+    /// unreachable, the switch refused the request.
+    static let failure: Int32 = 1
+    /// EX_USAGE: the command line is wrong (a bad flag, SPEC or value, a configuration file
+    /// line that is).
+    static let usage: Int32 = 64
+    /// EX_NOINPUT: the configuration file cannot be read (missing, not permitted, a directory).
+    static let noInput: Int32 = 66
 }
 
 struct SnoopSwitch: ParsableCommand {
@@ -40,18 +62,31 @@ struct SnoopSwitch: ParsableCommand {
         subcommands: [Run.self, Status.self, PortCommand.self, FdbCommand.self, MdbCommand.self, Capture.self])
 }
 
-/// A failure that ends the command: printed as one line.
+/// A failure that ends the command: printed as one line, exiting with `status`.
 struct Failure: Error, CustomStringConvertible {
     let description: String
-    init(_ description: String) { self.description = description }
+    let status: Int32
+    /// A runtime failure unless `status` says otherwise.
+    init(_ description: String, status: Int32 = ExitStatus.failure) {
+        self.description = description
+        self.status = status
+    }
+
+    /// The command line is at fault.
+    static func usage(_ description: String) -> Failure { Failure(description, status: ExitStatus.usage) }
 }
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the switch on the given ports.",
         discussion: """
-            SPEC = IFNAME[:pvid=N][:tagged=N,N,...][:router][:fast-leave][:query-guard]   (no pvid and no tagged: pvid=1)
-            VLAN = ID[:querier|:no-querier][:igmp-querier|:no-igmp-querier][:querier-address=A.B.C.D][:igmp-version=1|2|3][:mld-querier|:no-mld-querier][:mld-querier-address=[fe80::N]][:mld-version=1|2][:no-snooping|:no-mld-snooping]
+            SPEC = IFNAME[:pvid=N][:tagged=N,N,...][:router][:fast-leave][:query-guard]
+                   [:tap|:pcap]   (no pvid and no tagged: pvid=1; :tap creates a TAP device
+                   of that name, :pcap opens the interface through libpcap)
+            VLAN = ID[:querier|:no-querier][:igmp-querier|:no-igmp-querier]
+                   [:querier-address=A.B.C.D][:igmp-version=1|2|3]
+                   [:mld-querier|:no-mld-querier][:mld-querier-address=[fe80::N]]
+                   [:mld-version=1|2][:no-snooping|:no-mld-snooping]
             Durations are seconds, fractions allowed (0.2). Defaults are RFC 3376's (and RFC 9777's, the same).
             """)
 
@@ -67,28 +102,30 @@ struct Run: ParsableCommand {
     @Option(help: "Source address of our IGMP queries.")
     var querierAddress: String = RunSettings.defaults.querierAddress
 
-    @Option(help: "IGMP version of our queries: 1, 2 or 3.")
+    // Numbers and durations are parsed unconditionally: a negative one (-1) would read as a
+    // flag ("Missing value"); taken as the value, it meets the check that says what is wrong.
+    @Option(parsing: .unconditional, help: "IGMP version of our queries: 1, 2 or 3.")
     var igmpVersion: Int = RunSettings.defaults.igmpVersion
 
     @Option(help: ArgumentHelp("Link-local source address of our MLD queries (default: the link-local address of the switch's MAC, fe80::53:4eff:fe4f:4f50).", valueName: "fe80::N"))
     var mldQuerierAddress: String?
 
-    @Option(help: "MLD version of our queries: 1 or 2.")
+    @Option(parsing: .unconditional, help: "MLD version of our queries: 1 or 2.")
     var mldVersion: Int = RunSettings.defaults.mldVersion
 
-    @Option(help: "Query interval, seconds.")
+    @Option(parsing: .unconditional, help: "Query interval, seconds.")
     var queryInterval: String = RunSettings.defaults.queryInterval
 
-    @Option(help: "Query response interval (max response time of general queries), seconds.")
+    @Option(parsing: .unconditional, help: "Query response interval (max response time of general queries), seconds.")
     var queryResponseInterval: String = RunSettings.defaults.queryResponseInterval
 
-    @Option(help: "Last member query interval, seconds.")
+    @Option(parsing: .unconditional, help: "Last member query interval, seconds.")
     var lastMemberQueryInterval: String = RunSettings.defaults.lastMemberQueryInterval
 
-    @Option(help: "Last member query count (default: the robustness variable).")
+    @Option(parsing: .unconditional, help: "Last member query count (default: the robustness variable).")
     var lastMemberQueryCount: Int?
 
-    @Option(help: "Robustness variable.")
+    @Option(parsing: .unconditional, help: "Robustness variable.")
     var robustness: Int = RunSettings.defaults.robustness
 
     @Option(name: .customLong("vlan"), help: ArgumentHelp(
@@ -99,7 +136,7 @@ struct Run: ParsableCommand {
     @Option(help: "The source-specific multicast range: INCLUDE-mode membership only (RFC 4604).")
     var ssmRange: String = RunSettings.defaults.ssmRange
 
-    @Option(help: "The IPv6 source-specific multicast range: INCLUDE-mode membership only (RFC 4604; default ff3x::/32 of every scope).")
+    @Option(help: "The IPv6 source-specific multicast range: INCLUDE-mode membership only (RFC 4604; ff3x::/32 stands for ff3X::/32 of every scope X).")
     var mldSsmRange: String = RunSettings.defaults.mldSSMRange
 
     @Flag(help: "Flood traffic of unregistered groups in its VLAN instead of sending it to router ports only.")
@@ -112,25 +149,25 @@ struct Run: ParsableCommand {
                                valueName: "LIST"))
     var forwardReserved: String?
 
-    @Option(help: "Most MAC table entries.")
+    @Option(parsing: .unconditional, help: "Most MAC table entries.")
     var maxMacs: Int = RunSettings.defaults.maxMacs
 
-    @Option(help: "Most MAC table entries learned on one port.")
+    @Option(parsing: .unconditional, help: "Most MAC table entries learned on one port.")
     var maxMacsPerPort: Int = RunSettings.defaults.maxMacsPerPort
 
-    @Option(help: "Most groups in one VLAN.")
+    @Option(parsing: .unconditional, help: "Most groups in one VLAN.")
     var maxGroupsPerVlan: Int = RunSettings.defaults.maxGroupsPerVlan
 
-    @Option(help: "Most groups one port may join.")
+    @Option(parsing: .unconditional, help: "Most groups one port may join.")
     var maxGroupsPerPort: Int = RunSettings.defaults.maxGroupsPerPort
 
-    @Option(help: "Most sources one port may list for one group.")
+    @Option(parsing: .unconditional, help: "Most sources one port may list for one group.")
     var maxSourcesPerGroup: Int = RunSettings.defaults.maxSourcesPerGroup
 
-    @Option(help: "IGMP messages per second a port may send before they are dropped.")
+    @Option(parsing: .unconditional, help: "IGMP messages per second a port may send before they are dropped.")
     var igmpRate: Int = RunSettings.defaults.igmpRate
 
-    @Option(help: "MAC table aging time, seconds.")
+    @Option(parsing: .unconditional, help: "MAC table aging time, seconds.")
     var fdbAging: String = RunSettings.defaults.fdbAging
 
     @Option(help: "Path of the control socket.")
@@ -139,14 +176,14 @@ struct Run: ParsableCommand {
     @Flag(help: "Spin on the ports instead of sleeping until frames arrive: a core for lower latency and higher rates.")
     var busyPoll = false
 
-    @Option(help: "Forwarding threads, each with its own socket on every port (default: one per CPU the switch may run on, at most 4).")
+    @Option(parsing: .unconditional, help: "Forwarding threads, each with its own socket on every port (default: one per CPU the switch may run on, at most 4).")
     var threads: Int?
 
     @Option(help: ArgumentHelp("Bind forwarding thread i to the i-th CPU of LIST (e.g. 0,1 or 2-3). Thread i of n takes the flows whose first frame the kernel receives on CPUs i, i+n... (a veth's: its sender's CPU); by default each thread is bound to a CPU whose flows it does not take.",
                                valueName: "LIST"))
     var cpus: String?
 
-    @Option(help: ArgumentHelp("Receive ring of each packet socket, KiB (0: none, frames read with recvmmsg).",
+    @Option(parsing: .unconditional, help: ArgumentHelp("Receive ring of each packet socket, KiB (0: none, frames read with recvmmsg).",
                                valueName: "KiB"))
     var ringSize: Int = RunSettings.defaults.ringSize
 
@@ -173,7 +210,7 @@ struct Run: ParsableCommand {
           help: "Send a frame for several packet ports (a flood, a group's members) once, on one of them, and let the kernel clone it to the others (BPF on the TCX egress hook, Linux 6.6 or later); without it, the switch's threads send a copy to each port.")
     var egressReplication = true
 
-    @Option(help: ArgumentHelp("With the kernel fast path, a flow goes to the kernel once the switch decides one of its frames of at least BYTES, its way back with it (default \(DatapathOptions.defaultKernelFastPathFrameBytes): bulk traffic, which costs the switch's threads two copies a frame; 1: every flow).", valueName: "BYTES"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("With the kernel fast path, a flow goes to the kernel once the switch decides one of its frames of at least BYTES, its way back with it: bulk traffic, which costs the switch's threads two copies a frame (1: every flow).", valueName: "BYTES"))
     var kernelFastPathFrame: Int = DatapathOptions.defaultKernelFastPathFrameBytes
 
     @Flag(help: "Serve interfaces another running snoopswitch serves too (by default it is refused: each frame would go through both).")
@@ -221,6 +258,7 @@ struct Run: ParsableCommand {
         settings.nice = nice
         settings.kernelFastPathFrame = kernelFastPathFrame
         settings.logLevel = logLevel
+        settings.metrics = metrics
         return settings
     }
 
@@ -232,34 +270,34 @@ struct Run: ParsableCommand {
     }
 
     /// The settings of `--config FILE` with the command line's on top; `run`'s own parser
-    /// reads the file's lines.
-    static func configured(file path: String, commandLine: [String]) throws -> ConfigFile.Settings {
-        do {
+    /// reads the file's lines. A file that cannot be read exits 66, one that is wrong 64.
+    static func configured(file path: String, commandLine: [String]) throws(Failure) -> ConfigFile.Settings {
+        do throws(ConfigFile.Error) {
             return try ConfigFile.Settings(file: path, commandLine: commandLine) { arguments in
                 do {
                     return try Run.parse(arguments).settings
                 } catch {
-                    throw Failure(Run.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)")
+                    throw Failure.usage(Run.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)")
                 }
             }
         } catch {
-            throw Failure("\(error)")
+            throw Failure("\(error)", status: error.kind == .unreadable ? ExitStatus.noInput : ExitStatus.usage)
         }
     }
 
     func run() throws {
-        let configured = try config.map { try Run.configured(file: $0, commandLine: Run.commandLineArguments) }
+        let configured = try config.map { path throws(Failure) in try Run.configured(file: path, commandLine: Run.commandLineArguments) }
         let config: SwitchConfiguration, datapath: DatapathSettings
         do {
             if let configured {
-                config = try configured.switchConfiguration()
+                config = try configured.switchConfiguration(isLoopback: isLoopback)
                 datapath = try configured.datapath(cpuAllowed: cpuAllowed)
             } else {
-                config = try settings.switchConfiguration()
+                config = try settings.switchConfiguration(isLoopback: isLoopback)
                 datapath = try settings.datapath(cpuAllowed: cpuAllowed)
             }
         } catch {
-            throw Failure("\(error)")
+            throw Failure.usage("\(error)")
         }
         // The settings in force: the file's with the command line's on top (parsed once already).
         let run = try configured.map { try Run.parse($0.arguments) } ?? self
@@ -269,7 +307,7 @@ struct Run: ParsableCommand {
     /// Starts the switch these flags describe; `config` and `datapath` are their checked settings.
     private func start(_ config: SwitchConfiguration, _ datapath: DatapathSettings, configFile: ConfigFile.Settings?) throws {
         guard let level = Logger.Level(rawValue: datapath.logLevel) else {
-            throw Failure("--log-level '\(datapath.logLevel)' is not one of \(RunSettings.logLevels.joined(separator: ", "))")
+            throw Failure.usage("--log-level '\(datapath.logLevel)' is not one of \(RunSettings.logLevels.joined(separator: ", "))")
         }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -305,7 +343,7 @@ struct Run: ParsableCommand {
         }
         if let configFile {
             daemon.readConfiguration = {
-                try Run.configured(file: configFile.path, commandLine: configFile.commandLine).switchConfiguration()
+                try Run.configured(file: configFile.path, commandLine: configFile.commandLine).switchConfiguration(isLoopback: isLoopback)
             }
         }
         throw ExitCode(daemon.run())
@@ -351,13 +389,29 @@ func ask(_ request: ControlRequest, control: String) throws -> String {
 }
 
 /// A request made from the command line's words: what the switch would refuse is said here,
-/// before asking, in the switch's words.
+/// before asking, in the switch's words (a usage error).
 func checked<T>(_ make: () throws -> T) throws -> T {
     do {
         return try make()
     } catch {
-        throw Failure("\(error)")
+        throw Failure.usage("\(error)")
     }
+}
+
+/// Whether the interface `name` of this namespace is a loopback one (`lo`, or `lo` renamed):
+/// no switch port. False when there is no such interface (opening the port says so).
+func isLoopback(_ name: String) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var request = ifreq()
+    withUnsafeMutableBytes(of: &request.ifr_ifrn.ifrn_name) { raw in
+        let bytes = Array(name.utf8.prefix(raw.count - 1))
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+    guard ioctl(fd, UInt(SIOCGIFFLAGS), &request) == 0 else { return false }
+    return Int32(request.ifr_ifru.ifru_flags) & Int32(IFF_LOOPBACK) != 0
 }
 
 struct ControlOption: ParsableArguments {
@@ -371,11 +425,11 @@ struct PortCommand: ParsableCommand {
         subcommands: [Add.self, Del.self])
 
     struct Add: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Add a port: IFNAME[:pvid=N][:tagged=N,...][:router][:fast-leave][:query-guard].")
+        static let configuration = CommandConfiguration(abstract: "Add a port: IFNAME[:pvid=N][:tagged=N,...][:router][:fast-leave][:query-guard][:tap|:pcap].")
         @Argument var spec: String
         @OptionGroup var options: ControlOption
         func run() throws {
-            let port = try PortSpec.parse(spec)        // a bad SPEC is said here, before asking
+            let port = try checked { try PortSpec.parse(spec) }    // a bad SPEC is said here, before asking
             _ = try ask(.port(.add(port)), control: options.control)
         }
     }
@@ -404,12 +458,18 @@ struct MdbCommand: ParsableCommand {
         commandName: "mdb", abstract: "The group membership table of the running switch.",
         subcommands: [Flush.self, Add.self, Del.self])
 
+    /// The `--vlan` of these commands, checked.
+    static func vlan(_ number: Int) throws(Failure) -> VLANID {
+        guard let id = VLANID(number) else { throw Failure.usage("--vlan \(number) is not a VLAN from 1 to 4094") }
+        return id
+    }
+
     struct Flush: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Forget learned memberships (static ones stay).")
-        @Option(help: "Only in this VLAN.") var vlan: Int?
+        @Option(parsing: .unconditional, help: "Only in this VLAN.") var vlan: Int?
         @OptionGroup var options: ControlOption
         func run() throws {
-            let id = try checked { try vlan.map { try ControlRequest.vlan(String($0)) } }
+            let id = try vlan.map(MdbCommand.vlan)
             _ = try ask(.mdb(.flush(vlan: id)), control: options.control)
         }
     }
@@ -418,11 +478,11 @@ struct MdbCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "A static membership: PORT gets GROUP until it is deleted.")
         @Argument var port: String
         @Argument var group: String
-        @Option(help: "The VLAN (default 1).") var vlan: Int = 1
+        @Option(parsing: .unconditional, help: "The VLAN.") var vlan: Int = 1
         @OptionGroup var options: ControlOption
         func run() throws {
             let entry = try checked {
-                ControlRequest.StaticMembership(port: port, group: try ControlRequest.group(group), vlan: try ControlRequest.vlan(String(vlan)))
+                ControlRequest.StaticMembership(port: port, group: try ControlRequest.group(group), vlan: try MdbCommand.vlan(vlan))
             }
             _ = try ask(.mdb(.add(entry)), control: options.control)
         }
@@ -432,11 +492,11 @@ struct MdbCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete a static membership.")
         @Argument var port: String
         @Argument var group: String
-        @Option(help: "The VLAN (default 1).") var vlan: Int = 1
+        @Option(parsing: .unconditional, help: "The VLAN.") var vlan: Int = 1
         @OptionGroup var options: ControlOption
         func run() throws {
             let entry = try checked {
-                ControlRequest.StaticMembership(port: port, group: try ControlRequest.group(group), vlan: try ControlRequest.vlan(String(vlan)))
+                ControlRequest.StaticMembership(port: port, group: try ControlRequest.group(group), vlan: try MdbCommand.vlan(vlan))
             }
             _ = try ask(.mdb(.remove(entry)), control: options.control)
         }

@@ -22,6 +22,14 @@ final class PortSpecTests: XCTestCase {
             "h1:pvid=3:tagged=3": "VLAN 3 cannot be both the pvid and tagged",
             "h1:tagged=4,4": "VLAN 4 listed twice",
             "averyveryverylongname": "is not a valid interface name",
+            "h1:pvid=1:pvid=2": "pvid given twice",
+            "h1:router:router": "router given twice",
+            "h1:fast-leave:pvid=3:fast-leave": "fast-leave given twice",
+            "h1:tagged=3:tagged=4": "tagged given twice",
+            "h1:query-guard:query-guard": "query-guard given twice",
+            "h1:tap:tap": "tap given twice",
+            "lo": "lo is the loopback interface: loopback cannot be a switch port",
+            "lo:pvid=3": "lo is the loopback interface",
         ]
         for (spec, expected) in cases {
             XCTAssertThrowsError(try PortSpec.parse(spec)) { error in

@@ -78,12 +78,40 @@ final class RunSettingsTests: XCTestCase {
             (SettingError("cpus", "--cpus '1-0': expected CPU numbers and ranges such as 0,1 or 2-3"), { $0.cpus = "1-0" }),
             (SettingError("ring-size", "--ring-size takes 0 to 262144 KiB, not -1"), { $0.ringSize = -1 }),
             (SettingError("nice", "--nice takes -20 to 19, not 20"), { $0.nice = 20 }),
+            (SettingError("query-interval", "--query-interval '-1' is not a positive number of seconds"), { $0.queryInterval = "-1" }),
+            (SettingError("robustness", "--robustness must be from 1 to 7, not -1"), { $0.robustness = -1 }),
+            (SettingError("metrics", "--metrics '127.0.0.1' is not ADDRESS:PORT (an IPv4 address and a TCP port, such as 127.0.0.1:9100)"),
+             { $0.metrics = "127.0.0.1" }),
+            (SettingError("metrics", "--metrics '127.0.0.1:0' is not ADDRESS:PORT (an IPv4 address and a TCP port, such as 127.0.0.1:9100)"),
+             { $0.metrics = "127.0.0.1:0" }),
+            (SettingError("metrics", "--metrics 'localhost:9100': 'localhost' is not an IPv4 address"), { $0.metrics = "localhost:9100" }),
+            (SettingError("vlan", value: "10:querier:querier", "bad VLAN spec '10:querier:querier': querier given twice"),
+             { $0.vlans = ["10:querier:querier"] }),
+            (SettingError("vlan", value: "10:no-querier:querier", "bad VLAN spec '10:no-querier:querier': no-querier and querier both given"),
+             { $0.vlans = ["10:no-querier:querier"] }),
+            (SettingError("vlan", value: "10:igmp-version=2:igmp-version=3",
+                          "bad VLAN spec '10:igmp-version=2:igmp-version=3': igmp-version given twice"),
+             { $0.vlans = ["10:igmp-version=2:igmp-version=3"] }),
+            (SettingError("port", value: "h3:router:router", "bad port spec 'h3:router:router': router given twice"),
+             { $0.ports.append("h3:router:router") }),
         ]
         for (expected, change) in cases {
             XCTAssertEqual(error(change), expected, expected.message)
         }
         XCTAssertEqual(error { $0.forwardReserved = "pause" }?.setting, "forward-reserved")
         XCTAssertNil(error { _ in })
+        XCTAssertNil(error { $0.metrics = "127.0.0.1:9100"; $0.vlans = ["10:querier:no-igmp-querier:igmp-version=2:mld-version=1"] })
+    }
+
+    /// A loopback interface, whatever its name, is no port (a TAP of that name would be
+    /// created, not opened: refused by the kernel, not here).
+    func testALoopbackInterfaceIsNoPort() {
+        let settings = settings { $0.ports.append("lo2") }
+        XCTAssertThrowsError(try settings.switchConfiguration(isLoopback: { $0 == "lo2" })) {
+            XCTAssertEqual($0 as? SettingError, SettingError("port", value: "lo2",
+                "bad port spec 'lo2': lo2 is the loopback interface: loopback cannot be a switch port (what is sent on it comes back to this host only)"))
+        }
+        XCTAssertNoThrow(try settings.switchConfiguration(isLoopback: { _ in false }))
     }
 
     // MARK: - The configuration file
@@ -185,11 +213,25 @@ final class RunSettingsTests: XCTestCase {
         XCTAssertNil(try failure(head + "query-interval 5\nquery-response-interval 2\n"))
     }
 
-    func testAnUnreadableFileIsNamed() {
-        let path = directory.appendingPathComponent("missing.conf").path
-        XCTAssertThrowsError(try ConfigFile.Settings(file: path, commandLine: [], parse: parse)) {
-            XCTAssertEqual("\($0)", "\(path): cannot read the configuration file")
-            XCTAssertEqual(($0 as? ConfigFile.Error)?.line, nil)
+    /// An unreadable file is named with the system's reason, and told from a wrong one.
+    func testAnUnreadableFileIsNamedWithItsReason() throws {
+        let missing = directory.appendingPathComponent("missing.conf").path
+        for (path, reason) in [(missing, "No such file or directory"), (directory.path, "Is a directory")] {
+            XCTAssertThrowsError(try ConfigFile.Settings(file: path, commandLine: [], parse: parse)) {
+                XCTAssertEqual("\($0)", "\(path): cannot read the configuration file: \(reason)")
+                XCTAssertEqual(($0 as? ConfigFile.Error)?.line, nil)
+                XCTAssertEqual(($0 as? ConfigFile.Error)?.kind, .unreadable)
+            }
+        }
+        let wrong = try file("port h1\nbogus-setting\n")
+        XCTAssertThrowsError(try ConfigFile.Settings(file: wrong, commandLine: [], parse: parse)) {
+            XCTAssertEqual(($0 as? ConfigFile.Error)?.kind, .content)
+        }
+        let binary = directory.appendingPathComponent("binary.conf").path
+        try Data([0x70, 0xff, 0xfe, 0x0a]).write(to: URL(fileURLWithPath: binary))
+        XCTAssertThrowsError(try ConfigFile.Settings(file: binary, commandLine: [], parse: parse)) {
+            XCTAssertEqual("\($0)", "\(binary): not UTF-8 text")
+            XCTAssertEqual(($0 as? ConfigFile.Error)?.kind, .content)
         }
     }
 }
