@@ -523,11 +523,15 @@ struct Capture: ParsableCommand {
     @Argument(help: "The pcapng file to write.") var file: String
     @Option(help: "Only this port's frames (default: every port).") var port: String?
     @Flag(help: "Only IGMP, MLD, PIM and multicast router discovery frames.") var controlOnly = false
-    @Option(help: "Stop after this many frames.") var count: Int?
-    @Option(help: "Stop after this many seconds.") var duration: Double?
+    @Option(parsing: .unconditional, help: "Stop after this many frames.") var count: Int?
+    @Option(parsing: .unconditional, help: "Stop after this many seconds.") var duration: Double?
     @OptionGroup var options: ControlOption
 
     func run() throws {
+        if let count, count < 1 { throw Failure.usage("--count must be at least 1, not \(count)") }
+        if let duration, !(duration > 0) || !duration.isFinite {
+            throw Failure.usage("--duration '\(duration)' is not a positive number of seconds")
+        }
         let fd: Int32
         do {
             fd = try ControlClient.open(.capture(.init(port: port, controlOnly: controlOnly)), path: options.control)

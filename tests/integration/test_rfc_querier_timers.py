@@ -103,7 +103,9 @@ def test_pim_goodbye_keeps_a_port_a_query_taught(four):
     igmp-query. A hello with holdtime 0xFFFF on h3 makes a router port that never expires."""
     sw = four.start_switch()
     h3, h4 = four["h3"], four["h4"]
-    h4.send_frames([igmp_query(h4.mac, h4.addr, version=3, max_resp=1.0)])
+    # Its QQIC of 125 s: the router port lasts the querier's own other querier present
+    # interval, 2 x 125 + 1 / 2 = 250.5 s (RFC 3376 8.5).
+    h4.send_frames([igmp_query(h4.mac, h4.addr, version=3, max_resp=1.0, qqic=125)])
     h4.send_frames([pim_hello(h4.mac, h4.addr, holdtime=1000)])
     sw.wait_status(lambda s: (router_ports(s).get("h4") or {}).get("reason") == "pim-hello", timeout=3,
                    what="h4 a router port by its hello (1000 s outlasts the query's 255 s)")
