@@ -27,6 +27,7 @@ import time
 
 import pytest
 
+import kernel_features
 from lab import igmp_of, igmp_query, members, random_marker, sh, wait_until
 from mld6 import (ALL_NODES, IS_EX, MRD_SOLICITATION, TO_EX, TO_IN, addresses6, eui64_link_local,
                   global_addr, group6, groups6, icmp6_in, ip6, ipv6_up, member6, members6,
@@ -146,6 +147,11 @@ def test_joined_hosts_receive_group_traffic_others_see_none(six, mld, group):
     cap3.stop(settle=0.2)
     leaked = udp6_in(cap3, group)
     assert leaked == [], f"h3 did not join {group} but saw {len(leaked)} of its datagrams: {leaked[:2]}"
+    if kernel_features.has("tcx"):
+        # Two members: each datagram is sent once and the kernel clones it to the other port
+        # (egress replication), for IPv6 as for IPv4.
+        cloned = sw.status()["datapath"]["cloned_frames"]
+        assert cloned >= 20, f"{cloned} frames cloned for 20 datagrams to two members: no egress replication"
 
 
 @pytest.mark.parametrize("mld", [2, 1], ids=["mldv2-to-in", "mldv1-done"])
@@ -700,7 +706,7 @@ def test_tcp_over_ipv6_is_carried_intact(six, suffix):
     all of it arrives, intact; through packet ports (virtio-net headers) and through :pcap
     ports (the switch finishes checksums and cuts GSO frames itself, as test_pcap_ports.py
     checks for IPv4)."""
-    six.start_switch(port_suffix=suffix)
+    sw = six.start_switch(port_suffix=suffix)
     h1, h2 = six["h1"], six["h2"]
     ipv6_up(h1)
     ipv6_up(h2)
@@ -712,6 +718,11 @@ def test_tcp_over_ipv6_is_carried_intact(six, suffix):
     assert err is None and got == 8 << 20 and intact, \
         f"received {got} of {8 << 20} bytes, intact {intact}, error {err}; largest frame h1 sent: {biggest}"
     assert biggest > 1514, "h1 never sent a frame larger than the MTU: GSO was not exercised"
+    if suffix is None and kernel_features.has("tcx"):
+        # A bulk flow between packet ports goes to the kernel fast path, its way back with it,
+        # whatever the network layer.
+        flows = sw.status()["datapath"]["kernel_flows"]
+        assert flows >= 2, f"{flows} kernel flows after an 8 MiB IPv6 transfer: the fast path did not take it"
 
 
 def test_all_nodes_is_flooded_and_never_snooped(six):
