@@ -1860,3 +1860,16 @@ def start_vm(lab: "Lab", ifname: str, mac: str, kernel: Path, initrd: Path, appe
             raise AssertionError(f"no tap {ifname} {timeout:.0f}s after starting qemu\n{vm.describe()}")
         time.sleep(0.1)
     return vm
+
+
+def tshark_fields(path, fields: Iterable[str]) -> list[dict[str, str]]:
+    """Every frame of a capture file as tshark decodes it (`tshark -r FILE -T fields`): a dict
+    of `fields`, empty where tshark's dissectors found no such field (igmp.type is set only for
+    frames decoded as IGMP). Fails the test if tshark cannot read the file."""
+    fields = list(fields)
+    args = ["tshark", "-n", "-r", str(path), "-T", "fields"]
+    for f in fields:
+        args += ["-e", f]
+    r = sh(*args, check=False, timeout=60)
+    assert r.returncode == 0, f"tshark -r {path} exited {r.returncode}: {r.stderr.strip()[-500:]}"
+    return [dict(zip(fields, line.split("\t"))) for line in r.stdout.splitlines() if line.strip()]

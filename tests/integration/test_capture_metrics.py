@@ -13,7 +13,7 @@ import time
 import pytest
 
 import kernel_features
-from lab import binary_path, http_get, members, port_entry, random_marker, sh, wait_until
+from lab import binary_path, http_get, members, port_entry, random_marker, sh, tshark_fields, wait_until
 
 G1, G2, G3 = "239.3.3.1", "239.3.3.2", "239.3.3.3"
 PORT = 5090
@@ -28,16 +28,7 @@ MLD_TYPES = {"130", "131", "132", "143", "151", "152", "153"}
 
 
 def tshark_frames(path) -> list[dict[str, str]]:
-    """Every frame of a pcapng file as tshark decodes it (`tshark -r FILE -T fields`): a
-    dict of FIELDS, empty where tshark's dissectors found no such field (igmp.type is set
-    only for frames decoded as IGMP). Fails the test if tshark cannot read the file."""
-    args = ["tshark", "-n", "-r", str(path), "-T", "fields"]
-    for f in FIELDS:
-        args += ["-e", f]
-    r = sh(*args, check=False, timeout=60)
-    assert r.returncode == 0, f"tshark -r {path} exited {r.returncode}: {r.stderr.strip()[-500:]}"
-    return [dict(zip(FIELDS, line.split("\t"))) for line in r.stdout.splitlines() if line.strip()]
-
+    return tshark_fields(path, FIELDS)
 
 def test_capture_files_open_in_tshark_with_igmp_decoded(four):
     """Three captures at once while h1 and h2 join, h4 sends 20 datagrams to h1's group,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lab import binary_path, sh, wait_until
+from lab import binary_path, sh, tshark_fields, wait_until
 
 G1 = "239.6.8.1"
 PORT = 5072
@@ -73,12 +73,7 @@ FIELDS = ("frame.interface_name", "frame.packet_flags_direction", "eth.dst", "ip
 
 
 def tshark_frames(path) -> list[dict[str, str]]:
-    args = ["tshark", "-n", "-r", str(path), "-T", "fields"]
-    for f in FIELDS:
-        args += ["-e", f]
-    r = sh(*args, check=False, timeout=60)
-    assert r.returncode == 0, f"tshark -r {path} exited {r.returncode}: {r.stderr.strip()[-500:]}"
-    return [dict(zip(FIELDS, line.split("\t"))) for line in r.stdout.splitlines() if line.strip()]
+    return tshark_fields(path, FIELDS)
 
 
 def direction(frame: dict[str, str]) -> int:
