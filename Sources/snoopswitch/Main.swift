@@ -57,7 +57,7 @@ struct SnoopSwitch: ParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "snoopswitch",
-        abstract: "A user-space IGMP snooping Ethernet switch.",
+        abstract: "A user-space IGMP and MLD snooping Ethernet switch.",
         version: "snoopswitch \(version)",
         subcommands: [Run.self, Status.self, PortCommand.self, FdbCommand.self, MdbCommand.self, Capture.self])
 }
@@ -164,7 +164,7 @@ struct Run: ParsableCommand {
     @Option(parsing: .unconditional, help: "Most sources one port may list for one group.")
     var maxSourcesPerGroup: Int = RunSettings.defaults.maxSourcesPerGroup
 
-    @Option(parsing: .unconditional, help: "IGMP messages per second a port may send before they are dropped.")
+    @Option(parsing: .unconditional, help: "IGMP and MLD messages per second a port may send (one budget for both) before they are dropped.")
     var igmpRate: Int = RunSettings.defaults.igmpRate
 
     @Option(parsing: .unconditional, help: "MAC table aging time, seconds.")
