@@ -143,12 +143,7 @@ public final class SnoopingSwitch {
             igmp.querier.addVLAN(vlan, configuration: configuration.querier(in: vlan), at: now)
             mld.querier.addVLAN(vlan, configuration: configuration.mldQuerier(in: vlan), at: now)
         }
-        if port.fastLeave { fastLeavePorts.insert(id) }
-        if port.queryGuard { queryGuardPorts.insert(id) }
-        if port.isStaticRouterPort {
-            igmp.routers.setStatic(id, true)
-            mld.routers.setStatic(id, true)
-        }
+        setFlags(of: id, fastLeave: port.fastLeave, queryGuard: port.queryGuard, staticRouter: port.isStaticRouterPort)
         if up { linkUp.insert(id) }
         return id
     }
@@ -162,10 +157,7 @@ public final class SnoopingSwitch {
         for vlan in port.vlans { vlanPorts[Int(vlan.rawValue)].remove(id) }
         if let pvid = port.pvid { untaggedPorts[Int(pvid.rawValue)].remove(id) }
         portsRemoved &+= 1
-        fastLeavePorts.remove(id)
-        queryGuardPorts.remove(id)
-        igmp.routers.setStatic(id, false)
-        mld.routers.setStatic(id, false)
+        setFlags(of: id, fastLeave: false, queryGuard: false, staticRouter: false)
         pvids[id.index] = nil
         ports[id.index] = nil
     }
@@ -177,20 +169,22 @@ public final class SnoopingSwitch {
     public func updatePort(_ id: PortID, with new: PortConfiguration) -> Bool {
         guard id.index < ports.count, let old = ports[id.index], old.isSamePort(flagsAside: new) else { return false }
         ports[id.index] = new
-        if new.fastLeave { fastLeavePorts.insert(id) } else { fastLeavePorts.remove(id) }
-        if new.queryGuard {
-            queryGuardPorts.insert(id)
-            // What a router behind it taught goes: a guarded port cannot be a learned router port.
-            if !old.queryGuard {
-                igmp.routers.removeAll(on: id)
-                mld.routers.removeAll(on: id)
-            }
-        } else {
-            queryGuardPorts.remove(id)
+        // What a router behind it taught goes: a guarded port cannot be a learned router port.
+        if new.queryGuard && !old.queryGuard {
+            igmp.routers.removeAll(on: id)
+            mld.routers.removeAll(on: id)
         }
-        igmp.routers.setStatic(id, new.isStaticRouterPort)
-        mld.routers.setStatic(id, new.isStaticRouterPort)
+        setFlags(of: id, fastLeave: new.fastLeave, queryGuard: new.queryGuard, staticRouter: new.isStaticRouterPort)
         return true
+    }
+
+    /// A port's flags in the sets the frames are decided with (a static router port is one for
+    /// IPv4 and IPv6 routers both): at add, at update, and all off at remove.
+    private func setFlags(of id: PortID, fastLeave: Bool, queryGuard: Bool, staticRouter: Bool) {
+        if fastLeave { fastLeavePorts.insert(id) } else { fastLeavePorts.remove(id) }
+        if queryGuard { queryGuardPorts.insert(id) } else { queryGuardPorts.remove(id) }
+        igmp.routers.setStatic(id, staticRouter)
+        mld.routers.setStatic(id, staticRouter)
     }
 
     static func macSweepPeriod(_ aging: Duration) -> Duration { max(.seconds(1), aging / 4) }
@@ -199,7 +193,6 @@ public final class SnoopingSwitch {
         igmp.snoops[Int(vlan.rawValue)] = configuration.snoops(vlan)
         mld.snoops[Int(vlan.rawValue)] = configuration.snoopsMLD(vlan)
     }
-
 
     /// Whether frames in `vlan` leave `port` with a tag: all but the port's pvid.
     public func egressTagged(_ port: PortID, vlan: VLANID) -> Bool { pvids[port.index] != vlan }
