@@ -219,10 +219,7 @@ extension StatusReport.Configuration {
             Querier(enabled: settings.enabled, address: settings.address.description, version: settings.version.rawValue)
         }
         igmpQuerier = querier(configuration.querier)
-        // MLD's :: stands for the switch MAC's link-local address, as in each VLAN.
-        var mld = configuration.mldQuerier
-        if mld.address == .any { mld.address = .linkLocal(eui64From: configuration.switchMAC) }
-        mldQuerier = querier(mld)
+        mldQuerier = querier(configuration.mldQuerierInForce)
         floodUnregistered = configuration.floodUnregistered
         floodSolicitedNode = configuration.floodSolicitedNode
         ssmRange = configuration.ssmRange.description

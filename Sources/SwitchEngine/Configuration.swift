@@ -173,10 +173,18 @@ extension SwitchConfiguration {
     /// link-local address (RFC 4291 appendix A), which is what a host of that MAC would have.
     public func mldQuerier(in vlan: VLANID) -> QuerierSettings<MLD> {
         let settings = vlans[vlan] ?? VLANSettings()
-        let address = settings.mldQuerierAddress ?? mldQuerier.address
-        return QuerierSettings(enabled: settings.mldQuerier ?? settings.querier ?? mldQuerier.enabled,
-                               address: address == .any ? IPv6Address.linkLocal(eui64From: switchMAC) : address,
-                               version: settings.mldVersion ?? mldQuerier.version)
+        let global = mldQuerierInForce
+        return QuerierSettings(enabled: settings.mldQuerier ?? settings.querier ?? global.enabled,
+                               address: settings.mldQuerierAddress ?? global.address,
+                               version: settings.mldVersion ?? global.version)
+    }
+
+    /// The switch-wide MLD querier settings with the default source resolved: `mldQuerier`
+    /// with :: replaced by the switch MAC's link-local address.
+    public var mldQuerierInForce: QuerierSettings<MLD> {
+        var settings = mldQuerier
+        if settings.address == .any { settings.address = .linkLocal(eui64From: switchMAC) }
+        return settings
     }
 
     public func snoops(_ vlan: VLANID) -> Bool { vlans[vlan]?.snooping ?? true }

@@ -74,9 +74,15 @@ extension SnoopingSwitch {
         var query = query
         query.robustness = configuration.timers.robustness
         query.queryIntervalSeconds = Int(configuration.timers.queryInterval.nanoseconds / 1_000_000_000)
-        let source = state.querier.configuration(in: vlan)?.address ?? P.querier(in: vlan, of: configuration).address
         let ports = activePorts(in: vlan)
-        if !ports.isEmpty { originate(P.queryFrame(query, from: configuration.switchMAC, source: source), to: ports, in: vlan) }
+        if !ports.isEmpty {
+            originate(P.queryFrame(query, from: configuration.switchMAC, source: ourAddress(in: vlan, state)), to: ports, in: vlan)
+        }
+    }
+
+    /// The source of the frames the switch sends in `vlan` for one protocol: its querier's address there.
+    func ourAddress<P>(in vlan: VLANID, _ state: SnoopedProtocol<P>) -> P.Address {
+        state.querier.configuration(in: vlan)?.address ?? P.querier(in: vlan, of: configuration).address
     }
 
     /// RFC 4286 section 5: a snooping switch solicits advertisements when it starts, so that it
@@ -85,15 +91,14 @@ extension SnoopingSwitch {
         for vlan in vlans {
             let ports = activePorts(in: vlan)
             guard !ports.isEmpty else { continue }
-            let source = igmp.querier.configuration(in: vlan)?.address ?? configuration.querier.address
-            originate(IGMP.routerSolicitation(from: configuration.switchMAC, source: source), to: ports, in: vlan)
-            counters.sent.add(.mrdSolicitation)
-            if mld.snoops[Int(vlan.rawValue)] {
-                let source6 = mld.querier.configuration(in: vlan)?.address ?? configuration.mldQuerier(in: vlan).address
-                originate(MLD.routerSolicitation(from: configuration.switchMAC, source: source6), to: ports, in: vlan)
-                counters.mldSent.add(.mrdSolicitation)
-            }
+            solicitRouters(in: vlan, to: ports, igmp)
+            if mld.snoops[Int(vlan.rawValue)] { solicitRouters(in: vlan, to: ports, mld) }
         }
+    }
+
+    private func solicitRouters<P>(in vlan: VLANID, to ports: PortSet, _ state: SnoopedProtocol<P>) {
+        originate(P.routerSolicitation(from: configuration.switchMAC, source: ourAddress(in: vlan, state)), to: ports, in: vlan)
+        counters[keyPath: state.sent].add(.mrdSolicitation)
     }
 
     /// The 802.1p priority of the frames the switch originates, where they leave tagged:
