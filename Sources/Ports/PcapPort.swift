@@ -88,27 +88,26 @@ public final class PcapPort {
 public enum SoftwareOffload {
     /// Where a frame's IPv4 header starts, after at most one 802.1Q tag; nil if not IPv4.
     static func ipv4Offset(_ frame: UnsafeRawBufferPointer) -> Int? {
-        guard frame.count >= 14 + 20 else { return nil }
-        var offset = 12
-        var type = frame.readUInt16(at: offset)
-        if type == EtherType.vlan, frame.count >= 18 + 20 {
-            offset += 4
-            type = frame.readUInt16(at: offset)
-        }
-        guard type == EtherType.ipv4, frame[offset + 2] >> 4 == 4 else { return nil }
-        return offset + 2
+        guard let ip = networkOffset(frame, etherType: EtherType.ipv4, headerLength: 20), frame[ip] >> 4 == 4 else { return nil }
+        return ip
     }
 
     /// Where a frame's IPv6 header starts, after at most one 802.1Q tag, when UDP or TCP follows
     /// it directly (no extension header); nil otherwise.
     static func ipv6Offset(_ frame: UnsafeRawBufferPointer) -> Int? {
-        var offset = 12
-        guard frame.count >= 14 + 40 else { return nil }
-        if frame.readUInt16(at: offset) == EtherType.vlan { offset += 4 }
-        guard frame.count >= offset + 2 + 40, frame.readUInt16(at: offset) == EtherType.ipv6,
-              frame[offset + 2] >> 4 == 6 else { return nil }
-        let next = frame[offset + 2 + 6]
+        guard let ip = networkOffset(frame, etherType: EtherType.ipv6, headerLength: 40), frame[ip] >> 4 == 6 else { return nil }
+        let next = frame[ip + 6]
         guard next == IPv6HeaderView.NextHeader.udp || next == IPv6HeaderView.NextHeader.tcp else { return nil }
+        return ip
+    }
+
+    /// Where the network header of `etherType` starts, after at most one 802.1Q tag, when the
+    /// frame holds `headerLength` bytes of it; nil otherwise.
+    private static func networkOffset(_ frame: UnsafeRawBufferPointer, etherType: UInt16, headerLength: Int) -> Int? {
+        guard frame.count >= 14 + headerLength else { return nil }
+        var offset = 12
+        if frame.readUInt16(at: offset) == EtherType.vlan { offset += 4 }
+        guard frame.count >= offset + 2 + headerLength, frame.readUInt16(at: offset) == etherType else { return nil }
         return offset + 2
     }
 
